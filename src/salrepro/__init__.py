@@ -1,0 +1,22 @@
+"""salrepro: reference replication of SAL (Selective Adaptive Learning,
+Liu, Yang, Zou, arXiv 2601.21561).
+
+    import salrepro
+    data = salrepro.load_dataset("digits")
+    model = salrepro.build_model("sal", data.in_features, data.num_classes, areas=16)
+    history = salrepro.train(model, data, epochs=25, batch_size=16, lr=1e-4, seed=0)
+
+Modules: `sal` (the method), `baselines` (bp, moe, fa, dfa), `nets` (the
+shared network shapes), `models` (build_model, count_parameters), `train`
+(the training loop), `data` (the paper's ten datasets).
+"""
+
+from .models import METHODS, OPTIONS, ParameterCount, build_model, count_parameters, describe
+from .train import evaluate, train
+
+try:  # the data layer
+    from .data import DATASETS, Dataset, load_dataset
+except ImportError:  # pragma: no cover - only while data.py is being written
+    pass
+
+__version__ = "0.1.0"

@@ -1,0 +1,226 @@
+"""The baselines SAL is compared with, on the same network shapes.
+
+- `BPNet`   (method "bp"): one area per layer, trained by autograd
+  backpropagation on mean cross-entropy, plain SGD.
+- `MoENet`  (method "moe"): the SAL layers replaced by K dense experts and a
+  learned softmax gate, top-1 routing, each expert's output scaled by its gate
+  probability so the gate learns; trained end to end with backpropagation on
+  cross-entropy plus a Switch-style load-balancing loss.
+- `FeedbackNet` (methods "fa" and "dfa"): a one-area net trained by feedback
+  alignment, written as plain matrices and explicit tensor algebra, without
+  any of the area machinery of `sal.py`:
+    fa:  the error travels layer to layer backwards, each layer's weight
+         replaced by a fixed random matrix of the same shape (Lillicrap 2016);
+    dfa: the output error reaches every layer directly through a fixed random
+         (C x out) matrix (Nokland 2016), i.e. SAL with one area everywhere.
+  Because it shares no code with `SALNet`, "SAL with one area equals dfa" is
+  a real cross-check.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .nets import RESIDUAL, Net, branch, combine, init_area_weights, init_matrix, layer_generator, phi_prime, random_feedback, widths_for
+from .sal import Groups, area_forward
+
+
+# ---------------------------------------------------------------------------
+# Dense layer in the area layout (K = 1), shared by BP, FA and DFA
+# ---------------------------------------------------------------------------
+class DenseLayer(nn.Module):
+    """A plain layer stored in the area layout: weight (1, out, in), bias (1, out).
+
+    `feedback`, when present, is a frozen matrix: (C, out) for dfa (output
+    error -> this layer), (out, in) for fa (stands in for this layer's weight
+    when the error travels back through it).
+    """
+
+    def __init__(self, in_features, out_features, *, init, seed, index, device=None, dtype=None):
+        super().__init__()
+        kw = dict(device=device, dtype=dtype)
+        self.in_features, self.out_features, self.num_areas = in_features, out_features, 1
+        self.weight = nn.Parameter(torch.empty(1, out_features, in_features, **kw))
+        self.bias = nn.Parameter(torch.empty(1, out_features, **kw))
+        init_area_weights(self.weight, self.bias, init, layer_generator(seed, index, 0))
+        self.register_buffer("feedback", None)
+
+    def set_feedback(self, rows: int, cols: int, scale: float, seed: int, index: int) -> None:
+        meta = self.weight.device.type == "meta"
+        fb = torch.empty(rows, cols, device="meta") if meta else random_feedback(rows, cols, scale, layer_generator(seed, index, 1))
+        self.register_buffer("feedback", fb.to(device=self.weight.device, dtype=self.weight.dtype))
+
+    def forward(self, x):
+        return F.linear(x, self.weight[0], self.bias[0])
+
+    def branch_out(self, role, x):
+        return branch(role, self(x))
+
+    def extra_repr(self):
+        return f"in={self.in_features}, out={self.out_features}"
+
+
+def dense_layers(in_features, num_classes, hidden, depth, *, init, seed, device, dtype) -> nn.ModuleList:
+    return nn.ModuleList(
+        DenseLayer(n, m, init=init, seed=seed, index=i, device=device, dtype=dtype)
+        for i, (n, m) in enumerate(widths_for(in_features, num_classes, hidden, depth))
+    )
+
+
+def sgd_(params, grads, lr: float) -> None:
+    """Plain SGD: no momentum, no weight decay (paper 4.1)."""
+    with torch.no_grad():
+        for p, g in zip(params, grads):
+            if g is not None:
+                p.sub_(g, alpha=lr)
+
+
+# ---------------------------------------------------------------------------
+# Backpropagation
+# ---------------------------------------------------------------------------
+class BPNet(Net):
+    method = "bp"
+
+    def __init__(self, in_features, num_classes, *, hidden=256, depth=2, seed=0, init="kaiming_normal", device=None, dtype=None):
+        super().__init__(in_features, num_classes, hidden, depth, 1)
+        self.layers = dense_layers(in_features, num_classes, hidden, depth, init=init, seed=seed, device=device, dtype=dtype)
+
+    def train_step(self, x, y, lr):
+        y = self.check_y(x, y)
+        params = list(self.parameters())
+        loss = F.cross_entropy(self(x), y)
+        sgd_(params, torch.autograd.grad(loss, params), lr)  # .grad is never populated
+        return float(loss.detach())
+
+
+# ---------------------------------------------------------------------------
+# Mixture of experts
+# ---------------------------------------------------------------------------
+class MoELayer(nn.Module):
+    """K dense experts and a softmax gate, top-1.
+
+    Tensors: weight (K, out, in), bias (K, out), gate (K, in). A sample goes to
+    k = argmax softmax(gate x); its output is p_k * phi(W[k] x + b[k]).
+    """
+
+    def __init__(self, in_features, out_features, experts, *, init, seed, index, device=None, dtype=None):
+        super().__init__()
+        kw = dict(device=device, dtype=dtype)
+        self.in_features, self.out_features, self.num_areas = in_features, out_features, experts
+        self.weight = nn.Parameter(torch.empty(experts, out_features, in_features, **kw))
+        self.bias = nn.Parameter(torch.empty(experts, out_features, **kw))
+        self.gate = nn.Parameter(torch.empty(experts, in_features, **kw))
+        init_area_weights(self.weight, self.bias, init, layer_generator(seed, index, 0))
+        init_matrix(self.gate, init, layer_generator(seed, index, 1))
+        self.last_balance = None  # load-balancing loss of the last forward
+
+    def gate_probs(self, x):
+        return torch.softmax(x @ self.gate.T, dim=1)
+
+    def route(self, x):
+        return torch.argmax(self.gate_probs(x), dim=1)
+
+    def branch_out(self, role, x):
+        probs = self.gate_probs(x)
+        areas = torch.argmax(probs, dim=1)
+        groups = Groups.of(areas, self.num_areas)
+        a = area_forward(x, self.weight, self.bias, groups if self.num_areas > 1 else None)
+        p = probs.gather(1, areas.unsqueeze(1))  # gate probability of the chosen expert
+        # Switch load balancing: K * sum_k f_k P_k, f = fraction routed, P = mean prob.
+        f = groups.counts.to(probs.dtype) / x.shape[0]
+        self.last_balance = self.num_areas * (f * probs.mean(0)).sum()
+        return p * branch(role, a)
+
+
+class MoENet(Net):
+    """Options: balance_coef [0.01], init ["kaiming_normal"]."""
+
+    method = "moe"
+
+    def __init__(self, in_features, num_classes, *, hidden=256, depth=2, areas=1, seed=0, balance_coef=0.01,
+                 init="kaiming_normal", device=None, dtype=None):
+        super().__init__(in_features, num_classes, hidden, depth, areas)
+        self.balance_coef = balance_coef
+        for i, (n, m) in enumerate(widths_for(in_features, num_classes, hidden, depth)):
+            if i == depth - 1:
+                self.layers.append(DenseLayer(n, m, init=init, seed=seed, index=i, device=device, dtype=dtype))
+            else:
+                self.layers.append(MoELayer(n, m, areas, init=init, seed=seed, index=i, device=device, dtype=dtype))
+
+    def moe_layers(self):
+        return [layer for layer in self.layers if isinstance(layer, MoELayer)]
+
+    def balance_loss(self) -> torch.Tensor:
+        return sum(layer.last_balance for layer in self.moe_layers())
+
+    @torch.no_grad()
+    def route(self, x):
+        """Expert index of each sample, per MoE layer {layer index: (B,)}."""
+        h, out = self.check_x(x), {}
+        for i, (layer, role) in enumerate(zip(self.layers, self.roles)):
+            if isinstance(layer, MoELayer):
+                out[i] = layer.route(h)
+            h = combine(role, h, layer.branch_out(role, h))
+        return out
+
+    def train_step(self, x, y, lr):
+        y = self.check_y(x, y)
+        params = list(self.parameters())
+        ce = F.cross_entropy(self(x), y)
+        loss = ce + self.balance_coef * self.balance_loss()
+        sgd_(params, torch.autograd.grad(loss, params), lr)
+        return float(ce.detach())
+
+
+# ---------------------------------------------------------------------------
+# Feedback alignment (fa) and direct feedback alignment (dfa)
+# ---------------------------------------------------------------------------
+class FeedbackNet(Net):
+    """Options: divisor ["batch"] ("batch" = mean over the batch, "area" is the
+    same with one area, "sum" = no averaging), feedback_scale [1.0],
+    init ["kaiming_normal"]."""
+
+    def __init__(self, in_features, num_classes, *, mode, hidden=256, depth=2, seed=0, divisor="batch",
+                 feedback_scale=1.0, init="kaiming_normal", device=None, dtype=None):
+        super().__init__(in_features, num_classes, hidden, depth, 1)
+        self.method, self.divisor = mode, divisor
+        self.layers = dense_layers(in_features, num_classes, hidden, depth, init=init, seed=seed, device=device, dtype=dtype)
+        for i, layer in enumerate(self.layers):
+            if mode == "dfa" and layer.out_features != num_classes:
+                layer.set_feedback(num_classes, layer.out_features, feedback_scale, seed, i)
+            if mode == "fa" and i > 0:  # the first layer passes no error on
+                layer.set_feedback(layer.out_features, layer.in_features, feedback_scale, seed, i)
+
+    @torch.no_grad()
+    def forward(self, x):
+        return super().forward(x)
+
+    @torch.no_grad()
+    def train_step(self, x, y, lr):
+        y = self.check_y(x, y)
+        xs, pre, h = [], [], self.check_x(x)
+        for layer, role in zip(self.layers, self.roles):
+            a = h @ layer.weight[0].T + layer.bias[0]
+            xs.append(h)
+            pre.append(a)
+            h = combine(role, h, branch(role, a))
+        loss = F.cross_entropy(h, y)
+        e = torch.softmax(h, dim=1) - F.one_hot(y, self.num_classes).to(h.dtype)
+        scale = lr if self.divisor == "sum" else lr / x.shape[0]
+        g = e  # fa: error with respect to the current layer's output
+        for i in reversed(range(self.depth)):
+            layer, role = self.layers[i], self.roles[i]
+            d = phi_prime(role, pre[i])
+            if self.method == "dfa":
+                delta = e if layer.feedback is None else e @ layer.feedback
+                delta = delta if d is None else delta * d
+            else:
+                delta = g if d is None else g * d
+                if i > 0:  # pass the error on through the fixed matrix, not the weight
+                    back = delta @ layer.feedback
+                    g = g + back if role == RESIDUAL else back
+            layer.weight[0].sub_(delta.T @ xs[i], alpha=scale)
+            layer.bias[0].sub_(delta.sum(0), alpha=scale)
+        return float(loss)

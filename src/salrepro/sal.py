@@ -58,6 +58,13 @@ class Groups:
     counts: torch.Tensor  # (K,) samples per area
     offsets: torch.Tensor  # (K,) int32 cumulative counts (grouped_mm's offs)
 
+    @property
+    def sizes(self) -> list[int]:
+        """Samples per area as Python ints (for per-area loops)."""
+        if not hasattr(self, "_sizes"):
+            self._sizes = self.counts.tolist()
+        return self._sizes
+
     @classmethod
     def of(cls, areas: torch.Tensor, num_areas: int) -> "Groups":
         counts = torch.bincount(areas, minlength=num_areas)
@@ -83,19 +90,22 @@ def grouped_matmul(xs: torch.Tensor, weight: torch.Tensor, groups: Groups) -> to
     if _grouped_mm_ok(xs, weight):
         return F.grouped_mm(xs, weight.transpose(1, 2), offs=groups.offsets)
     parts, start = [], 0
-    for w, n in zip(weight.unbind(0), groups.counts.tolist()):  # unbind once: see ENGINEERING-NOTES
+    for w, n in zip(weight.unbind(0), groups.sizes):  # unbind once: see ENGINEERING-NOTES
         if n:
             parts.append(xs[start : start + n] @ w.T)
         start += n
     return torch.cat(parts) if parts else xs.new_zeros(0, weight.shape[1])
 
 
-def area_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: Groups | None) -> torch.Tensor:
-    """(4) a_i = W[k_i] x_i + b[k_i], dispatched by area; K = 1 is a plain layer."""
+def area_forward(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: Groups | None, xs: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(4) a_i = W[k_i] x_i + b[k_i], dispatched by area; K = 1 is a plain layer.
+    `xs` is x already sorted by area, if the caller has it."""
     if groups is None:
         return F.linear(x, weight[0], bias[0])
-    out_sorted = grouped_matmul(x.index_select(0, groups.order), weight, groups)
-    return out_sorted.index_select(0, groups.inverse) + bias.index_select(0, groups.areas)
+    xs = x.index_select(0, groups.order) if xs is None else xs
+    return grouped_matmul(xs, weight, groups).index_select(0, groups.inverse) + bias.index_select(0, groups.areas)
 
 
 def global_error(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -112,12 +122,6 @@ def layer_error(e: torch.Tensor, feedback: torch.Tensor | None, role: str, a: to
     return delta if d is None else delta * d
 
 
-def update_scale(divisor: str, batch: int, lr: float) -> float:
-    """lr / D for the divisors `batch` (D = B) and `sum` (D = 1); `area` is
-    applied per sample by `area_update` and counts here as `sum`."""
-    return lr / batch if divisor == "batch" else lr
-
-
 def area_update(
     weight: torch.Tensor,
     bias: torch.Tensor,
@@ -126,31 +130,30 @@ def area_update(
     groups: Groups | None,
     lr: float,
     divisor: str,
+    xs: torch.Tensor | None = None,
 ) -> None:
     """(7) W[k] -= lr/D sum_{i in S_k} delta_i x_i^T and (8) b[k] -= lr/D sum delta_i.
 
     D is B (`batch`), |S_k| (`area`) or 1 (`sum`). Only areas present in the
-    batch are touched; the others stay bit-identical.
+    batch are touched (in place, one matmul each); the others stay
+    bit-identical. `xs` is x already sorted by area, if the caller has it.
     """
-    scale = update_scale(divisor, x.shape[0], lr)
+    B = x.shape[0]
     if groups is None:  # one area: a plain DFA update
-        if divisor == "area":
-            scale = lr / x.shape[0]
-        weight[0].addmm_(delta.T, x, alpha=-scale)
-        bias[0].add_(delta.sum(0), alpha=-scale)
+        D = 1 if divisor == "sum" else B
+        weight[0].addmm_(delta.T, x, alpha=-lr / D)
+        bias[0].add_(delta.sum(0), alpha=-lr / D)
         return
-    if divisor == "area":  # each sample weighs 1/|S_k| of its own area
-        delta = delta / groups.counts.index_select(0, groups.areas).unsqueeze(1).to(delta.dtype)
-    present = torch.nonzero(groups.counts).squeeze(1)
-    ds, xs = delta.index_select(0, groups.order), x.index_select(0, groups.order)
-    if _grouped_mm_ok(xs, weight):
-        offs = torch.cumsum(groups.counts.index_select(0, present), 0).to(torch.int32)
-        dW = F.grouped_mm(ds.T, xs, offs=offs)  # (areas present, out, in)
-    else:
-        sizes = groups.counts.index_select(0, present).tolist()
-        dW = torch.stack([d.T @ xx for d, xx in zip(ds.split(sizes), xs.split(sizes))])
-    weight.index_add_(0, present, dW, alpha=-scale)
-    bias.index_add_(0, groups.areas, delta, alpha=-scale)
+    ds = delta.index_select(0, groups.order)
+    xs = x.index_select(0, groups.order) if xs is None else xs
+    start = 0
+    for k, n in enumerate(groups.sizes):
+        if n:  # areas with no sample in the batch do not change
+            D = {"batch": B, "area": n, "sum": 1}[divisor]
+            d_k, x_k = ds[start : start + n], xs[start : start + n]
+            weight[k].addmm_(d_k.T, x_k, alpha=-lr / D)  # (7)
+            bias[k].add_(d_k.sum(0), alpha=-lr / D)  # (8)
+        start += n
 
 
 def selector_update(layer: "AreaLayer", x: torch.Tensor, z: torch.Tensor, y: torch.Tensor, lr: float, divisor: str) -> None:
@@ -270,6 +273,7 @@ class LayerTrace:
     """What the learning rule needs of one layer's forward pass."""
 
     x: torch.Tensor  # the layer's input
+    xs: torch.Tensor | None  # the input sorted by area (routed layers)
     a: torch.Tensor  # its pre-activation
     groups: Groups | None  # its routing (None for one area)
     z: torch.Tensor | None  # its routing projection (for the selector)
@@ -334,8 +338,9 @@ class SALNet(Net):
         h, traces = self.check_x(x), []
         for layer, role in zip(self.layers, self.roles):
             groups, z = layer.groups(h)
-            a = area_forward(h, layer.weight, layer.bias, groups)
-            traces.append(LayerTrace(h, a, groups, z))
+            xs = None if groups is None else h.index_select(0, groups.order)
+            a = area_forward(h, layer.weight, layer.bias, groups, xs)
+            traces.append(LayerTrace(h, xs, a, groups, z))
             h = combine(role, h, branch(role, a))
         return traces, h
 
@@ -352,7 +357,7 @@ class SALNet(Net):
         e = global_error(logits, y)  # (5)
         for layer, role, t in zip(self.layers, self.roles, traces):
             delta = layer_error(e, layer.feedback, role, t.a)  # (6)
-            area_update(layer.weight, layer.bias, delta, t.x, t.groups, lr, self.divisor)  # (7), (8)
+            area_update(layer.weight, layer.bias, delta, t.x, t.groups, lr, self.divisor, t.xs)  # (7), (8)
             if t.groups is not None:
                 selector_update(layer, t.x, t.z, y, lr * self.selector_lr_scale, self.divisor)  # (9)
         return float(loss)

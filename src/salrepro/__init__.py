@@ -11,12 +11,14 @@ shared network shapes), `models` (build_model, count_parameters), `train`
 (the training loop), `data` (the paper's ten datasets).
 """
 
+__version__ = "0.1.0"
+
 from .models import METHODS, OPTIONS, ParameterCount, build_model, count_parameters, describe
 from .train import evaluate, train
+from .experiments import RunConfig, grid, run_all, run_one, summarize
 
 try:  # the data layer
     from .data import DATASETS, Dataset, load_dataset
 except ImportError:  # pragma: no cover - only while data.py is being written
     pass
 
-__version__ = "0.1.0"

@@ -1,0 +1,226 @@
+"""Experiment runs: one configuration = one trained model = one result record.
+
+    configs = grid("digits", methods=[("bp", 1), ("sal", 4)], seeds=range(5), epochs=25)
+    results = run_all(configs, store="results/runs/digits")
+    table = summarize(results)
+
+A result record is a plain dict (JSON-serialisable): the configuration, the
+per-epoch history, final metrics, parameter counts, wall time, device and the
+code version. With a `store` folder, every finished run is written atomically
+(temporary file, then rename) under a name derived from its configuration
+and the code version; a rerun skips runs already stored, so an interrupted
+sweep resumes where it stopped and never reads a half-written file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from . import __version__
+from .models import build_model, count_parameters
+from .train import show_progress, train
+
+# Bump when a change to the package changes results (not when it only speeds
+# things up): stored runs of another version are recomputed, never reused.
+RESULTS_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    dataset: str
+    method: str
+    areas: int = 1
+    depth: int = 2
+    hidden: int = 256
+    seed: int = 0
+    epochs: int = 25
+    batch_size: int = 16
+    lr: float = 1e-4
+    options: tuple = field(default=())  # sorted (name, value) pairs of method options
+
+    @property
+    def label(self) -> str:
+        """bp, SAL-4, MoE-4, ... as in the paper's tables."""
+        return {"sal": f"SAL-{self.areas}", "moe": f"MoE-{self.areas}"}.get(self.method, self.method.upper())
+
+    def key(self) -> str:
+        """Stable identity of the run (configuration + results version)."""
+        blob = json.dumps({**asdict(self), "options": list(self.options), "v": RESULTS_VERSION}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def filename(self) -> str:
+        return f"{self.dataset}-{self.method}-K{self.areas}-d{self.depth}-w{self.hidden}-s{self.seed}-{self.key()}.json"
+
+
+def make_config(dataset, method, *, options=None, **kw) -> RunConfig:
+    return RunConfig(dataset=dataset, method=method, options=tuple(sorted((options or {}).items())), **kw)
+
+
+def grid(dataset, methods, seeds, *, options=None, **shared) -> list[RunConfig]:
+    """Every (method, K) pair of `methods` times every seed."""
+    return [make_config(dataset, m, areas=k, seed=s, options=options, **shared) for m, k in methods for s in seeds]
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """`auto` (or None): CUDA when present, else CPU."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def run_one(config: RunConfig, data, *, device="auto", progress=False) -> dict:
+    """Train one model from scratch and return its result record."""
+    dev = resolve_device(device)
+    model = build_model(
+        config.method, data.in_features, data.num_classes, hidden=config.hidden, depth=config.depth,
+        areas=config.areas, seed=config.seed, device=dev, **dict(config.options),
+    )
+    counts = count_parameters(model)
+    t0 = time.perf_counter()
+    history = train(model, data, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+                    seed=config.seed, progress=progress, device=dev)
+    seconds = time.perf_counter() - t0
+    final = history[-1] if history else {}
+    return {
+        "config": {**asdict(config), "options": dict(config.options)},
+        "key": config.key(),
+        "label": config.label,
+        "history": [{**h, "occupancy": {str(k): v for k, v in h["occupancy"].items()}} for h in history],
+        "final": {k: final.get(k, math.nan) for k in ("train_loss", "val_loss", "val_accuracy")},
+        "parameters": {"total": counts.total, "active": counts.active},
+        "seconds": seconds,
+        "device": describe_device(dev),
+        "version": {"salrepro": __version__, "results": RESULTS_VERSION, "torch": torch.__version__},
+    }
+
+
+def describe_device(dev: torch.device) -> str:
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+# ---------------------------------------------------------------------------
+# The run store: one JSON file per finished run, written atomically.
+# ---------------------------------------------------------------------------
+def write_json_atomic(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, allow_nan=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_stored(store: Path, config: RunConfig) -> dict | None:
+    path = store / config.filename()
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # unreadable: recompute (an atomic write never leaves one, but a disk may)
+    return record if record.get("key") == config.key() else None
+
+
+def run_all(configs, data_for, *, store=None, device="auto", progress=None, desc="runs") -> list[dict]:
+    """Run every configuration (skipping those already in `store`).
+
+    `data_for(name)` returns the dataset of that name (or pass one Dataset
+    when every configuration uses it). Returns the records in config order.
+    """
+    configs = list(configs)
+    loader = data_for if callable(data_for) else (lambda name: data_for)
+    store = Path(store) if store is not None else None
+    records: list[dict | None] = [None] * len(configs)
+    todo = []
+    for i, c in enumerate(configs):
+        records[i] = load_stored(store, c) if store else None
+        if records[i] is None:
+            todo.append(i)
+    bar = tqdm(todo, desc=desc, disable=not show_progress(progress))
+    for i in bar:
+        c = configs[i]
+        bar.set_postfix_str(f"{c.dataset} {c.label} d{c.depth} w{c.hidden} s{c.seed}")
+        records[i] = run_one(c, loader(c.dataset), device=device)
+        if store:
+            write_json_atomic(store / c.filename(), records[i])
+    return records
+
+
+# ---------------------------------------------------------------------------
+# Tables
+# ---------------------------------------------------------------------------
+def runs_frame(records) -> pd.DataFrame:
+    """One row per run: configuration and final metrics."""
+    rows = []
+    for r in records:
+        c = r["config"]
+        rows.append({
+            "dataset": c["dataset"], "method": c["method"], "areas": c["areas"], "depth": c["depth"],
+            "hidden": c["hidden"], "seed": c["seed"], "label": r["label"],
+            "val_accuracy_pct": 100 * r["final"]["val_accuracy"], "train_loss": r["final"]["train_loss"],
+            "val_loss": r["final"]["val_loss"], "params_total": r["parameters"]["total"],
+            "params_active": r["parameters"]["active"], "seconds": r["seconds"],
+        })
+    return pd.DataFrame(rows)
+
+
+def summarize(records, by=("dataset", "method", "areas", "depth", "hidden")) -> pd.DataFrame:
+    """Mean and std over seeds of the final-epoch metrics (std with ddof=1,
+    as numpy/pandas report a sample standard deviation)."""
+    df = runs_frame(records)
+    metrics = ["val_accuracy_pct", "train_loss", "val_loss"]
+    g = df.groupby(list(by), sort=False)
+    out = g[metrics].agg(["mean", "std"])
+    out.columns = [f"{m}_{s}" for m, s in out.columns]
+    out["seeds"] = g.size()
+    out["params_total"] = g["params_total"].first()
+    out["params_active"] = g["params_active"].first()
+    out["label"] = g["label"].first()
+    return out.reset_index()
+
+
+def curves_frame(records) -> pd.DataFrame:
+    """Per-epoch history of every run, long format (one row per run and epoch)."""
+    rows = []
+    for r in records:
+        c = r["config"]
+        for h in r["history"]:
+            rows.append({
+                "dataset": c["dataset"], "method": c["method"], "areas": c["areas"], "depth": c["depth"],
+                "hidden": c["hidden"], "seed": c["seed"], "label": r["label"], "epoch": h["epoch"],
+                "train_loss": h["train_loss"], "val_loss": h["val_loss"], "val_accuracy_pct": 100 * h["val_accuracy"],
+            })
+    return pd.DataFrame(rows)
+
+
+def occupancy_frame(records) -> pd.DataFrame:
+    """Final-epoch area occupancy: validation samples per area, per routed layer."""
+    rows = []
+    for r in records:
+        c = r["config"]
+        if not r["history"]:
+            continue
+        for layer, counts in r["history"][-1]["occupancy"].items():
+            for area, n in enumerate(counts):
+                rows.append({"dataset": c["dataset"], "method": c["method"], "areas": c["areas"], "depth": c["depth"],
+                             "hidden": c["hidden"], "seed": c["seed"], "layer": int(layer), "area": area, "samples": n})
+    return pd.DataFrame(rows)

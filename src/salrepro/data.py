@@ -1,0 +1,898 @@
+"""Data layer: the ten datasets of the SAL paper's Table 1, as flat gray tensors.
+
+    data = load_dataset("mnist")            # -> Dataset (frozen dataclass)
+    data.x_train, data.y_train              # float32 (N, D) in [0, 1], int64 (N,)
+    data.x_val, data.y_val, data.in_features, data.num_classes, data.meta
+
+Every dataset is read by a well-kept library, never by a parser of our own:
+torchvision's dataset classes for nine of them, scikit-learn's `load_digits`
+for Digits. Two thin exceptions, both reading what torchvision reads: PCam's
+HDF5 files are read in chunks with h5py (torchvision's PCAM reopens both files
+per image), and FER2013's Usage column is read with the csv module to keep
+PublicTest out of torchvision's split="test" (PublicTest + PrivateTest).
+
+Preprocessing is the same everywhere: RGB images become gray by luma exactly as
+PIL's mode "L" computes it, pixels are scaled to [0, 1] (Digits: 0..16 divided
+by 16), images are flattened row-major at their native resolution. Splits are
+the official ones (train/test, PCam train/valid, FER2013 Training/PublicTest);
+Digits and Semeion get one fixed stratified 80/20 split.
+
+Layout of this file, top to bottom:
+  1. names, errors, the returned `Dataset`
+  2. where files live: `data_root` (argument > $SALREPRO_DATA > <project>/data/raw)
+     and `cache_root` (cache_dir argument > $SALREPRO_CACHE > <project>/data/cache)
+  3. pixels: bit-exact PIL luma, vectorised and chunked
+  4. one decoder per dataset, each a thin call into torchvision / scikit-learn
+  5. `_SPECS`: the table that ties a name to its files, MD5s and decoder
+  6. file checks: missing files and MD5 mismatches raise `DatasetMissingError` /
+     `DatasetCorruptError` before torchvision is called; a parse failure inside
+     torchvision / numpy / PIL / h5py is re-raised as `DatasetCorruptError`
+  7. the cache: one file per dataset, `<cache_dir>/<name>.pt`, holding uint8
+     pixels plus a key (preprocessing version, options, library versions and
+     size + mtime_ns of every raw file read); a key mismatch rebuilds it; it is
+     written atomically, so a failed decode never leaves one behind. Being one
+     deterministic file per dataset, a DVC stage can own it as an `outs:`.
+  8. public API: `load_dataset`, `load_split`, `prepare`, `available`, `table1`.
+
+MD5s: the loader checks every raw file against torchvision's own published MD5
+(read from the torchvision class attributes; for gunzipped MNIST files the
+published MD5s of the originals; PCam's .h5 files have none) before decoding,
+then reads the file through torchvision classes whose MD5 fields are blanked,
+so each file is hashed once, by us, with a clear error. `verify=False` skips only that MD5
+comparison (files must still exist and parse); it exists so tests can feed
+tiny synthetic files in each exact on-disk format through the real code path.
+A cache built with verify=False is never served to a verify=True call.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import importlib
+import importlib.resources
+import io
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+import torch
+import torchvision.datasets as tvd
+from torchvision.datasets.utils import calculate_md5
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+# Bump whenever a change to this file changes the tensors it produces: every
+# cache file then becomes stale and is rebuilt on its next load.
+PREP_VERSION = "1"
+
+DATASETS = ("cifar10", "pcam", "stl10", "svhn", "mnist", "fashion_mnist", "digits", "usps", "semeion", "fer2013")
+DIGITS_SCALES = ("unit", "raw")  # unit: 0..16 / 16 into [0, 1]; raw: 0..16 kept as float
+ENV_DATA, ENV_CACHE = "SALREPRO_DATA", "SALREPRO_CACHE"
+
+
+# ----------------------------------------------------------------------------
+# 1. errors and the returned object
+
+
+class DatasetError(RuntimeError):
+    """A dataset cannot be loaded; the message says why and what to do."""
+
+
+class DatasetMissingError(DatasetError, FileNotFoundError):
+    """Raw files are absent: names the dataset, folder, files and how to get them."""
+
+
+class DatasetCorruptError(DatasetError):
+    """A raw file fails its MD5 or cannot be parsed: names the file."""
+
+
+class Unavailable(str):
+    """Why a dataset cannot be loaded (a str that is falsy, see `available`)."""
+
+    def __bool__(self) -> bool:
+        return False
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """What load_dataset returns; meta holds Table 1's facts (classes, resolution, channels, counts, split)."""
+
+    name: str
+    x_train: torch.Tensor  # (N, D) float32
+    y_train: torch.Tensor  # (N,) int64
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    meta: dict
+
+    @property
+    def in_features(self) -> int:
+        return int(self.x_train.shape[1])
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.meta["classes"])
+
+    def __repr__(self) -> str:
+        return (f"Dataset({self.name!r}, train={tuple(self.x_train.shape)}, val={tuple(self.x_val.shape)}, "
+                f"classes={self.num_classes})")
+
+
+# ----------------------------------------------------------------------------
+# 2. where files live
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The salrepro checkout: nearest folder up from cwd with dvc.yaml or a salrepro pyproject.toml."""
+    start = Path.cwd() if start is None else Path(start)
+    for d in (start, *start.parents):
+        if (d / "dvc.yaml").is_file():
+            return d
+        pyproject = d / "pyproject.toml"
+        if pyproject.is_file() and "salrepro" in pyproject.read_text(errors="replace"):
+            return d
+    return start
+
+
+def _root_and_origin(root=None) -> tuple[Path, str]:
+    if root is not None:
+        return Path(root).expanduser().resolve(), "the root argument"
+    if os.environ.get(ENV_DATA):
+        return Path(os.environ[ENV_DATA]).expanduser().resolve(), f"${ENV_DATA}"
+    return (project_root() / "data" / "raw").resolve(), "the default <project>/data/raw"
+
+
+def data_root(root=None) -> Path:
+    """Folder holding the raw files: `root`, else $SALREPRO_DATA, else <project>/data/raw."""
+    return _root_and_origin(root)[0]
+
+
+def cache_root(cache_dir=None) -> Path:
+    """Folder holding the cache files: `cache_dir`, else $SALREPRO_CACHE, else <project>/data/cache."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser().resolve()
+    if os.environ.get(ENV_CACHE):
+        return Path(os.environ[ENV_CACHE]).expanduser().resolve()
+    return (project_root() / "data" / "cache").resolve()
+
+
+def cache_path(name: str, cache_dir=None) -> Path:
+    """The one cache file of a dataset, e.g. data/cache/mnist.pt (a DVC stage output)."""
+    return cache_root(cache_dir) / f"{_spec(name).name}.pt"
+
+
+# ----------------------------------------------------------------------------
+# 3. pixels
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """(..., 3) uint8 RGB -> (...) uint8 gray, bit-identical to PIL's convert("L").
+
+    PIL computes L = (R*19595 + G*38470 + B*7471 + 0x8000) >> 16, i.e. the ITU-R
+    601-2 weights 0.299/0.587/0.114 in 16-bit fixed point, rounded half up.
+    """
+    r, g, b = (rgb[..., i].astype(np.uint32) for i in range(3))
+    return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint8)
+
+
+def _gray_flat(images, pixels_per_chunk: int = 1 << 22) -> np.ndarray:
+    """(N, H, W, 3) uint8 array or h5py dataset -> (N, H*W) uint8, a chunk of images at a time."""
+    n, h, w = images.shape[:3]
+    out = np.empty((n, h * w), dtype=np.uint8)
+    step = max(1, pixels_per_chunk // (h * w))
+    for i in range(0, n, step):
+        out[i:i + step] = luma(np.asarray(images[i:i + step])).reshape(-1, h * w)
+    return out
+
+
+def _flat(images: np.ndarray) -> np.ndarray:
+    """(N, H, W) uint8 gray -> (N, H*W) uint8, row-major."""
+    images = np.asarray(images)
+    return np.ascontiguousarray(images.reshape(len(images), -1), dtype=np.uint8)
+
+
+def _stratified(x: np.ndarray, y: np.ndarray, split: str):
+    """The fixed stratified 80/20 split of Digits and Semeion (independent of any run seed)."""
+    from sklearn.model_selection import train_test_split
+
+    tr, va = train_test_split(np.arange(len(y)), test_size=0.2, stratify=y, random_state=0)
+    idx = tr if split == "train" else va
+    return x[idx], y[idx]
+
+
+# ----------------------------------------------------------------------------
+# 4. decoders: (ctx, split) -> (uint8 (N, D) pixels, int64 (N,) labels, extra meta)
+#
+# The files were found and MD5-checked by section 6 before any decoder runs, so
+# the torchvision classes below only have their MD5 fields blanked (None makes
+# torchvision's check_integrity test existence only); parsing is torchvision's.
+
+
+class _CIFAR10(tvd.CIFAR10):
+    train_list = [[f, None] for f, _ in tvd.CIFAR10.train_list]
+    test_list = [[f, None] for f, _ in tvd.CIFAR10.test_list]
+    meta = {**tvd.CIFAR10.meta, "md5": None}
+
+
+class _SVHN(tvd.SVHN):
+    split_list = {k: [url, f, None] for k, (url, f, _) in tvd.SVHN.split_list.items()}
+
+
+class _STL10(tvd.STL10):
+    train_list = [[f, None] for f, _ in tvd.STL10.train_list[:2]]  # unlabeled_X.bin (2.6 GB) is not needed
+    test_list = [[f, None] for f, _ in tvd.STL10.test_list]
+
+
+class _SEMEION(tvd.SEMEION):
+    md5_checksum = None
+
+
+class _FER2013(tvd.FER2013):
+    _RESOURCES = {k: (f, None) for k, (f, _) in tvd.FER2013._RESOURCES.items()}
+
+
+class _Ctx:
+    """What a decoder may use: the root, the files found per split, a scratch folder, a memo."""
+
+    def __init__(self, spec, root: Path, files: dict, scratch_parent: Path | None, options: dict):
+        self.spec, self.root, self.options = spec, root, options
+        self.files = {split: [p for p, _ in fs] for split, fs in files.items()}  # split -> [Path]
+        self._scratch_parent, self._tmp, self._memo = scratch_parent, None, {}
+
+    def scratch(self) -> Path:
+        if self._tmp is None:
+            if self._scratch_parent is not None:
+                self._scratch_parent.mkdir(parents=True, exist_ok=True)
+            self._tmp = tempfile.TemporaryDirectory(prefix="_raw-", dir=self._scratch_parent)
+        return Path(self._tmp.name)
+
+    def once(self, key: str, fn: Callable):
+        if key not in self._memo:
+            self._memo[key] = fn()
+        return self._memo[key]
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+def _mnist_like(cls):
+    def decode(ctx: _Ctx, split: str):
+        ds = cls(_unpacked_root(ctx, cls.__name__), train=split == "train", download=False)
+        return _flat(ds.data.numpy()), ds.targets.numpy(), {}
+    return decode
+
+
+def _unpacked_root(ctx: _Ctx, folder: str) -> Path:
+    """torchvision's MNIST reads only the gunzipped files; unpack .gz into scratch, never into the data root."""
+    files = sorted({f for fs in ctx.files.values() for f in fs})
+    if not any(f.suffix == ".gz" for f in files):
+        return ctx.root
+
+    def unpack() -> Path:
+        raw = ctx.scratch() / folder / "raw"
+        raw.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            dest = raw / f.name.removesuffix(".gz")
+            if f.suffix == ".gz":
+                with gzip.open(f, "rb") as src, open(dest, "wb") as dst:  # gzip checks its CRC32 at the end
+                    shutil.copyfileobj(src, dst, 1 << 20)
+            else:
+                shutil.copyfile(f, dest)
+        return ctx.scratch()
+
+    return ctx.once("unpacked", unpack)
+
+
+def _decode_cifar10(ctx: _Ctx, split: str):
+    ds = _CIFAR10(ctx.root, train=split == "train")
+    return _gray_flat(ds.data), np.asarray(ds.targets), {}  # ds.data is (N, 32, 32, 3) HWC
+
+
+def _decode_svhn(ctx: _Ctx, split: str):
+    ds = _SVHN(ctx.root, split="train" if split == "train" else "test")
+    return _gray_flat(ds.data.transpose(0, 2, 3, 1)), ds.labels, {}  # CHW -> HWC, as its __getitem__ does
+
+
+def _decode_stl10(ctx: _Ctx, split: str):
+    ds = _STL10(ctx.root, split="train" if split == "train" else "test")
+    return _gray_flat(ds.data.transpose(0, 2, 3, 1)), ds.labels, {}
+
+
+def _decode_pcam(ctx: _Ctx, split: str):
+    # torchvision's PCAM.__getitem__ reopens both HDF5 files for every image, which is
+    # hours for 327k images; read the same datasets ("x", "y") of the same files in chunks.
+    h5py = _import("h5py", "PCam")
+    files = tvd.PCAM._FILES["train" if split == "train" else "val"]
+    base = ctx.root / "pcam"
+    with h5py.File(base / files["images"][0], "r") as fx, h5py.File(base / files["targets"][0], "r") as fy:
+        x = _gray_flat(fx["x"])
+        y = np.asarray(fy["y"]).reshape(-1)  # (N, 1, 1, 1) -> (N,)
+    extra = {}
+    if split == "val":  # the test split is not used, but Table 1 counts it
+        test_y = base / tvd.PCAM._FILES["test"]["targets"][0]
+        extra = {"unused_split": "test", "n_unused": _h5_len(h5py, test_y) if test_y.is_file() else None}
+    return x, y, extra
+
+
+def _h5_len(h5py, path: Path) -> int:
+    with h5py.File(path, "r") as f:
+        return int(f["y"].shape[0])
+
+
+def _decode_fer2013(ctx: _Ctx, split: str):
+    # torchvision's split="test" is PublicTest + PrivateTest in file order; keep PublicTest,
+    # using the Usage column of the same CSV to tell them apart.
+    usage = ctx.once("usage", lambda: _fer_usage(ctx.files[split][0]))
+    if split == "train":
+        ds = _FER2013(ctx.root, split="train")
+        if len(ds) != usage.count("Training"):
+            raise ValueError(f"Usage column has {usage.count('Training')} Training rows, torchvision parsed {len(ds)}")
+        return (*_pil_gray(ds, range(len(ds))), {})
+    usage = [u for u in usage if u in ("PublicTest", "PrivateTest")]
+    ds = _FER2013(ctx.root, split="test")
+    if len(usage) != len(ds):
+        raise ValueError(f"Usage column has {len(usage)} test rows, torchvision parsed {len(ds)}")
+    keep = np.flatnonzero(np.asarray(usage) == "PublicTest")
+    return (*_pil_gray(ds, keep), {"unused_split": "PrivateTest", "n_unused": len(usage) - len(keep)})
+
+
+def _fer_usage(path: Path) -> list[str]:
+    """The Usage column; also rejects incomplete rows, which torchvision would silently drop."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        key = "Usage" if "Usage" in (reader.fieldnames or []) else " Usage"  # icml_face_data.csv has " Usage"
+        usage = []
+        for row in reader:
+            if None in row.values() or None in row:
+                raise ValueError(f"row {reader.line_num} is incomplete (truncated file?)")
+            usage.append(row[key])
+        return usage
+
+
+def _pil_gray(ds, idx) -> tuple[np.ndarray, np.ndarray]:
+    """Items idx through the dataset's own __getitem__: PIL image -> "L" -> flat uint8, and labels."""
+    items = [ds[int(i)] for i in idx]
+    return _flat(np.stack([np.asarray(img.convert("L")) for img, _ in items])), np.asarray([t for _, t in items])
+
+
+def _decode_usps(ctx: _Ctx, split: str):
+    ds = tvd.USPS(ctx.root, train=split == "train", download=False)  # .data is what __getitem__ wraps as PIL "L"
+    return _flat(ds.data), np.asarray(ds.targets), {}
+
+
+def _decode_semeion(ctx: _Ctx, split: str):
+    ds = ctx.once("all", lambda: _SEMEION(ctx.root, download=False))
+    return (*_stratified(_flat(ds.data), np.asarray(ds.labels), split), {})
+
+
+def _decode_digits(ctx: _Ctx, split: str):
+    from sklearn.datasets import load_digits
+
+    bunch = ctx.once("all", load_digits)
+    x = bunch.data.astype(np.uint8)  # integers 0..16, already row-major 8x8
+    return (*_stratified(x, bunch.target, split), {})
+
+
+# ----------------------------------------------------------------------------
+# 5. the table: name -> files, MD5s, decoder
+#
+# files[split] lists what torchvision needs on disk to read that split, relative
+# to the data root; each entry is a tuple of alternatives (relpath, md5 or None),
+# the first one present wins. torchvision's MNIST, CIFAR10 and STL10 classes
+# insist on every file of both splits, so those list all of them for each split.
+
+
+@dataclass(frozen=True)
+class _Spec:
+    name: str
+    display: str  # the paper's spelling (Table 1)
+    classes: int
+    hw: tuple
+    rgb: bool
+    split: str  # how train / val are formed
+    source: str  # the library entry point
+    files: dict
+    decode: Callable
+    libs: tuple = ("torchvision",)  # their versions go into the cache key
+    url: str = ""  # where download=True fetches from
+    download: bool = True
+    optional: tuple = ()  # read when present (only to count Table 1's total)
+
+
+# Published MD5s of the gunzipped MNIST/Fashion-MNIST files (torchvision lists only the .gz ones).
+_UNPACKED_MD5 = {
+    "MNIST": {
+        "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+        "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+        "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+        "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+    },
+    "FashionMNIST": {
+        "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+        "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+        "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+        "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
+    },
+}
+
+
+def _mnist_files(cls) -> dict:
+    d = cls.__name__
+    req = tuple(((f"{d}/raw/{gz[:-3]}", _UNPACKED_MD5[d][gz[:-3]]), (f"{d}/raw/{gz}", md5))
+                for gz, md5 in cls.resources)  # prefer the gunzipped file, as torchvision does
+    return {"train": req, "val": req}
+
+
+def _both(req: tuple) -> dict:
+    return {"train": req, "val": req}
+
+
+def _one(files) -> tuple:
+    return tuple(((f, md5),) for f, md5 in files)
+
+
+_FER_FILES = tuple((f"fer2013/{tvd.FER2013._RESOURCES[k][0]}", tvd.FER2013._RESOURCES[k][1]) for k in ("fer", "icml"))
+_PCAM = {s: _one((f"pcam/{f[0]}", None) for f in tvd.PCAM._FILES[s].values()) for s in ("train", "val")}
+_GRAY, _OFFICIAL = False, "official train/test"
+
+_SPECS = {s.name: s for s in (
+    _Spec("cifar10", "CIFAR-10", 10, (32, 32), True, _OFFICIAL, "torchvision.datasets.CIFAR10",
+          _both(_one((f"{tvd.CIFAR10.base_folder}/{f}", m) for f, m in
+                     tvd.CIFAR10.train_list + tvd.CIFAR10.test_list
+                     + [[tvd.CIFAR10.meta["filename"], tvd.CIFAR10.meta["md5"]]])),
+          _decode_cifar10, url=tvd.CIFAR10.url),
+    _Spec("pcam", "PCam", 2, (96, 96), True, "official train/valid",
+          "torchvision.datasets.PCAM (files), h5py (chunked read)", _PCAM, _decode_pcam, libs=("torchvision", "h5py"),
+          url="Google Drive ids in torchvision.datasets.PCAM (needs gdown)",
+          optional=(f"pcam/{tvd.PCAM._FILES['test']['targets'][0]}",)),
+    _Spec("stl10", "STL-10", 10, (96, 96), True, "official train/test (unlabeled not used)",
+          "torchvision.datasets.STL10",
+          _both(_one((f"{tvd.STL10.base_folder}/{f}", m) for f, m in
+                     tvd.STL10.train_list[:2] + tvd.STL10.test_list)),
+          _decode_stl10, url=tvd.STL10.url),
+    _Spec("svhn", "SVHN", 10, (32, 32), True, "official train/test (extra not used)", "torchvision.datasets.SVHN",
+          {s: _one([tuple(tvd.SVHN.split_list[k][1:])]) for s, k in (("train", "train"), ("val", "test"))},
+          _decode_svhn, libs=("torchvision", "scipy"), url="http://ufldl.stanford.edu/housenumbers/"),
+    _Spec("mnist", "MNIST", 10, (28, 28), _GRAY, _OFFICIAL, "torchvision.datasets.MNIST",
+          _mnist_files(tvd.MNIST), _mnist_like(tvd.MNIST), url=tvd.MNIST.mirrors[0]),
+    _Spec("fashion_mnist", "Fashion-MNIST", 10, (28, 28), _GRAY, _OFFICIAL, "torchvision.datasets.FashionMNIST",
+          _mnist_files(tvd.FashionMNIST), _mnist_like(tvd.FashionMNIST), url=tvd.FashionMNIST.mirrors[0]),
+    _Spec("digits", "Digits", 10, (8, 8), _GRAY, "stratified 80/20, seed 0", "sklearn.datasets.load_digits",
+          {"train": (), "val": ()}, _decode_digits, libs=("sklearn",), download=False),
+    _Spec("usps", "USPS", 10, (16, 16), _GRAY, _OFFICIAL, "torchvision.datasets.USPS",
+          {s: _one([tuple(tvd.USPS.split_list[k][1:])]) for s, k in (("train", "train"), ("val", "test"))},
+          _decode_usps, url="https://www.csie.ntu.edu.tw/~cjlin/libsvmtools/datasets/multiclass.html#usps"),
+    _Spec("semeion", "Semeion", 10, (16, 16), _GRAY, "stratified 80/20, seed 0", "torchvision.datasets.SEMEION",
+          _both(_one([(tvd.SEMEION.filename, tvd.SEMEION.md5_checksum)])), _decode_semeion,
+          libs=("torchvision", "sklearn"), url=tvd.SEMEION.url),
+    _Spec("fer2013", "FER2013", 7, (48, 48), _GRAY, "official Training/PublicTest (PrivateTest not used)",
+          "torchvision.datasets.FER2013", _both((_FER_FILES,)), _decode_fer2013, download=False,
+          url="https://www.kaggle.com/c/challenges-in-representation-learning-facial-expression-recognition-challenge"),
+)}
+assert tuple(_SPECS) == DATASETS
+
+_FER_HOWTO = (
+    "FER2013 cannot be downloaded automatically (torchvision has no downloader; Kaggle needs a login and "
+    "acceptance of the challenge rules). Download it by hand from\n"
+    "    https://www.kaggle.com/c/challenges-in-representation-learning-facial-expression-recognition-challenge/data\n"
+    "  (or: kaggle competitions download -c \\\n"
+    "       challenges-in-representation-learning-facial-expression-recognition-challenge),\n"
+    "  unpack fer2013.tar.gz and put fer2013.csv (columns emotion,pixels,Usage) at\n"
+    "    {root}/fer2013/fer2013.csv\n"
+    "  (icml_face_data.csv from the same page also works, at {root}/fer2013/icml_face_data.csv).\n"
+    "  train.csv + test.csv alone are not enough: test.csv has no labels, so there is no PublicTest split."
+)
+
+
+def _spec(name: str) -> _Spec:
+    if name not in _SPECS:
+        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
+    return _SPECS[name]
+
+
+def _import(module: str, who: str):
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise DatasetError(f"{who} needs the Python package {module!r}: pip install {module}") from e
+
+
+# ----------------------------------------------------------------------------
+# 6. finding and checking files
+
+
+def _find(spec: _Spec, root: Path, splits) -> tuple[dict, list]:
+    """-> ({split: [(path, md5), ...]}, [(split, requirement) missing])."""
+    found, missing = {}, []
+    for split in splits:
+        found[split] = []
+        for req in spec.files[split]:
+            hit = next(((root / rel, md5) for rel, md5 in req if (root / rel).is_file()), None)
+            if hit is None:
+                missing.append((split, req))
+            else:
+                found[split].append(hit)
+    return found, missing
+
+
+def _requirements(spec: _Spec, splits) -> dict:
+    """Each required file once, with the splits that need it, in table order."""
+    out: dict = {}
+    for split in splits:
+        for req in spec.files[split]:
+            out.setdefault(req, []).append(split)
+    return out
+
+
+def _req_text(req: tuple) -> str:
+    return " (or ".join(rel for rel, _ in req) + ")" * (len(req) - 1)
+
+
+def _missing_text(spec: _Spec, missing, suffix: str) -> list[str]:
+    gone = {r for _, r in missing}
+    return [f"{_req_text(r)} ({'+'.join(sp)}{suffix})"
+            for r, sp in _requirements(spec, ("train", "val")).items() if r in gone]
+
+
+def _missing_error(spec: _Spec, root: Path, origin: str, splits, missing) -> DatasetMissingError:
+    lines = [f"Dataset {spec.name!r} ({spec.display}) is missing files.",
+             f"  folder searched: {root}  (from {origin})",
+             "  files expected there (torchvision's layout):"]
+    gone = {r for _, r in missing}
+    for req, used_by in _requirements(spec, splits).items():
+        mark = "MISSING" if req in gone else "found  "
+        lines.append(f"    [{mark}] {_req_text(req)}   ({'+'.join(used_by)})")
+    if spec.download:
+        lines.append(f"  to get them: salrepro.load_dataset({spec.name!r}, download=True) downloads them into that "
+                     f"folder (source: {spec.url}),")
+        lines.append(f"  or set ${ENV_DATA} (or pass root=) to a folder that already holds them.")
+    else:
+        lines.append("  to get them: " + _FER_HOWTO.format(root=root))
+        lines.append(f"  Or set ${ENV_DATA} (or pass root=) to a folder that already holds them.")
+    return DatasetMissingError("\n".join(lines))
+
+
+def _verify(spec: _Spec, found: dict) -> None:
+    """Compare each file with torchvision's published MD5; one hash per file."""
+    for path, md5 in sorted({f for fs in found.values() for f in fs}, key=lambda f: str(f[0])):
+        if md5 is None:
+            continue
+        actual = calculate_md5(path)
+        if actual != md5:
+            raise DatasetCorruptError(
+                f"Dataset {spec.name!r} ({spec.display}): file {path} is corrupt or incomplete "
+                f"(MD5 {actual}, expected {md5}). Delete it and get it again"
+                + (f": salrepro.load_dataset({spec.name!r}, download=True)." if spec.download else
+                   " (see the manual download steps in docs/data.md)."))
+
+
+def _decode_split(ctx: _Ctx, split: str):
+    """Run a decoder; any parse failure becomes DatasetCorruptError naming the files."""
+    spec = ctx.spec
+    try:
+        x, y, extra = spec.decode(ctx, split)
+        x, y = np.ascontiguousarray(x, dtype=np.uint8), np.asarray(y).astype(np.int64).reshape(-1)
+        h, w = spec.hw
+        if x.ndim != 2 or x.shape[1] != h * w or len(x) != len(y) or len(y) == 0:
+            raise ValueError(f"decoded shapes x{x.shape} y{y.shape} do not fit {len(y)} images of {h}x{w}")
+        if y.min() < 0 or y.max() >= spec.classes:
+            raise ValueError(f"labels outside 0..{spec.classes - 1}: [{y.min()}, {y.max()}]")
+        return x, y, extra
+    except (DatasetError, MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as e:
+        names = ", ".join(str(p) for p in ctx.files.get(split, [])) or "(no files)"
+        raise DatasetCorruptError(
+            f"Dataset {spec.name!r} ({spec.display}): could not parse the {split} split from {names}: "
+            f"{type(e).__name__}: {e}. The file is corrupt, truncated or not in torchvision's format; "
+            "delete it and get it again.") from e
+
+
+# ----------------------------------------------------------------------------
+# 7. the cache
+
+
+def _options(spec: _Spec, digits_scale: str) -> dict:
+    if digits_scale not in DIGITS_SCALES:
+        raise ValueError(f"digits_scale must be one of {DIGITS_SCALES}, got {digits_scale!r}")
+    return {"digits_scale": digits_scale} if spec.name == "digits" else {}
+
+
+def _scale(spec: _Spec, options: dict) -> float:
+    if spec.name == "digits":
+        return 16.0 if options["digits_scale"] == "unit" else 1.0
+    return 255.0
+
+
+def _stat(root: Path, path: Path) -> list:
+    st = path.stat()
+    return [path.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns]
+
+
+def _key(spec: _Spec, root: Path, found: dict, options: dict, verify: bool) -> str:
+    files = sorted({p for fs in found.values() for p, _ in fs})
+    optional = [root / rel for rel in spec.optional if (root / rel).is_file()]
+    return json.dumps({
+        "prep_version": PREP_VERSION,
+        "dataset": spec.name,
+        "options": options,
+        "verified": verify,
+        "libs": {m: _import(m, spec.display).__version__ for m in spec.libs},
+        "files": [_stat(root, p) for p in files + optional],
+    }, sort_keys=True)
+
+
+def _read_cache(path: Path, key: str) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:  # a foreign or damaged file: rebuild it
+        log.warning("cache %s is unreadable (%s); rebuilding it", path, e)
+        return None
+    if not isinstance(blob, dict) or blob.get("key") != key:
+        log.info("cache %s is stale (raw files, options or preprocessing changed); rebuilding it", path)
+        return None
+    return blob
+
+
+def _write_cache(path: Path, blob: dict) -> None:
+    """Atomic: a temp file in the same folder, then os.replace; never a partial file under the final name."""
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            torch.save(blob, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as e:  # an unwritable cache must not stop a run
+        log.warning("could not write cache %s: %s", path, e)
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _counts(y: np.ndarray, classes: int) -> list[int]:
+    return np.bincount(y, minlength=classes).tolist()
+
+
+def _build(spec: _Spec, root: Path, found: dict, options: dict, scratch_parent: Path | None, key: str) -> dict:
+    ctx = _Ctx(spec, root, found, scratch_parent, options)
+    try:
+        (xt, yt, et), (xv, yv, ev) = _decode_split(ctx, "train"), _decode_split(ctx, "val")
+    finally:
+        ctx.close()
+    extra = {"unused_split": None, "n_unused": 0, **et, **ev}
+    h, w = spec.hw
+    meta = {
+        "name": spec.name, "display_name": spec.display, "classes": spec.classes,
+        "resolution": f"{h}x{w}", "channels": "RGB->Gray" if spec.rgb else "Gray",
+        "n_train": len(yt), "n_val": len(yv), "total": len(yt) + len(yv),
+        "split": spec.split, "source": spec.source, **extra,
+        "scale": _scale(spec, options), "options": options,
+        "preprocessing": ("PIL 'L' luma, " if spec.rgb else "") + f"/{_scale(spec, options):g}, flattened row-major",
+        "class_counts_train": _counts(yt, spec.classes), "class_counts_val": _counts(yv, spec.classes),
+        "files": sorted({p.relative_to(root).as_posix() for fs in found.values() for p, _ in fs}),
+        "prep_version": PREP_VERSION,
+    }
+    return {"key": key, "meta": meta,
+            "x_train": torch.from_numpy(xt), "y_train": torch.from_numpy(yt),
+            "x_val": torch.from_numpy(xv), "y_val": torch.from_numpy(yv)}
+
+
+# ----------------------------------------------------------------------------
+# 8. public API
+
+
+def _native(spec: _Spec, root: Path) -> bool:
+    """Every file present in the form torchvision itself reads (MNIST: gunzipped)."""
+    return all((root / req[0][0]).is_file() for reqs in spec.files.values() for req in reqs)
+
+
+def _download(spec: _Spec, root: Path) -> None:
+    """download=True: hand over to torchvision's own downloader (it skips files whose MD5 already matches)."""
+    calls = {
+        "cifar10": lambda: tvd.CIFAR10(root, train=True, download=True),
+        "pcam": lambda: [tvd.PCAM(root, split=s, download=True) for s in ("train", "val")],
+        "stl10": lambda: tvd.STL10(root, split="test", download=True),
+        "svhn": lambda: [tvd.SVHN(root, split=s, download=True) for s in ("train", "test")],
+        "mnist": lambda: tvd.MNIST(root, train=False, download=True),
+        "fashion_mnist": lambda: tvd.FashionMNIST(root, train=False, download=True),
+        "usps": lambda: [tvd.USPS(root, train=t, download=True) for t in (True, False)],
+        "semeion": lambda: tvd.SEMEION(root, download=True),
+    }
+    if spec.name not in calls:  # Digits needs no files; FER2013 is a manual download (error below if absent)
+        return
+    try:
+        calls[spec.name]()
+    except Exception as e:
+        raise DatasetError(f"Dataset {spec.name!r}: download into {root} failed: {type(e).__name__}: {e} "
+                           f"(needs internet access to {spec.url} and a writable folder)") from e
+
+
+def _prepare(name, root=None, download=False, *, cache=True, cache_dir_=None, digits_scale="unit",
+             verify=True) -> tuple[dict, Path | None, str]:
+    """-> (blob with uint8 tensors and meta, cache file or None, "hit" | "built" | "off")."""
+    spec = _spec(name)
+    options = _options(spec, digits_scale)
+    root, origin = _root_and_origin(root)
+    if download and not _native(spec, root):
+        _download(spec, root)
+    found, missing = _find(spec, root, ("train", "val"))
+    if missing:
+        raise _missing_error(spec, root, origin, ("train", "val"), missing)
+    key = _key(spec, root, found, options, verify)
+    path = cache_path(name, cache_dir_) if cache else None
+    if path is not None and (blob := _read_cache(path, key)) is not None:
+        return blob, path, "hit"
+    if verify:
+        _verify(spec, found)
+    log.info("decoding %s from %s", name, root)
+    blob = _build(spec, root, found, options, path.parent if path is not None else None, key)
+    if path is not None:
+        _write_cache(path, blob)
+    return blob, path, "built" if path is not None else "off"
+
+
+def _to_float(x: torch.Tensor, scale: float) -> torch.Tensor:
+    out = x.to(torch.float32)  # the only float copy
+    return out.div_(scale) if scale != 1.0 else out
+
+
+def load_dataset(name: str, root=None, download: bool = False, *, cache: bool = True, cache_dir=None,
+                 digits_scale: str = "unit", verify: bool = True) -> Dataset:
+    """Train and validation tensors of one Table 1 dataset, preprocessed and cached.
+
+    name: one of DATASETS. root: raw data folder (else $SALREPRO_DATA, else <project>/data/raw).
+    download: let torchvision fetch missing files into root (not FER2013; Digits needs none).
+    cache / cache_dir: the per-dataset cache file (else $SALREPRO_CACHE, else <project>/data/cache).
+    digits_scale: "unit" (0..16 / 16, default) or "raw" (0..16); Digits only, part of the cache key.
+    verify: compare raw files with torchvision's MD5s before decoding (False is for synthetic test files).
+    """
+    blob, path, status = _prepare(name, root, download, cache=cache, cache_dir_=cache_dir,
+                                  digits_scale=digits_scale, verify=verify)
+    meta = {**blob["meta"], "cache": status, "cache_file": str(path) if path is not None else None}
+    scale = meta["scale"]
+    return Dataset(name=name,
+                   x_train=_to_float(blob["x_train"], scale), y_train=blob["y_train"].clone(),
+                   x_val=_to_float(blob["x_val"], scale), y_val=blob["y_val"].clone(), meta=meta)
+
+
+def load_split(name: str, split: str, root=None, *, digits_scale: str = "unit",
+               verify: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """One split ("train" or "val"), uncached, needing only that split's files (e.g. USPS's test split alone)."""
+    spec = _spec(name)
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    options = _options(spec, digits_scale)
+    root, origin = _root_and_origin(root)
+    found, missing = _find(spec, root, (split,))
+    if missing:
+        raise _missing_error(spec, root, origin, (split,), missing)
+    if verify:
+        _verify(spec, found)
+    ctx = _Ctx(spec, root, found, None, options)
+    try:
+        x, y, _ = _decode_split(ctx, split)
+    finally:
+        ctx.close()
+    return _to_float(torch.from_numpy(x), _scale(spec, options)), torch.from_numpy(y)
+
+
+def prepare(name: str, root=None, download: bool = False, *, cache_dir=None, digits_scale: str = "unit") -> Path:
+    """Build (or confirm) the cache file of a dataset and return its path: the command of a DVC stage."""
+    _, path, status = _prepare(name, root, download, cache=True, cache_dir_=cache_dir, digits_scale=digits_scale)
+    log.info("%s: cache %s (%s)", name, path, status)
+    return path
+
+
+def available(root=None) -> dict[str, bool | Unavailable]:
+    """Which datasets have their files under the data root; checks presence only (no MD5, no decoding).
+
+    Values are True, or an `Unavailable` reason (a falsy str: "missing: ..." or "partial: ...").
+    """
+    root = data_root(root)
+    out: dict[str, bool | Unavailable] = {}
+    for name in DATASETS:
+        spec = _SPECS[name]
+        _, missing = _find(spec, root, ("train", "val"))
+        if not missing:
+            out[name] = True
+            continue
+        gone = _missing_text(spec, missing, "")
+        complete = [s for s in ("train", "val") if s not in {m[0] for m in missing}]
+        kind = f"partial: {', '.join(complete)} split present; missing" if complete else "missing"
+        out[name] = Unavailable(f"{kind} {', '.join(gone)} under {root}")
+    return out
+
+
+def paper_table1() -> pd.DataFrame:
+    """Table 1 as transcribed from the paper (package data salrepro/paper/table1_datasets.csv)."""
+    import pandas as pd
+
+    text = importlib.resources.files("salrepro").joinpath("paper/table1_datasets.csv").read_text()
+    return pd.read_csv(io.StringIO(text))
+
+
+def table1(root=None, *, cache_dir=None) -> pd.DataFrame:
+    """Table 1 regenerated from the loaders, the paper's columns beside ours.
+
+    total_samples counts every labelled official split, including one the protocol
+    leaves unused (PCam test, FER2013 PrivateTest), as the paper's totals do.
+    status is "loaded", "partial: ..." (some split's files absent: the numbers cover
+    the present split only and matches is None) or "missing: ..." / "error: ...".
+    """
+    import pandas as pd
+
+    paper = paper_table1().set_index("dataset")
+    rows = []
+    for name in DATASETS:
+        spec = _SPECS[name]
+        p = paper.loc[spec.display]
+        row = {"dataset": spec.display, "name": name, "classes": None, "total_samples": None,
+               "resolution": None, "channel_processing": None,
+               "paper_classes": int(p["classes"]), "paper_total_samples": int(p["total_samples"]),
+               "paper_resolution": p["native_resolution"], "paper_channel_processing": p["channel_processing"],
+               "matches": None, "status": "", "note": ""}
+        row.update(_table1_ours(spec, root, cache_dir))
+        if row.pop("comparable", False):
+            row["matches"] = bool(
+                row["classes"] == row["paper_classes"] and row["total_samples"] == row["paper_total_samples"]
+                and row["resolution"] == row["paper_resolution"]
+                and row["channel_processing"] == row["paper_channel_processing"])
+        rows.append(row)
+    return pd.DataFrame(rows).astype({"classes": "Int64", "total_samples": "Int64"})
+
+
+def _ours(spec: _Spec, ys) -> dict:
+    """Table 1's columns measured from decoded labels (classes = distinct labels seen)."""
+    h, w = spec.hw
+    y = np.concatenate([np.asarray(v) for v in ys])
+    return {"classes": int(len(np.unique(y))), "total_samples": int(len(y)), "resolution": f"{h}x{w}",
+            "channel_processing": "RGB->Gray" if spec.rgb else "Gray"}
+
+
+def _table1_ours(spec: _Spec, root, cache_dir_) -> dict:
+    try:
+        blob, _, _ = _prepare(spec.name, root, cache_dir_=cache_dir_)
+    except DatasetMissingError:
+        return _table1_partial(spec, root)
+    except DatasetError as e:
+        return {"status": f"error: {str(e).splitlines()[0]}"}
+    m = blob["meta"]
+    row = {**_ours(spec, [blob["y_train"].numpy(), blob["y_val"].numpy()]), "status": "loaded",
+           "note": f"train {m['n_train']} + val {m['n_val']}", "comparable": m["n_unused"] is not None}
+    if m["unused_split"] and m["n_unused"] is not None:
+        row["total_samples"] += m["n_unused"]
+        row["note"] += f" + {m['unused_split']} {m['n_unused']} (an official split the protocol does not use)"
+    elif m["unused_split"]:
+        row["note"] += f"; {m['unused_split']} split files absent, so the total leaves it out"
+    return row
+
+
+def _table1_partial(spec: _Spec, root) -> dict:
+    root_path = data_root(root)
+    present = [s for s in ("train", "val") if not _find(spec, root_path, (s,))[1]]
+    missing = _missing_text(spec, _find(spec, root_path, ("train", "val"))[1], " split")
+    if not present:
+        more = f" and {len(missing) - 1} more file(s)" if len(missing) > 1 else ""
+        return {"status": f"missing: {missing[0]}{more}"}
+    try:
+        ys = {s: load_split(spec.name, s, root)[1] for s in present}
+    except DatasetError as e:
+        return {"status": f"error: {str(e).splitlines()[0]}"}
+    return {**_ours(spec, list(ys.values())), "status": f"partial: {', '.join(missing)} absent",
+            "note": " + ".join(f"{s} {len(y)}" for s, y in ys.items()) + " only; not comparable to the paper's total"}

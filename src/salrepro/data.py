@@ -479,6 +479,8 @@ _SPECS = {s.name: s for s in (
           url="https://www.kaggle.com/c/challenges-in-representation-learning-facial-expression-recognition-challenge"),
 )}
 assert tuple(_SPECS) == DATASETS
+DISPLAY_NAMES = {name: spec.display for name, spec in _SPECS.items()}  # the paper's spelling
+NUM_CLASSES = {name: spec.classes for name, spec in _SPECS.items()}
 
 _FER_HOWTO = (
     "FER2013 cannot be downloaded automatically (torchvision has no downloader; Kaggle needs a login and "

@@ -140,8 +140,9 @@ def load_stored(store: Path, config: RunConfig) -> dict | None:
     return record if record.get("key") == config.key() else None
 
 
-def run_all(configs, data_for, *, store=None, device="auto", progress=None, desc="runs") -> list[dict]:
-    """Run every configuration (skipping those already in `store`).
+def run_all(configs, data_for, *, store=None, read_from=(), device="auto", progress=None, desc="runs") -> list[dict]:
+    """Run every configuration, skipping those already in `store` (or in one
+    of the read-only stores `read_from`, e.g. another stage's runs).
 
     `data_for(name)` returns the dataset of that name (or pass one Dataset
     when every configuration uses it). Returns the records in config order.
@@ -149,10 +150,11 @@ def run_all(configs, data_for, *, store=None, device="auto", progress=None, desc
     configs = list(configs)
     loader = data_for if callable(data_for) else (lambda name: data_for)
     store = Path(store) if store is not None else None
+    stores = ([store] if store else []) + [Path(s) for s in read_from]
     records: list[dict | None] = [None] * len(configs)
     todo = []
     for i, c in enumerate(configs):
-        records[i] = load_stored(store, c) if store else None
+        records[i] = next((r for s in stores if (r := load_stored(s, c)) is not None), None)
         if records[i] is None:
             todo.append(i)
     bar = tqdm(todo, desc=desc, disable=not show_progress(progress))

@@ -1,0 +1,188 @@
+"""The pipeline's configuration: `params.yaml`, read and checked.
+
+    cfg = load_params("params.yaml")
+    s = stage_settings(cfg, "area_sweep", "digits")   # dict for one stage instance
+
+`params.yaml` as committed is the `quick` profile; `conf/profile/*.yaml`
+hold every profile (Hydra composition: `dvc exp run -S profile=cpu`).
+Methods are written as in the paper's tables: `bp`, `sal-4`, `moe-16`,
+`dfa`, `fa`. Everything is checked before any stage trains: an unknown key,
+a wrong type or an out-of-range value raises `ParamsError` naming the key,
+the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import numbers
+from pathlib import Path
+
+import yaml
+
+from .data import DATASETS
+from .models import METHODS, OPTIONS
+
+PROFILES = ("quick", "cpu", "paper", "test")
+STAGES = ("area_sweep", "depth", "width", "moe")
+
+
+class ParamsError(ValueError):
+    """A bad value in params.yaml."""
+
+
+# ---------------------------------------------------------------------------
+# Schema: key -> (checker, description of what is allowed)
+# ---------------------------------------------------------------------------
+def _is_int(v, lo=None, hi=None):
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool) and (lo is None or v >= lo) and (hi is None or v <= hi)
+
+
+def _is_pos_number(v):
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and v > 0
+
+
+def _is_list(check):
+    return lambda v: isinstance(v, list) and len(v) > 0 and all(check(x) for x in v)
+
+
+def parse_method(spec: str) -> tuple[str, int]:
+    """'sal-4' -> ('sal', 4); 'bp' -> ('bp', 1)."""
+    if not isinstance(spec, str):
+        raise ParamsError(f"method {spec!r}: expected a string like 'bp', 'sal-4' or 'moe-16'")
+    name, _, k = spec.partition("-")
+    if name not in METHODS or (k and not k.isdigit()) or (k and int(k) < 1):
+        raise ParamsError(f"method {spec!r}: expected one of {METHODS}, with '-K' (K >= 1) for sal and moe, e.g. 'sal-4'")
+    areas = int(k) if k else 1
+    if name in ("bp", "dfa", "fa") and areas != 1:
+        raise ParamsError(f"method {spec!r}: {name} has one area; write {name!r}")
+    return name, areas
+
+
+def _is_method(v):
+    try:
+        parse_method(v)
+        return True
+    except ParamsError:
+        return False
+
+
+_TRAINING = {
+    "seeds": (lambda v: _is_int(v, 1), "an integer >= 1 (number of seeds, 0..seeds-1)"),
+    "epochs": (lambda v: _is_int(v, 1), "an integer >= 1"),
+    "batch_size": (lambda v: _is_int(v, 1), "an integer >= 1 (and at most the training set size)"),
+    "lr": (_is_pos_number, "a number > 0"),
+    "options": (lambda v: isinstance(v, dict), "a mapping of method options (docs/method.md), {} for the defaults"),
+}
+_DATASETS_LIST = (_is_list(lambda d: d in DATASETS), f"a non-empty list of datasets from {DATASETS}")
+_METHODS_LIST = (_is_list(_is_method), "a non-empty list of methods like 'bp', 'sal-4', 'moe-16', 'dfa', 'fa'")
+
+SCHEMA = {
+    "profile": (lambda v: v in PROFILES, f"one of {PROFILES}"),
+    "device": (lambda v: isinstance(v, str) and (v in ("auto", "cpu", "cuda") or v.startswith("cuda:")),
+               "'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'"),
+    "data": {
+        "root": (lambda v: v is None or isinstance(v, str), "null ($SALREPRO_DATA, else data/raw) or a folder path"),
+        "download": (lambda v: isinstance(v, bool), "true or false"),
+    },
+    "datasets": None,  # checked by _check_datasets
+    "area_sweep": {"datasets": _DATASETS_LIST, "methods": _METHODS_LIST, "hidden": (lambda v: _is_int(v, 1), "an integer >= 1"),
+                   **_TRAINING},
+    "depth": {"datasets": _DATASETS_LIST, "methods": _METHODS_LIST, "depths": (_is_list(lambda v: _is_int(v, 2)), "a list of integers >= 2"),
+              "width": (lambda v: _is_int(v, 1), "an integer >= 1"), **_TRAINING},
+    "width": {"datasets": _DATASETS_LIST, "methods": _METHODS_LIST, "widths": (_is_list(lambda v: _is_int(v, 1)), "a list of integers >= 1"),
+              "depth": (lambda v: _is_int(v, 2), "an integer >= 2"), **_TRAINING},
+    "moe": {"datasets": _DATASETS_LIST, "areas": (_is_list(lambda v: _is_int(v, 1)), "a list of integers >= 1 (K of sal-K and moe-K)"),
+            "options": _TRAINING["options"]},
+    "report": {"sigma": (_is_pos_number, "a number > 0 (verdict: |ours - paper| <= sigma x combined std)")},
+}
+DATASET_OPTIONS = {"digits_scale": (lambda v: v in ("unit", "raw"), "'unit' (0..16 / 16) or 'raw' (0..16)")}
+
+
+def _check(tree: dict, schema: dict, where: str) -> None:
+    for key in tree:
+        if key not in schema:
+            raise ParamsError(f"{where}{key}: unknown key (a typo?); allowed here: {sorted(schema)}")
+    for key, rule in schema.items():
+        path = f"{where}{key}"
+        if key not in tree:
+            raise ParamsError(f"{path}: missing; expected {rule[1] if isinstance(rule, tuple) else 'a mapping'}")
+        value = tree[key]
+        if rule is None:
+            continue
+        if isinstance(rule, dict):
+            if not isinstance(value, dict):
+                raise ParamsError(f"{path}: expected a mapping with keys {sorted(rule)}, got {value!r}")
+            _check(value, rule, path + ".")
+        elif not rule[0](value):
+            raise ParamsError(f"{path}: got {value!r}; allowed: {rule[1]}")
+
+
+def _check_datasets(cfg: dict) -> None:
+    ds = cfg["datasets"]
+    if not isinstance(ds, dict) or not ds:
+        raise ParamsError(f"datasets: expected a mapping from dataset name to its data options, got {ds!r}")
+    for name, opts in ds.items():
+        if name not in DATASETS:
+            raise ParamsError(f"datasets.{name}: unknown dataset; allowed: {DATASETS}")
+        if not isinstance(opts, dict):
+            raise ParamsError(f"datasets.{name}: expected a mapping of data options ({sorted(DATASET_OPTIONS)}) or {{}}, got {opts!r}")
+        for key, value in opts.items():
+            if key not in DATASET_OPTIONS:
+                raise ParamsError(f"datasets.{name}.{key}: unknown data option; allowed: {sorted(DATASET_OPTIONS)}")
+            if not DATASET_OPTIONS[key][0](value):
+                raise ParamsError(f"datasets.{name}.{key}: got {value!r}; allowed: {DATASET_OPTIONS[key][1]}")
+    for stage in STAGES:
+        for name in cfg[stage]["datasets"]:
+            if name not in ds:
+                raise ParamsError(f"{stage}.datasets: {name!r} is not listed under datasets: {sorted(ds)}; add it there first")
+    for name in cfg["moe"]["datasets"]:
+        if name not in cfg["area_sweep"]["datasets"]:
+            raise ParamsError(f"moe.datasets: {name!r} must also be in area_sweep.datasets (the SAL runs are shared)")
+
+
+def _check_options(cfg: dict) -> None:
+    for stage in STAGES:
+        opts = cfg[stage]["options"]
+        methods = [parse_method(m)[0] for m in cfg[stage].get("methods", [])] or ["sal", "moe"]
+        allowed = set().union(*(OPTIONS[m] for m in methods), {"init"})
+        for key in opts:
+            if key not in allowed:
+                raise ParamsError(f"{stage}.options.{key}: not an option of {sorted(set(methods))}; allowed: {sorted(allowed)}")
+
+
+def validate(cfg: dict) -> dict:
+    """Check a whole params tree; return it unchanged or raise ParamsError."""
+    if not isinstance(cfg, dict):
+        raise ParamsError(f"params: expected a mapping at the top level, got {type(cfg).__name__}")
+    _check(cfg, SCHEMA, "")
+    _check_datasets(cfg)
+    _check_options(cfg)
+    return cfg
+
+
+def load_params(path="params.yaml") -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"{path}: no such params file (run from the project root, or pass params_file=)")
+    with open(path) as f:
+        return validate(yaml.safe_load(f))
+
+
+def stage_settings(cfg: dict, stage: str, dataset: str) -> dict:
+    """Everything one stage instance needs, flattened: the stage's section,
+    the training settings shared with area_sweep for moe, data options."""
+    if stage not in STAGES:
+        raise ParamsError(f"stage {stage!r}: expected one of {STAGES}")
+    if dataset not in cfg[stage]["datasets"]:
+        raise ParamsError(f"{stage}.datasets: {dataset!r} is not in this profile's list {cfg[stage]['datasets']}")
+    s = dict(cfg[stage])
+    if stage == "moe":  # same training as Table 2: the SAL runs are the area sweep's
+        sweep = cfg["area_sweep"]
+        s.update({k: sweep[k] for k in ("seeds", "epochs", "batch_size", "lr", "hidden")})
+        s["sal_options"] = sweep["options"]
+    s["dataset"] = dataset
+    s["data_options"] = dict(cfg["datasets"][dataset])
+    s["data_root"] = cfg["data"]["root"]
+    s["download"] = cfg["data"]["download"]
+    s["device"] = cfg["device"]
+    s["profile"] = cfg["profile"]
+    return s

@@ -1,0 +1,127 @@
+"""Figures of the replication (seaborn), one function per figure.
+
+Each takes the data frames written by `stages.py` and returns a matplotlib
+Figure; `save(fig, path)` writes a PNG. The notebooks only call these.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: figures are written to files (the notebooks still display them)
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def _sns():
+    import seaborn as sns  # a dev extra: only the notebooks draw
+
+    sns.set_theme(style="whitegrid", context="notebook")
+    return sns
+
+
+def save(fig, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": None})
+    return path
+
+
+def _order(labels) -> list[str]:
+    def key(lab):
+        name, _, k = lab.partition("-")
+        return (name != "BP", name, int(k) if k.isdigit() else 0)
+
+    return sorted(set(labels), key=key)
+
+
+def learning_curves(curves: pd.DataFrame, title: str, metric="val_accuracy_pct"):
+    """Per-epoch curves, mean and spread over seeds, one line per method-K."""
+    sns = _sns()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    order = _order(curves["label"])
+    sns.lineplot(curves, x="epoch", y=metric, hue="label", hue_order=order, errorbar="sd", ax=axes[0])
+    sns.lineplot(curves, x="epoch", y="train_loss", hue="label", hue_order=order, errorbar="sd", ax=axes[1], legend=False)
+    axes[0].set(ylabel="validation accuracy (%)", title=f"{title}: validation accuracy")
+    axes[1].set(ylabel="training loss", title=f"{title}: training loss")
+    fig.tight_layout()
+    return fig
+
+
+def ours_vs_paper(comparison: pd.DataFrame, title: str, metric="val_accuracy_pct"):
+    """Bars: our mean +- std beside the paper's, per method-K."""
+    sns = _sns()
+    c = comparison[comparison["metric"] == metric]
+    long = pd.concat([
+        c.assign(source="ours", value=c["ours_mean"], err=c["ours_std"]),
+        c.assign(source="paper", value=c["paper_mean"], err=c["paper_std"]),
+    ])[["label", "source", "value", "err"]].dropna(subset=["value"])
+    order = _order(long["label"])
+    fig, ax = plt.subplots(figsize=(8, 4))
+    sns.barplot(long, x="label", y="value", hue="source", order=order, ax=ax, errorbar=None)
+    for bar_group, source in zip(ax.containers, ["ours", "paper"]):
+        sub = long[long["source"] == source].set_index("label").reindex([lab for lab in order])
+        xs = [b.get_x() + b.get_width() / 2 for b in bar_group]
+        vals = sub["value"].dropna()
+        if len(xs) == len(vals):
+            ax.errorbar(xs, vals, yerr=sub.loc[vals.index, "err"].fillna(0), fmt="none", ecolor="black", capsize=3)
+    ax.set(xlabel="", ylabel={"val_accuracy_pct": "validation accuracy (%)"}.get(metric, metric),
+           title=f"{title}: ours vs paper (mean +- std over seeds)")
+    fig.tight_layout()
+    return fig
+
+
+def occupancy(occ: pd.DataFrame, title: str):
+    """How evenly the first routed layer uses its areas: each run's areas
+    ranked by their share of validation samples, the share averaged over
+    seeds per rank (area indices are arbitrary, ranks are comparable)."""
+    sns = _sns()
+    if occ.empty:
+        fig, ax = plt.subplots(figsize=(6, 2))
+        ax.text(0.5, 0.5, "no routed layers", ha="center", va="center")
+        ax.axis("off")
+        return fig
+    o = occ[occ["layer"] == occ["layer"].min()].copy()
+    run = ["method", "areas", "depth", "hidden", "seed"]
+    o["share"] = o["samples"] / o.groupby(run)["samples"].transform("sum")
+    o["rank"] = o.groupby(run)["share"].rank(ascending=False, method="first").astype(int)
+    o = o.groupby(["areas", "rank"])["share"].mean().reset_index()
+    o["K"] = "K=" + o["areas"].astype(str)
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    sns.barplot(o, x="rank", y="share", hue="K", ax=ax)
+    ax.set(title=f"{title}: area occupancy, areas ranked by use (first routed layer, mean over seeds)",
+           xlabel="area rank (1 = most used)", ylabel="share of validation samples")
+    fig.tight_layout()
+    return fig
+
+
+def versus_axis(summary: pd.DataFrame, axis: str, title: str):
+    """Final validation accuracy against depth or width, bp vs sal (mean +- std)."""
+    sns = _sns()
+    s = summary.copy()
+    x = "depth" if axis == "depth" else "hidden"
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for lab, g in s.groupby("label", sort=False):
+        g = g.sort_values(x)
+        ax.errorbar(g[x], g["val_accuracy_pct_mean"], yerr=g["val_accuracy_pct_std"].fillna(0), marker="o", capsize=3, label=lab)
+    ax.set_xscale("log", base=2)
+    ax.set(xlabel=axis, ylabel="final validation accuracy (%)", title=title)
+    ax.legend()
+    sns.despine(fig)
+    fig.tight_layout()
+    return fig
+
+
+def sal_vs_moe(curves: pd.DataFrame, title: str):
+    """Figures 4-5: per-epoch validation accuracy, SAL vs MoE, one panel per K."""
+    sns = _sns()
+    c = curves.copy()
+    c["K"] = c["areas"]
+    c["method"] = c["method"].str.upper()
+    g = sns.relplot(c, x="epoch", y="val_accuracy_pct", hue="method", col="K", kind="line", errorbar="sd",
+                    height=3, aspect=1.0, facet_kws={"sharey": True})
+    g.set_axis_labels("epoch", "validation accuracy (%)")
+    g.figure.suptitle(f"{title}: SAL vs top-1 MoE (BP)", y=1.04)
+    return g.figure

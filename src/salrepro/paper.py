@@ -1,0 +1,273 @@
+"""The paper's reported numbers, and how ours compare with them.
+
+`salrepro/paper/table2_3_reported.csv` holds Tables 2 and 3 as the paper
+prints them (mean and std over 5 seeds). The comparison of a cell:
+
+    diff = ours - paper;  combined = sqrt(std_ours^2 + std_paper^2)
+    verdict: "within" if |diff| <= sigma * combined, else "outside"
+
+The paper prints two decimals, so a printed std of 0.00 means "below 0.005":
+we floor the paper's std at half its last printed digit (0.005 for losses,
+0.005 percentage points for accuracy) rather than demand exact equality.
+
+Claims of the paper's text that our data can test are functions below; each
+returns a dict with the claim, the evidence and a verdict: "supported",
+"not supported" or "not testable" (with the reason).
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import io
+import math
+
+import numpy as np
+import pandas as pd
+
+from .data import DISPLAY_NAMES, NUM_CLASSES
+
+METRICS = ("val_accuracy_pct", "train_loss", "val_loss")
+PRINT_FLOOR = 0.005  # half of the last digit the paper prints
+NAMES = {display: name for name, display in DISPLAY_NAMES.items()}
+
+
+def paper_table2() -> pd.DataFrame:
+    """Tables 2 and 3: dataset (our name), display, method, areas, label, metric, mean, std."""
+    text = importlib.resources.files("salrepro").joinpath("paper/table2_3_reported.csv").read_text()
+    df = pd.read_csv(io.StringIO(text)).rename(columns={"dataset": "display"})
+    df.insert(0, "dataset", df["display"].map(NAMES))
+    df.insert(4, "label", [label(m, k) for m, k in zip(df["method"], df["areas"])])
+    return df
+
+
+def label(method: str, areas: int) -> str:
+    return {"sal": f"SAL-{areas}", "moe": f"MoE-{areas}"}.get(method, method.upper())
+
+
+def compare_cell(ours_mean, ours_std, paper_mean, paper_std, sigma=2.0) -> dict:
+    diff = ours_mean - paper_mean
+    ours_std = 0.0 if ours_std is None or (isinstance(ours_std, float) and math.isnan(ours_std)) else ours_std
+    combined = math.sqrt(ours_std**2 + max(paper_std, PRINT_FLOOR) ** 2)
+    return {"diff": diff, "combined_std": combined, "z": diff / combined,
+            "verdict": "within" if abs(diff) <= sigma * combined else "outside"}
+
+
+def compare_area_sweep(summary: pd.DataFrame, sigma: float = 2.0) -> pd.DataFrame:
+    """Our Table 2/3 summary (experiments.summarize) beside the paper's, one
+    row per dataset, method-K and metric. Cells the paper has and we did not
+    run are listed with verdict "not run"; extra rows of ours with "no paper value"."""
+    paper = paper_table2()
+    rows = []
+    datasets = list(dict.fromkeys(summary["dataset"]))
+    for ds in datasets:
+        ours = summary[summary["dataset"] == ds].set_index(["method", "areas"])
+        ref = paper[paper["dataset"] == ds]
+        keys = list(dict.fromkeys(list(ours.index) + [(m, k) for m, k in zip(ref["method"], ref["areas"])]))
+        for method, areas in keys:
+            for metric in METRICS:
+                p = ref[(ref["method"] == method) & (ref["areas"] == areas) & (ref["metric"] == metric)]
+                row = {"dataset": ds, "display": DISPLAY_NAMES[ds], "label": label(method, areas), "method": method,
+                       "areas": areas, "metric": metric, "ours_mean": np.nan, "ours_std": np.nan, "seeds": 0,
+                       "paper_mean": np.nan, "paper_std": np.nan, "diff": np.nan, "combined_std": np.nan, "z": np.nan}
+                if (method, areas) in ours.index:
+                    o = ours.loc[(method, areas)]
+                    row.update(ours_mean=o[f"{metric}_mean"], ours_std=o[f"{metric}_std"], seeds=int(o["seeds"]))
+                if len(p):
+                    row.update(paper_mean=float(p["mean"].iloc[0]), paper_std=float(p["std"].iloc[0]))
+                if row["seeds"] and len(p):
+                    row.update(compare_cell(row["ours_mean"], row["ours_std"], row["paper_mean"], row["paper_std"], sigma))
+                else:
+                    row["verdict"] = "not run" if len(p) else "no paper value"
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def not_run_datasets(ran) -> list[str]:
+    """Datasets of Tables 2/3 that we did not run."""
+    return [d for d in DISPLAY_NAMES if d not in set(ran)]
+
+
+# ---------------------------------------------------------------------------
+# Claims
+# ---------------------------------------------------------------------------
+# A difference a - b of two seed means is "significant" when it exceeds
+# SIG_SE standard errors sqrt(sd_a^2/n_a + sd_b^2/n_b). Per dataset a claim is
+# "supported" (significant in the claimed direction), "contradicted"
+# (significant the other way) or "inconclusive" (within noise); overall it is
+# "supported" when most datasets support it, "not supported" otherwise, and
+# "not testable" when no dataset can test it.
+SIG_SE = 2.0
+
+
+def _row(table, dataset, method, areas, **shape):
+    r = table[(table["dataset"] == dataset) & (table["method"] == method) & (table["areas"] == areas)]
+    for k, v in shape.items():
+        r = r[r[k] == v]
+    return r.iloc[0] if len(r) else None
+
+
+def _paper_acc(dataset, method, areas):
+    p = paper_table2()
+    r = p[(p["dataset"] == dataset) & (p["method"] == method) & (p["areas"] == areas) & (p["metric"] == "val_accuracy_pct")]
+    return float(r["mean"].iloc[0]) if len(r) else None
+
+
+def _direction(a, b, metric="val_accuracy_pct") -> tuple[str, float]:
+    """Is row a's metric above row b's? -> (per-dataset verdict, difference)."""
+    diff = a[f"{metric}_mean"] - b[f"{metric}_mean"]
+    sd_a = 0.0 if pd.isna(a[f"{metric}_std"]) else a[f"{metric}_std"]
+    sd_b = 0.0 if pd.isna(b[f"{metric}_std"]) else b[f"{metric}_std"]
+    se = math.sqrt(sd_a**2 / max(a["seeds"], 1) + sd_b**2 / max(b["seeds"], 1))
+    if se == 0:
+        return ("supported" if diff > 0 else "contradicted" if diff < 0 else "inconclusive"), diff
+    z = diff / se
+    return ("supported" if z > SIG_SE else "contradicted" if z < -SIG_SE else "inconclusive"), diff
+
+
+def _overall(claim, per_dataset: list[str], evidence: list[str], need: float = 0.5) -> dict:
+    if not per_dataset:
+        return {"claim": claim, "verdict": "not testable", "evidence": "no dataset in our results can test it"}
+    n = len(per_dataset)
+    counts = {v: per_dataset.count(v) for v in ("supported", "contradicted", "inconclusive")}
+    verdict = "supported" if counts["supported"] > need * n else "not supported"
+    head = (f"of {n} dataset(s): {counts['supported']} support it, {counts['contradicted']} contradict it, "
+            f"{counts['inconclusive']} inconclusive (a difference under {SIG_SE:g} standard errors of the seed means). ")
+    return {"claim": claim, "verdict": verdict, "evidence": head + "; ".join(evidence)}
+
+
+def claim_sal_beats_bp(summary: pd.DataFrame) -> dict:
+    """Paper: SAL (its best K) beats the BP baseline on nine of ten datasets."""
+    per, ev = [], []
+    for ds in dict.fromkeys(summary["dataset"]):
+        bp = _row(summary, ds, "bp", 1)
+        sal = summary[(summary["dataset"] == ds) & (summary["method"] == "sal")]
+        if bp is None or sal.empty:
+            continue
+        best = sal.loc[sal["val_accuracy_pct_mean"].idxmax()]
+        verdict, diff = _direction(best, bp)
+        per.append(verdict)
+        p_bp, p_best = _paper_acc(ds, "bp", 1), max((_paper_acc(ds, "sal", k) or -1) for k in (1, 2, 4, 8, 16))
+        ev.append(f"{DISPLAY_NAMES[ds]}: best SAL-{best['areas']} {best['val_accuracy_pct_mean']:.1f}% vs BP "
+                  f"{bp['val_accuracy_pct_mean']:.1f}% ({verdict})" + (f", paper {p_best:.1f}% vs {p_bp:.1f}%" if p_bp else ""))
+    return _overall("SAL beats the BP baseline (nine of ten datasets)", per, ev, need=0.85 if len(per) >= 10 else 0.5)
+
+
+def claim_accuracy_rises_with_k(summary: pd.DataFrame) -> dict:
+    """Paper: accuracy rises with the number of areas K (largest K vs K = 1)."""
+    per, ev = [], []
+    for ds in dict.fromkeys(summary["dataset"]):
+        s = summary[(summary["dataset"] == ds) & (summary["method"] == "sal")].sort_values("areas")
+        if len(s) < 2:
+            continue
+        lo, hi = s.iloc[0], s.iloc[-1]
+        verdict, _ = _direction(hi, lo)
+        per.append(verdict)
+        p_lo, p_hi = _paper_acc(ds, "sal", int(lo["areas"])), _paper_acc(ds, "sal", int(hi["areas"]))
+        ev.append(f"{DISPLAY_NAMES[ds]}: SAL-{lo['areas']} {lo['val_accuracy_pct_mean']:.1f}% -> SAL-{hi['areas']} "
+                  f"{hi['val_accuracy_pct_mean']:.1f}% ({verdict})" + (f", paper {p_lo:.1f}% -> {p_hi:.1f}%" if p_lo and p_hi else ""))
+    return _overall("Accuracy rises with the number of areas K", per, ev)
+
+
+def claim_train_loss_falls_with_k(summary: pd.DataFrame) -> dict:
+    """Paper (Table 3): training loss falls as K grows (largest K vs K = 1)."""
+    per, ev = [], []
+    for ds in dict.fromkeys(summary["dataset"]):
+        s = summary[(summary["dataset"] == ds) & (summary["method"] == "sal")].sort_values("areas")
+        if len(s) < 2:
+            continue
+        lo, hi = s.iloc[0], s.iloc[-1]
+        verdict, _ = _direction(lo, hi, "train_loss")  # supported when K=1's loss is above the largest K's
+        per.append(verdict)
+        ev.append(f"{DISPLAY_NAMES[ds]}: SAL-{lo['areas']} {lo['train_loss_mean']:.2f} -> SAL-{hi['areas']} "
+                  f"{hi['train_loss_mean']:.2f} ({verdict})")
+    return _overall("Training loss falls as K grows", per, ev)
+
+
+def claim_gap_grows_with(summary: pd.DataFrame, axis: str) -> dict:
+    """Figures 2/3: SAL's accuracy advantage over BP grows with depth (or width):
+    the gap SAL - BP at the largest value against the smallest."""
+    name = "depth" if axis == "depth" else "width"
+    per, ev = [], []
+    for ds in dict.fromkeys(summary["dataset"]):
+        s = summary[summary["dataset"] == ds]
+        values = sorted(set(s[s["method"] == "sal"][axis]) & set(s[s["method"] == "bp"][axis]))
+        if len(values) < 2:
+            continue
+        gaps = []
+        for v in values:
+            sal, bp = s[(s["method"] == "sal") & (s[axis] == v)].iloc[0], s[(s["method"] == "bp") & (s[axis] == v)].iloc[0]
+            gaps.append((v, sal, bp))
+        (v0, sal0, bp0), (v1, sal1, bp1) = gaps[0], gaps[-1]
+        g0 = sal0["val_accuracy_pct_mean"] - bp0["val_accuracy_pct_mean"]
+        g1 = sal1["val_accuracy_pct_mean"] - bp1["val_accuracy_pct_mean"]
+        se = math.sqrt(sum((0 if pd.isna(r["val_accuracy_pct_std"]) else r["val_accuracy_pct_std"]) ** 2 / max(r["seeds"], 1)
+                           for r in (sal0, bp0, sal1, bp1)))
+        z = (g1 - g0) / se if se else math.copysign(math.inf, g1 - g0) if g1 != g0 else 0.0
+        verdict = "supported" if z > SIG_SE else "contradicted" if z < -SIG_SE else "inconclusive"
+        per.append(verdict)
+        ev.append(f"{DISPLAY_NAMES[ds]}: SAL - BP gap " + ", ".join(
+            f"{name} {v}: {r1['val_accuracy_pct_mean'] - r2['val_accuracy_pct_mean']:+.1f}" for v, r1, r2 in gaps) + f" ({verdict})")
+    return _overall(f"SAL's advantage over BP grows with {name}", per, ev)
+
+
+def claim_trains_at_depth(summary: pd.DataFrame) -> dict:
+    """Figure 2: SAL trains at every depth: final accuracy above chance."""
+    per, ev = [], []
+    chance = {ds: 100.0 / NUM_CLASSES[ds] for ds in NUM_CLASSES}
+    for ds in dict.fromkeys(summary["dataset"]):
+        d = summary[(summary["dataset"] == ds) & (summary["method"] == "sal")].sort_values("depth")
+        if d.empty:
+            continue
+        above = [(int(r.depth), r.val_accuracy_pct_mean) for r in d.itertuples()]
+        ok = all(a > chance[ds] for _, a in above)
+        per.append("supported" if ok else "contradicted")
+        ev.append(f"{DISPLAY_NAMES[ds]} (chance {chance[ds]:.0f}%): " + ", ".join(f"depth {k}: {a:.1f}%" for k, a in above))
+    return _overall("SAL trains at every depth (accuracy above chance)", per, ev)
+
+
+def _majority(verdicts: list[str]) -> str:
+    counts = sorted(((verdicts.count(v), v) for v in set(verdicts)), reverse=True)
+    return counts[0][1] if len(counts) == 1 or counts[0][0] > counts[1][0] else "inconclusive"
+
+
+def claim_sal_beats_moe(summary: pd.DataFrame) -> dict:
+    """Figures 4/5: SAL beats a BP-trained top-1 MoE at equal K (per dataset:
+    the majority verdict over K > 1; with one expert MoE is plain BP)."""
+    per, ev = [], []
+    for ds in dict.fromkeys(summary["dataset"]):
+        s = summary[summary["dataset"] == ds]
+        ks = sorted(set(s[s["method"] == "sal"]["areas"]) & set(s[s["method"] == "moe"]["areas"]))
+        if not ks:
+            continue
+        pairs = [(k, _row(s, ds, "sal", k), _row(s, ds, "moe", k)) for k in ks]
+        verdicts = [_direction(a, b)[0] for _, a, b in pairs]
+        per.append(_majority([v for (k, _, _), v in zip(pairs, verdicts) if k > 1] or verdicts))
+        ev.append(f"{DISPLAY_NAMES[ds]}: " + ", ".join(
+            f"K={k} SAL {a['val_accuracy_pct_mean']:.1f} vs MoE {b['val_accuracy_pct_mean']:.1f} ({v})"
+            for (k, a, b), v in zip(pairs, verdicts)))
+    return _overall("SAL beats a BP-trained top-1 MoE at equal K", per, ev)
+
+
+def side_by_side(comparison: pd.DataFrame) -> pd.DataFrame:
+    """One row per method-K: 'mean ± std' of ours and the paper's, and the
+    verdict, for each metric (for display)."""
+    def fmt(m, s, digits):
+        if pd.isna(m):
+            return "—"
+        return f"{m:.{digits}f} ± {s:.{digits}f}" if pd.notna(s) else f"{m:.{digits}f}"
+
+    rows = {}
+    for r in comparison.itertuples():
+        d = 1 if r.metric == "val_accuracy_pct" else 2
+        row = rows.setdefault((r.display, r.label), {})
+        short = {"val_accuracy_pct": "acc %", "train_loss": "train loss", "val_loss": "val loss"}[r.metric]
+        row[f"{short} ours"] = fmt(r.ours_mean, r.ours_std, d)
+        row[f"{short} paper"] = fmt(r.paper_mean, r.paper_std, d)
+        row[f"{short} verdict"] = r.verdict + (f" ({r.z:+.1f}σ)" if pd.notna(r.z) else "")
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.index.names = ["dataset", "method"]
+    return out
+
+
+def claims_frame(claims: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(claims, columns=["claim", "verdict", "evidence"])

@@ -1,0 +1,196 @@
+"""The pipeline's stages, one function each, called by the notebooks.
+
+    out = run_stage("area_sweep", "digits", params_file="params.yaml", out_dir="results/area_sweep/digits")
+
+A stage instance reads its settings from params.yaml (config.py), loads its
+dataset, runs its grid through the resumable run store (`out_dir/runs/`),
+and writes small files that DVC tracks and the report reads:
+
+    summary.csv      mean and std over seeds of the final-epoch metrics
+    comparison.csv   (area_sweep) ours beside the paper's Tables 2 and 3
+    curves/*.csv     per-epoch means over seeds, one file per curve (DVC plots)
+    curves_all.csv   per-epoch values of every run (for the notebooks' figures)
+    occupancy.csv    final-epoch validation samples per area (routed layers)
+    metrics.json     the headline numbers (`dvc metrics show`)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from . import experiments as ex
+from . import paper
+from .config import load_params, parse_method, stage_settings
+from .data import load_dataset
+from .experiments import write_json_atomic
+from .models import OPTIONS
+
+
+@dataclass
+class StageOutput:
+    settings: dict
+    records: list
+    summary: pd.DataFrame
+    curves: pd.DataFrame
+    occupancy: pd.DataFrame
+    comparison: pd.DataFrame | None
+    metrics: dict
+
+
+def method_options(method: str, options: dict) -> dict:
+    """The subset of `options` that `method` accepts (e.g. divisor goes to sal, not bp)."""
+    allowed = set(OPTIONS[method]) | {"init"}
+    return {k: v for k, v in options.items() if k in allowed}
+
+
+def stage_configs(stage: str, s: dict) -> list[ex.RunConfig]:
+    """The runs of one stage instance, in table order."""
+    train = dict(epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"])
+    seeds = range(s["seeds"])
+    ds = s["dataset"]
+    out = []
+    if stage == "area_sweep":
+        for spec in s["methods"]:
+            m, k = parse_method(spec)
+            out += [ex.make_config(ds, m, areas=k, hidden=s["hidden"], seed=i, options=method_options(m, s["options"]), **train)
+                    for i in seeds]
+    elif stage in ("depth", "width"):
+        shapes = [(d, s["width"]) for d in s["depths"]] if stage == "depth" else [(s["depth"], w) for w in s["widths"]]
+        for spec in s["methods"]:
+            m, k = parse_method(spec)
+            out += [ex.make_config(ds, m, areas=k, depth=d, hidden=w, seed=i, options=method_options(m, s["options"]), **train)
+                    for d, w in shapes for i in seeds]
+    elif stage == "moe":
+        for k in s["areas"]:
+            for m, opts in (("sal", s["sal_options"]), ("moe", s["options"])):
+                out += [ex.make_config(ds, m, areas=k, hidden=s["hidden"], seed=i, options=method_options(m, opts), **train)
+                        for i in seeds]
+    return out
+
+
+def write_curves(curves: pd.DataFrame, stage: str, folder: Path) -> None:
+    """One CSV per curve (mean over seeds per epoch), named by label and shape."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.csv"):
+        old.unlink()
+    keys = ["label", "depth", "hidden", "epoch"]
+    mean = curves.groupby(keys, sort=False)[["val_accuracy_pct", "train_loss", "val_loss"]].mean().reset_index()
+    for (lab, depth, hidden), g in mean.groupby(["label", "depth", "hidden"], sort=False):
+        name = {"depth": f"{lab}-depth{depth}", "width": f"{lab}-width{hidden}"}.get(stage, lab)
+        g[["epoch", "val_accuracy_pct", "train_loss", "val_loss"]].round(6).to_csv(folder / f"{name}.csv", index=False)
+
+
+def headline_metrics(stage: str, summary: pd.DataFrame) -> dict:
+    """Nested {label: {metric: value}} (depth/width: {label: {depth_8: {...}}})."""
+    out: dict = {}
+    for r in summary.itertuples():
+        vals = {m: round(float(getattr(r, f"{m}_mean")), 4) for m in paper.METRICS}
+        vals.update({f"{m}_std": round(float(getattr(r, f"{m}_std")), 4) if pd.notna(getattr(r, f"{m}_std")) else None
+                     for m in paper.METRICS})
+        if stage == "depth":
+            out.setdefault(r.label, {})[f"depth_{r.depth}"] = vals
+        elif stage == "width":
+            out.setdefault(r.label, {})[f"width_{r.hidden}"] = {**vals, "params_active": int(r.params_active),
+                                                                 "params_total": int(r.params_total)}
+        else:
+            out[r.label] = vals
+    return out
+
+
+def run_stage(stage: str, dataset: str, *, params_file="params.yaml", out_dir=None, progress=None) -> StageOutput:
+    """Run (or resume) one stage instance and write its outputs to `out_dir`."""
+    cfg = load_params(params_file)
+    s = stage_settings(cfg, stage, dataset)
+    out_dir = Path(out_dir if out_dir is not None else f"results/{stage}/{dataset}")
+    data = load_dataset(dataset, root=s["data_root"], download=s["download"], **s["data_options"])
+    configs = stage_configs(stage, s)
+    if any(c.batch_size > data.x_train.shape[0] for c in configs):
+        raise ValueError(f"{stage}.batch_size: {s['batch_size']} exceeds the {data.x_train.shape[0]} training samples of {dataset}")
+    read_from = [out_dir.parent.parent / "area_sweep" / dataset / "runs"] if stage == "moe" else []
+    records = ex.run_all(configs, data, store=out_dir / "runs", read_from=read_from, device=s["device"],
+                         progress=progress, desc=f"{stage} {dataset}")
+    summary = ex.summarize(records)
+    curves = ex.curves_frame(records)
+    occupancy = ex.occupancy_frame(records)
+    comparison = paper.compare_area_sweep(summary, cfg["report"]["sigma"]) if stage == "area_sweep" else None
+    metrics = headline_metrics(stage, summary)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary.to_csv(out_dir / "summary.csv", index=False)
+    curves.to_csv(out_dir / "curves_all.csv", index=False)
+    occupancy.to_csv(out_dir / "occupancy.csv", index=False)
+    write_curves(curves, stage, out_dir / "curves")
+    if comparison is not None:
+        comparison.to_csv(out_dir / "comparison.csv", index=False)
+    write_json_atomic(out_dir / "metrics.json", metrics)
+    return StageOutput(s, records, summary, curves, occupancy, comparison, metrics)
+
+
+def read_stage_outputs(results="results", params: dict | None = None) -> dict[str, pd.DataFrame]:
+    """The summary.csv of every stage instance under `results/`, concatenated
+    per stage (the report's input); with `params`, only the datasets each
+    stage lists (outputs of another profile are left out)."""
+    out = {}
+    for stage in ("area_sweep", "depth", "width", "moe"):
+        files = sorted(Path(results, stage).glob("*/summary.csv"))
+        if params is not None:
+            files = [f for f in files if f.parent.name in params[stage]["datasets"]]
+        out[stage] = pd.concat([pd.read_csv(f) for f in files], ignore_index=True) if files else pd.DataFrame()
+    return out
+
+
+def dataset_table(params_file="params.yaml", out_dir="results/datasets") -> pd.DataFrame:
+    """Table 1 from the loaders for all ten datasets (those present under the
+    data root decoded into a temporary cache, so that this stage writes no
+    cache file of its own), saved as table1.csv."""
+    import tempfile
+
+    from .data import table1
+
+    cfg = load_params(params_file)
+    with tempfile.TemporaryDirectory() as tmp:
+        table = table1(cfg["data"]["root"], cache_dir=tmp)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    table.to_csv(Path(out_dir) / "table1.csv", index=False)
+    return table
+
+
+def dump_json(obj, path) -> None:
+    write_json_atomic(Path(path), json.loads(json.dumps(obj, default=str)))
+
+
+def main(argv=None) -> int:
+    """`python -m salrepro.stages prepare NAME` (the DVC data stage) and
+    `python -m salrepro.stages readme` (the README's replication summary)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m salrepro.stages", description=main.__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    prep = sub.add_parser("prepare", help="build the preprocessed cache of one dataset (data/cache/NAME.pt)")
+    prep.add_argument("name", help="dataset name, e.g. digits")
+    prep.add_argument("--params", default="params.yaml", help="params file giving the data root and options")
+    readme = sub.add_parser("readme", help="copy results/report/summary.md into README.md between its markers")
+    readme.add_argument("--summary", default="results/report/summary.md")
+    readme.add_argument("--readme", default="README.md")
+    args = parser.parse_args(argv)
+    if args.command == "prepare":
+        from .data import prepare
+
+        cfg = load_params(args.params)
+        if args.name not in cfg["datasets"]:
+            parser.error(f"{args.name!r} is not listed under datasets: in {args.params}")
+        path = prepare(args.name, cfg["data"]["root"], cfg["data"]["download"], **cfg["datasets"][args.name])
+        print(f"{args.name}: {path}")
+    else:
+        from .report import update_readme
+
+        if not update_readme(args.readme, summary_file=args.summary):
+            print(f"{args.readme}: no replication-summary markers; nothing written")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,40 @@
+"""Re-execute the golden notebooks of the nbval tests at the test profile.
+
+    python tests/notebooks/regenerate.py
+
+Run it after changing a notebook in notebooks/ or a number its checked cells
+print (cells tagged `nbval-check-output`), review the diff of the printed
+numbers, and commit the result. Every notebook runs with this folder as its
+working directory, as nbval runs it.
+"""
+
+import shutil
+import sys
+from pathlib import Path
+
+import papermill
+
+HERE = Path(__file__).resolve().parent
+NOTEBOOKS = HERE.parent.parent / "notebooks"
+ORDER = ["datasets", "area_sweep", "depth", "width", "moe", "report"]  # moe reads area_sweep's runs
+
+
+def parameters(name: str) -> dict:
+    common = {"params_file": "params-test.yaml"}
+    if name == "datasets":
+        return {**common, "out_dir": "_out/datasets"}
+    if name == "report":
+        return {**common, "results_dir": "_out", "out_dir": "_out/report", "readme": None}
+    return {**common, "dataset": "digits", "out_dir": f"_out/{name}/digits", "figures_dir": "_out/figures"}
+
+
+def main(names) -> None:
+    shutil.rmtree(HERE / "_out", ignore_errors=True)
+    for name in names or ORDER:
+        papermill.execute_notebook(NOTEBOOKS / f"{name}.ipynb", HERE / f"{name}.ipynb", parameters=parameters(name),
+                                   kernel_name="python3", cwd=str(HERE), progress_bar=False)
+        print("executed", name)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

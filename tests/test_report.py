@@ -1,0 +1,36 @@
+"""The report and the README block (report.py, stages.py outputs)."""
+
+import pandas as pd
+import yaml
+
+from salrepro import report
+from salrepro.stages import read_stage_outputs
+
+
+def test_update_readme_replaces_only_the_block(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{report.README_BEGIN}\nold\n{report.README_END}\noutro\n")
+    assert report.update_readme(readme, "- new line")
+    assert readme.read_text() == f"intro\n{report.README_BEGIN}\n- new line\n{report.README_END}\noutro\n"
+    plain = tmp_path / "PLAIN.md"
+    plain.write_text("no markers\n")
+    assert not report.update_readme(plain, "- x") and plain.read_text() == "no markers\n"
+
+
+def test_report_reads_only_the_profile_datasets(tmp_path):
+    for ds in ("digits", "mnist"):
+        d = tmp_path / "area_sweep" / ds
+        d.mkdir(parents=True)
+        pd.DataFrame([{"dataset": ds, "method": "bp", "areas": 1}]).to_csv(d / "summary.csv", index=False)
+    params = yaml.safe_load(open("params.yaml"))
+    out = read_stage_outputs(tmp_path, params)
+    assert list(out["area_sweep"]["dataset"]) == ["digits"] and out["depth"].empty
+    assert sorted(read_stage_outputs(tmp_path)["area_sweep"]["dataset"]) == ["digits", "mnist"]
+
+
+def test_not_run_reasons_name_the_profile(tmp_path):
+    params = yaml.safe_load(open("params.yaml"))
+    reasons = report.not_run_reasons(params, {"digits"}, data_root=tmp_path)
+    assert len(reasons) == 9 and "digits" not in set(reasons["dataset"])
+    assert all("not in the 'quick' profile" in r for r in reasons["reason"])
+    assert "files not present here" in reasons.set_index("dataset").loc["mnist", "reason"]

@@ -1,0 +1,36 @@
+"""Stage grids and outputs (stages.py)."""
+
+import yaml
+
+from salrepro import stages
+from salrepro.config import stage_settings, validate
+
+
+def settings(stage):
+    return stage_settings(validate(yaml.safe_load(open("params.yaml"))), stage, "digits")
+
+
+def test_area_sweep_grid_is_table2():
+    configs = stages.stage_configs("area_sweep", settings("area_sweep"))
+    assert len(configs) == 6 * 5
+    assert [c.label for c in configs[::5]] == ["BP", "SAL-1", "SAL-2", "SAL-4", "SAL-8", "SAL-16"]
+    assert {(c.epochs, c.batch_size, c.lr, c.hidden, c.depth) for c in configs} == {(25, 16, 1e-4, 256, 2)}
+
+
+def test_depth_width_and_moe_grids():
+    s = settings("depth")
+    depth = stages.stage_configs("depth", s)
+    assert len(depth) == len(s["methods"]) * len(s["depths"]) * s["seeds"]
+    assert {c.hidden for c in depth} == {s["width"]} and {c.depth for c in depth} == set(s["depths"])
+    w = settings("width")
+    assert {c.hidden for c in stages.stage_configs("width", w)} == set(w["widths"])
+    moe = stages.stage_configs("moe", settings("moe"))
+    assert {c.method for c in moe} == {"sal", "moe"} and len(moe) == 2 * 5 * 5
+    sweep = {c.key() for c in stages.stage_configs("area_sweep", settings("area_sweep"))}
+    assert {c.key() for c in moe if c.method == "sal"} <= sweep  # the moe stage reuses the area sweep's SAL runs
+
+
+def test_method_options_go_only_where_they_apply():
+    assert stages.method_options("bp", {"divisor": "sum", "init": "torch_default"}) == {"init": "torch_default"}
+    assert stages.method_options("sal", {"divisor": "sum", "balance_coef": 0.1}) == {"divisor": "sum"}
+    assert stages.method_options("moe", {"divisor": "sum", "balance_coef": 0.1}) == {"balance_coef": 0.1}

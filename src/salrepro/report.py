@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import paper
-from .data import DATASETS, DISPLAY_NAMES, available
+from .data import DATASETS, DISPLAY_NAMES, available, project_root
 from .experiments import write_json_atomic
 from .stages import read_stage_outputs
 
@@ -35,6 +35,7 @@ def not_run_reasons(params: dict, ran: set, data_root=None) -> pd.DataFrame:
                 why += f"; files not present here: {avail[ds]}"
         else:
             why = f"in the profile but not run: {avail[ds] or 'stage output missing'}"
+        why = why.replace(f"{project_root()}/", "")  # machine-independent: paths relative to the project
         rows.append({"dataset": ds, "display": DISPLAY_NAMES[ds], "reason": why})
     return pd.DataFrame(rows, columns=["dataset", "display", "reason"])
 

@@ -41,17 +41,53 @@ def test_run_all_records_and_summary():
 
 
 def test_store_resumes_and_skips_finished_runs(tmp_path, monkeypatch):
-    configs = small_grid()
-    first = ex.run_all(configs[:3], Toy(), store=tmp_path, progress=False, device="cpu")
-    assert len(list(tmp_path.glob("*.json"))) == 3 and not list(tmp_path.glob(".tmp-*"))
+    configs = small_grid()  # two batches: bp x2 and sal x2
+    assert ex.plan_batches(configs) == [[0, 1], [2, 3]]
+    uninterrupted = ex.run_all(configs, Toy(), progress=False, device="cpu")
+    real = ex.run_batch
     calls = []
-    real = ex.run_one
-    monkeypatch.setattr(ex, "run_one", lambda c, *a, **k: calls.append(c) or real(c, *a, **k))
-    again = ex.run_all(configs, Toy(), store=tmp_path, progress=False, device="cpu")
-    assert calls == [configs[3]]  # only the missing run was computed
-    assert [r["history"] for r in again[:3]] == [r["history"] for r in first]
-    fresh = ex.run_all(configs, Toy(), progress=False, device="cpu")
-    assert [r["history"] for r in fresh] == [r["history"] for r in again]  # resumed == uninterrupted
+
+    def dies_in_second_batch(chosen, *a, **k):
+        calls.append([c.method for c in chosen])
+        if chosen[0].method == "sal":
+            raise KeyboardInterrupt  # killed mid-sweep
+        return real(chosen, *a, **k)
+
+    monkeypatch.setattr(ex, "run_batch", dies_in_second_batch)
+    with pytest.raises(KeyboardInterrupt):
+        ex.run_all(configs, Toy(), store=tmp_path, progress=False, device="cpu")
+    assert len(list(tmp_path.glob("*.json"))) == 2 and not list(tmp_path.glob(".tmp-*"))
+    calls.clear()
+    monkeypatch.setattr(ex, "run_batch", lambda chosen, *a, **k: calls.append([c.method for c in chosen]) or real(chosen, *a, **k))
+    resumed = ex.run_all(configs, Toy(), store=tmp_path, progress=False, device="cpu")
+    assert calls == [["sal", "sal"]]  # the finished batch was not recomputed
+    assert [r["history"] for r in resumed] == [r["history"] for r in uninterrupted]  # identical, not just close
+    assert [r["final"] for r in resumed] == [r["final"] for r in uninterrupted]
+
+
+@pytest.mark.parametrize("method, K", [("sal", 1), ("sal", 4), ("bp", 1), ("moe", 1), ("moe", 4)])
+def test_batched_equals_alone_on_digits(method, K):
+    """The batched runner's history equals training each model alone (1e-5)."""
+    data = salrepro.load_dataset("digits")
+    configs = [ex.make_config("digits", method, areas=K, seed=s, epochs=2, batch_size=16, lr=0.01, hidden=64)
+               for s in range(3)]
+    together = ex.run_batch(configs, data, device="cpu")
+    for c, rec in zip(configs, together):
+        alone = ex.run_one(c, data, device="cpu")
+        assert rec["batched_with"] == 3 and alone["batched_with"] == 1
+        for h_b, h_a in zip(rec["history"], alone["history"]):
+            for key in ("train_loss", "val_loss", "val_accuracy"):
+                assert h_b[key] == pytest.approx(h_a[key], rel=1e-5)
+            assert h_b["occupancy"] == h_a["occupancy"]
+
+
+def test_sal_batches_mix_k_and_respect_the_weight_budget():
+    configs = ex.grid("mnist", [("bp", 1), ("sal", 1), ("sal", 16), ("moe", 2), ("moe", 4), ("fa", 1)], seeds=[0, 1])
+    batches = [[configs[i].label for i in b] for b in ex.plan_batches(configs, max_bytes=1e9)]
+    assert ["SAL-1", "SAL-1", "SAL-16", "SAL-16"] in batches and ["MoE-2", "MoE-2"] in batches
+    assert ["FA"] in batches and batches.count(["FA"]) == 2  # fa trains alone
+    small = ex.plan_batches(configs, max_bytes=ex.weight_bytes(configs[0]) * 2.5)
+    assert all(len(b) <= 2 for b in small)
 
 
 def test_store_ignores_other_versions_and_corrupt_files(tmp_path, monkeypatch):

@@ -238,6 +238,23 @@ def test_selector_learns_to_separate_classes():
     assert (z.argmax(1) == y).float().mean() > 0.95
 
 
+@pytest.mark.parametrize("divisor", ["batch", "area", "sum"])
+def test_grouped_update_path_matches_reference(monkeypatch, divisor):
+    """The sync-free grouped update (the CUDA path), forced on CPU."""
+    real = salrepro.sal.area_update
+    monkeypatch.setattr(salrepro.sal, "area_update", lambda *a, **k: real(*a, **{**k, "grouped": True}))
+    model = salrepro.build_model("sal", 12, 5, hidden=8, depth=3, areas=16, seed=5, divisor=divisor)
+    x, y = batch(12, 5, 6)  # 6 samples, 16 areas: most areas empty
+    ref = reference_step(as_reference(model), model.roles, x.double(), y, 0.5, divisor, 5)
+    untouched = model.layers[0].weight.detach().clone()
+    used = set(model.route(x)[0].tolist())
+    model.train_step(x, y, 0.5)
+    for layer, r in zip(model.layers, ref):
+        torch.testing.assert_close(layer.weight.double(), r["W"], rtol=1e-5, atol=1e-6)
+    for k in set(range(16)) - used:
+        assert torch.equal(model.layers[0].weight[k], untouched[k])
+
+
 @pytest.mark.parametrize("divisor", ["batch", "area"])
 def test_per_area_loop_fallback_matches_reference(monkeypatch, divisor):
     """Without grouped_mm (older torch, unaligned widths) the loop path gives the same step."""

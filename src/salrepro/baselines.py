@@ -157,10 +157,10 @@ class MoENet(Net):
 
     @torch.no_grad()
     def route(self, x):
-        """Expert index of each sample, per MoE layer {layer index: (B,)}."""
+        """Expert index of each sample, per MoE layer with K > 1 {layer index: (B,)}."""
         h, out = self.check_x(x), {}
         for i, (layer, role) in enumerate(zip(self.layers, self.roles)):
-            if isinstance(layer, MoELayer):
+            if isinstance(layer, MoELayer) and layer.num_areas > 1:
                 out[i] = layer.route(h)
             h = combine(role, h, layer.branch_out(role, h))
         return out

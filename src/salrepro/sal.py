@@ -67,7 +67,8 @@ class Groups:
 
     @classmethod
     def of(cls, areas: torch.Tensor, num_areas: int) -> "Groups":
-        counts = torch.bincount(areas, minlength=num_areas)
+        # a scatter, not bincount: bincount's output size depends on the data (a host sync on CUDA)
+        counts = torch.zeros(num_areas, dtype=torch.long, device=areas.device).index_add_(0, areas, torch.ones_like(areas))
         order = torch.argsort(areas, stable=True)
         inverse = torch.empty_like(order)
         inverse[order] = torch.arange(order.numel(), device=order.device)
@@ -131,25 +132,45 @@ def area_update(
     lr: float,
     divisor: str,
     xs: torch.Tensor | None = None,
+    batch: int | None = None,
+    grouped: bool | None = None,
 ) -> None:
     """(7) W[k] -= lr/D sum_{i in S_k} delta_i x_i^T and (8) b[k] -= lr/D sum delta_i.
 
     D is B (`batch`), |S_k| (`area`) or 1 (`sum`). Only areas present in the
-    batch are touched (in place, one matmul each); the others stay
-    bit-identical. `xs` is x already sorted by area, if the caller has it.
+    batch are touched; the others stay bit-identical. `xs` is x already
+    sorted by area, if the caller has it; `batch` is B when the rows of x
+    belong to several models trained together (default: all rows).
+
+    Two ways to the same update. On CPU, one in-place matmul per area present
+    (reads and writes each touched area once, no temporary gradient). On
+    CUDA (`grouped`), one grouped matmul over the areas present, found with
+    `nonzero_static` so that nothing waits for the host.
     """
-    B = x.shape[0]
+    B = x.shape[0] if batch is None else batch
     if groups is None:  # one area: a plain DFA update
         D = 1 if divisor == "sum" else B
         weight[0].addmm_(delta.T, x, alpha=-lr / D)
         bias[0].add_(delta.sum(0), alpha=-lr / D)
         return
-    ds = delta.index_select(0, groups.order)
     xs = x.index_select(0, groups.order) if xs is None else xs
+    if divisor == "area":  # each sample weighs 1/|S_k| of its own area
+        delta = delta / groups.counts.index_select(0, groups.areas).unsqueeze(1).to(delta.dtype)
+    D = B if divisor == "batch" else 1
+    ds = delta.index_select(0, groups.order)
+    if grouped if grouped is not None else (xs.is_cuda and _grouped_mm_ok(xs, weight)):
+        # at most min(K, rows) areas are present; padding entries are empty groups of area 0 (adding zeros)
+        size = min(groups.counts.numel(), xs.shape[0])
+        present = torch.nonzero_static(groups.counts, size=size, fill_value=0).squeeze(1)
+        real = torch.arange(size, device=xs.device) < (groups.counts > 0).sum()
+        offs = torch.cumsum(groups.counts.index_select(0, present) * real, 0).to(torch.int32)
+        dW = F.grouped_mm(ds.T, xs, offs=offs)  # (areas present, out, in)
+        weight.index_add_(0, present, dW, alpha=-lr / D)  # (7)
+        bias.index_add_(0, groups.areas, delta, alpha=-lr / D)  # (8)
+        return
     start = 0
     for k, n in enumerate(groups.sizes):
         if n:  # areas with no sample in the batch do not change
-            D = {"batch": B, "area": n, "sum": 1}[divisor]
             d_k, x_k = ds[start : start + n], xs[start : start + n]
             weight[k].addmm_(d_k.T, x_k, alpha=-lr / D)  # (7)
             bias[k].add_(d_k.sum(0), alpha=-lr / D)  # (8)

@@ -1,0 +1,154 @@
+"""Speed of whole sweeps: batched runner against one model at a time, and
+against this machine's physical limit (issue: speed).
+
+Measured in one run, printed as ratios:
+
+1. Table 2 grid on Digits (bp + SAL-1..16, 5 seeds = 30 runs, 25 epochs,
+   batch 16, lr 1e-4): wall time one model at a time / batched runner.
+2. One epoch of the same grid on MNIST: the same ratio (needs $SALREPRO_DATA
+   with MNIST; skipped otherwise).
+3. Roofline of the MNIST grid: this run measures the dense float32 matmul rate
+   (a 2048^3 matmul) and the memory bandwidth (a 256 MB copy). The least time
+   a step can take is max(flops / rate, bytes / bandwidth), where bytes are
+   the weights of the areas the step touches, read by the forward pass and
+   read and written by the update (counted from the real routing of each
+   step). Measured time against that bound, per configuration and for the
+   grid.
+4. From the measured MNIST step rate, the estimated wall time of the paper
+   profile's full Table 2/3 grid (10 datasets, 30 runs each) on this device,
+   scaling the per-step time with each dataset's input width (the first
+   layer dominates both arithmetic and bytes).
+
+    SALREPRO_DATA=../shared/data python benchmarks/sweep_speed.py [--device cuda]
+
+Last three lines (machine-readable): `digits_grid_speedup: <x>`,
+`mnist_grid_roofline_fraction: <y>`, `paper_grid_estimate_hours: <h>`.
+Goals: Digits speedup >= 5 on 2 CPU cores; MNIST grid >= 40% of its bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+import salrepro
+from salrepro import experiments as ex
+from salrepro.data import DatasetError
+
+METHODS = [("bp", 1), ("sal", 1), ("sal", 2), ("sal", 4), ("sal", 8), ("sal", 16)]
+TRAIN_SIZES = {"cifar10": 50000, "pcam": 262144, "stl10": 5000, "svhn": 73257, "mnist": 60000,
+               "fashion_mnist": 60000, "digits": 1437, "usps": 7291, "semeion": 1274, "fer2013": 28709}
+
+
+def sync(dev):
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def machine_limits(dev) -> tuple[float, float]:
+    """(float32 matmul flop/s, memory bytes/s) measured now."""
+    a = torch.randn(2048, 2048, device=dev)
+    for _ in range(3):
+        a @ a
+    sync(dev)
+    t0, reps = time.perf_counter(), 10
+    for _ in range(reps):
+        a @ a
+    sync(dev)
+    rate = 2 * 2048**3 * reps / (time.perf_counter() - t0)
+    src = torch.empty(64 * 2**20, device=dev)  # 256 MB
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    sync(dev)
+    t0, reps = time.perf_counter(), 10
+    for _ in range(reps):
+        dst.copy_(src)
+    sync(dev)
+    bandwidth = 2 * src.numel() * 4 * reps / (time.perf_counter() - t0)  # read + write
+    return rate, bandwidth
+
+
+def grid_time(data, epochs, batched, device, seeds=range(5)) -> float:
+    configs = ex.grid(data.name, METHODS, seeds, epochs=epochs, batch_size=16, lr=1e-4, hidden=256)
+    t0 = time.perf_counter()
+    ex.run_all(configs, data, device=device, batched=batched, progress=False)
+    return time.perf_counter() - t0
+
+
+def step_bound(data, method, K, rate, bandwidth, steps=200, batch=16, hidden=256) -> float:
+    """Least seconds per step of one model of this configuration, averaged
+    over `steps` real batches (touched areas counted from its routing)."""
+    n, C = data.in_features, data.num_classes
+    model = salrepro.build_model(method, n, C, hidden=hidden, areas=K, seed=0)
+    area = 4 * (n * hidden + hidden)  # bytes of one first-layer area
+    out = 4 * (hidden * C + C)
+    flops = 2 * batch * (2 * n * hidden + 3 * hidden * C)  # forward + update of both layers (+ BP's dX)
+    if K > 1:
+        flops += 2 * batch * 2 * n * C  # router forward + selector update
+    total = 0.0
+    for i in range(steps):
+        x = data.x_train[i * batch : (i + 1) * batch]
+        touched = len(set(model.route(x)[0].tolist())) if K > 1 else 1
+        byts = 3 * (touched * area + out + (4 * n * C if K > 1 else 0))
+        total += max(flops / rate, byts / bandwidth)
+    return total / steps
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    parser.add_argument("--data-root", default=None, help="folder with MNIST (default: $SALREPRO_DATA)")
+    args = parser.parse_args()
+    dev = ex.resolve_device(args.device)
+    print(f"device: {ex.describe_device(dev)}; torch {torch.__version__}")
+    rate, bandwidth = machine_limits(dev)
+    print(f"measured limits: matmul {rate / 1e9:.1f} GFLOP/s, memory {bandwidth / 1e9:.1f} GB/s")
+
+    digits = salrepro.load_dataset("digits")
+    t_seq = grid_time(digits, 25, False, dev)
+    t_bat = grid_time(digits, 25, True, dev)
+    speedup = t_seq / t_bat
+    print(f"Digits Table 2 grid (30 runs x 25 epochs): one at a time {t_seq:.1f} s, batched {t_bat:.1f} s, "
+          f"speedup {speedup:.2f}x")
+
+    try:
+        mnist = salrepro.load_dataset("mnist", root=args.data_root)
+    except DatasetError as e:
+        print(f"MNIST not available ({str(e).splitlines()[0]}): skipping the MNIST grid")
+        print(f"digits_grid_speedup: {speedup:.3f}\nmnist_grid_roofline_fraction: nan\npaper_grid_estimate_hours: nan")
+        return
+    steps = -(-mnist.x_train.shape[0] // 16)
+    t_seq = grid_time(mnist, 1, False, dev)
+    t_bat = grid_time(mnist, 1, True, dev)
+    print(f"MNIST grid, 1 epoch (30 runs x {steps} steps): one at a time {t_seq:.1f} s, batched {t_bat:.1f} s, "
+          f"speedup {t_seq / t_bat:.2f}x")
+
+    print(f"{'config':8} {'bound ms/step':>13} {'measured ms/step':>16} {'fraction':>8}   (5 seeds batched, per step of all 5)")
+    bound_grid = 0.0
+    for method, K in METHODS:
+        bound = 5 * step_bound(mnist, method, K, rate, bandwidth)
+        configs = ex.grid("mnist", [(method, K)], range(5), epochs=1, batch_size=16, lr=1e-4, hidden=256)
+        sub = salrepro.data.Dataset("mnist", mnist.x_train[: 16 * 300], mnist.y_train[: 16 * 300],
+                                    mnist.x_val[:16], mnist.y_val[:16], mnist.meta)
+        t0 = time.perf_counter()
+        ex.run_all(configs, sub, device=dev, progress=False)
+        measured = (time.perf_counter() - t0) / 300
+        bound_grid += bound
+        print(f"{ex.make_config('mnist', method, areas=K).label:8} {bound * 1e3:13.3f} {measured * 1e3:16.3f} "
+              f"{bound / measured:8.2f}")
+    fraction = bound_grid * steps / t_bat
+    print(f"MNIST grid: bound {bound_grid * steps:.1f} s per epoch, batched runner {t_bat:.1f} s: {fraction:.2f} of the limit")
+
+    per_step_per_input = t_bat / (30 * steps * mnist.in_features)  # seconds per model-step per input feature
+    inputs = dict(ex.DATA_SHAPES)
+    hours = sum(30 * 25 * -(-TRAIN_SIZES[d] // 16) * per_step_per_input * inputs[d][0] for d in TRAIN_SIZES) / 3600
+    print(f"paper Table 2/3 grid (10 datasets x 30 runs x 25 epochs), estimated from the MNIST rate: {hours:.1f} h")
+    print(f"digits_grid_speedup: {speedup:.3f}")
+    print(f"mnist_grid_roofline_fraction: {fraction:.3f}")
+    print(f"paper_grid_estimate_hours: {hours:.2f}")
+
+
+if __name__ == "__main__":
+    main()

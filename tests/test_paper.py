@@ -64,3 +64,15 @@ def test_gap_and_depth_claims():
     assert paper.claim_trains_at_depth(s)["verdict"] == "supported"
     s.loc[(s["method"] == "sal") & (s["depth"] == 32), "val_accuracy_pct_mean"] = 5.0
     assert paper.claim_trains_at_depth(s)["verdict"] == "not supported"
+
+
+def test_diverged_runs_are_reported_not_averaged():
+    s = summary([("digits", "bp", 1, 38.0, 5.0, 1.8), ("digits", "sal", 16, 70.0, 5.0, 1.6)])
+    s["diverged"] = [0, 2]
+    s.loc[1, "seeds"] = 3
+    c = paper.compare_area_sweep(s)
+    v = c[(c["label"] == "SAL-16") & (c["metric"] == "val_accuracy_pct")]["verdict"].iloc[0]
+    assert v.startswith("within") and "(2 of 5 runs diverged)" in v
+    s.loc[1, ["seeds", "val_accuracy_pct_mean"]] = [0, float("nan")]
+    c = paper.compare_area_sweep(s)
+    assert c[(c["label"] == "SAL-16") & (c["metric"] == "val_accuracy_pct")]["verdict"].iloc[0] == "diverged (2 of 2 runs diverged)"

@@ -24,6 +24,10 @@ CUDA the grouped path is used for every size.)
 
 from __future__ import annotations
 
+import math
+import os
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -86,6 +90,30 @@ class BatchedNet:
 
     def layer_areas(self, layer: int) -> list[int]:
         return [1] * self.n
+
+    def tensors(self) -> list[torch.Tensor]:
+        """Every trained tensor, in a fixed order (checkpoints)."""
+        return [t for L in self.layers for _, t in sorted(L.items()) if isinstance(t, torch.Tensor) and t.is_floating_point()]
+
+    @torch.no_grad()
+    def finite(self) -> torch.Tensor:
+        """(N,) bool: are all of a model's weights finite?"""
+        ok = torch.ones(self.n, dtype=torch.bool, device=self.tensors()[0].device)
+        for L in self.layers:
+            for name, t in L.items():
+                if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+                    continue
+                rows = torch.isfinite(t.detach()).flatten(1).all(1)
+                owner = self.owners(L, name, rows.shape[0], t.device)
+                ok &= torch.zeros(self.n, device=t.device).index_add_(0, owner, (~rows).float()) == 0
+        return ok
+
+    def owners(self, L, name, rows, device) -> torch.Tensor:
+        """Model index of each leading row of a layer tensor."""
+        if rows == self.n:
+            return torch.arange(self.n, device=device)
+        sizes = torch.tensor(L.get("K", [rows // self.n] * self.n), device=device)
+        return torch.repeat_interleave(torch.arange(self.n, device=device), sizes)
 
 
 # ---------------------------------------------------------------------------
@@ -323,10 +351,20 @@ def batchable(model) -> bool:
 # The loop: train() for N models at once
 # ---------------------------------------------------------------------------
 def train_many(models, data, *, epochs: int, batch_size: int, lr: float, seeds, progress=None, device=None,
-               desc="batch") -> list[list[dict]]:
+               desc="batch", checkpoint=None) -> list[list[dict]]:
     """Train N models of one method and shape on one dataset, each with its
     own seed's data order, as one batched computation. Returns one history
-    per model, as `train` would (and the models hold the trained weights)."""
+    per model, as `train` would (and the models hold the trained weights).
+
+    Divergence: a model whose loss or weights stop being finite stops
+    recording; its last history entry carries `diverged: True` and its
+    epoch. (It keeps being computed alongside the others, which it cannot
+    affect: the models share no tensor.)
+
+    `checkpoint`: a file written atomically at every epoch end (weights,
+    generators, histories); if it exists when training starts, training
+    resumes from it, and the result is bitwise that of an uninterrupted run.
+    """
     x_train, y_train, x_val, y_val = unpack(data)
     check_training_args(epochs, batch_size, lr, x_train.shape[0])
     seeds = list(seeds)
@@ -340,7 +378,12 @@ def train_many(models, data, *, epochs: int, batch_size: int, lr: float, seeds, 
     gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
     n, N = x_train.shape[0], len(models)
     histories: list[list[dict]] = [[] for _ in models]
-    bar = tqdm(range(1, epochs + 1), desc=desc, disable=not show_progress(progress), leave=False)
+    alive = [True] * N
+    start = 1
+    if checkpoint is not None and Path(checkpoint).exists():
+        start = _resume(checkpoint, net, gens, histories, alive, seeds) + 1
+    bar = tqdm(range(start, epochs + 1), desc=desc, disable=not show_progress(progress), leave=False,
+               initial=start - 1, total=epochs)
     for epoch in bar:
         perms = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)  # each model its own order
         loss_sum = torch.zeros(N, device=device, dtype=torch.float64)
@@ -354,14 +397,48 @@ def train_many(models, data, *, epochs: int, batch_size: int, lr: float, seeds, 
         val_loss = (val["loss"] / max(x_val.shape[0], 1)).tolist()
         val_acc = (val["correct"].double() / max(x_val.shape[0], 1)).tolist()
         occ = {layer: c.tolist() for layer, c in val["occupancy"].items()}
+        finite = net.finite().tolist()
         for j in range(N):
+            if not alive[j]:
+                continue
+            diverged = not (finite[j] and math.isfinite(train_loss[j]) and math.isfinite(val_loss[j]))
             histories[j].append({
                 "epoch": epoch, "train_loss": train_loss[j], "val_loss": val_loss[j], "val_accuracy": val_acc[j],
                 "occupancy": {layer: c[j][: net.layer_areas(layer)[j]] for layer, c in occ.items()
                               if net.layer_areas(layer)[j] > 1},
+                **({"diverged": True} if diverged else {}),
             })
+            alive[j] = not diverged
         bar.set_postfix(acc=f"{max(val_acc):.3f}")
+        if checkpoint is not None and epoch < epochs:
+            _save(checkpoint, epoch, net, gens, histories, alive, seeds)
     net.load_into(models)
     return histories
 
 
+def _save(path, epoch, net, gens, histories, alive, seeds) -> None:
+    """Atomically: write a temporary file beside the checkpoint, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"epoch": epoch, "seeds": seeds, "tensors": [t.detach().cpu() for t in net.tensors()],
+             "generators": [g.get_state() for g in gens], "histories": histories, "alive": alive}
+    tmp = path.with_name(f".tmp-{path.name}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _resume(path, net, gens, histories, alive, seeds) -> int:
+    state = torch.load(path, weights_only=False)
+    tensors = net.tensors()
+    if state["seeds"] != seeds or len(state["tensors"]) != len(tensors) or any(
+        a.shape != b.shape for a, b in zip(state["tensors"], tensors)
+    ):
+        return 0  # another batch's checkpoint: start afresh
+    with torch.no_grad():
+        for t, saved in zip(tensors, state["tensors"]):
+            t.copy_(saved)
+    for g, s in zip(gens, state["generators"]):
+        g.set_state(s)
+    histories[:] = state["histories"]
+    alive[:] = state["alive"]
+    return state["epoch"]

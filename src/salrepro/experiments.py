@@ -99,13 +99,15 @@ def _model(config: RunConfig, data, dev):
 
 def _record(config: RunConfig, model, history, seconds, dev, batched_with=1) -> dict:
     counts = count_parameters(model)
-    final = history[-1] if history else {}
+    diverged = next((h["epoch"] for h in history if h.get("diverged")), None)
+    final = history[-1] if history and diverged is None else {}  # a diverged run has no final metrics
     return {
         "config": {**asdict(config), "options": dict(config.options)},
         "key": config.key(),
         "label": config.label,
         "history": [{**h, "occupancy": {str(k): v for k, v in h["occupancy"].items()}} for h in history],
         "final": {k: final.get(k, math.nan) for k in ("train_loss", "val_loss", "val_accuracy")},
+        "diverged": diverged,  # None, or the epoch at which loss or weights stopped being finite
         "parameters": {"total": counts.total, "active": counts.active},
         "seconds": seconds,  # wall time of this run (a batch's time divided among its models)
         "batched_with": batched_with,
@@ -124,7 +126,7 @@ def run_one(config: RunConfig, data, *, device="auto", progress=False) -> dict:
     return _record(config, model, history, time.perf_counter() - t0, dev)
 
 
-def run_batch(configs: list[RunConfig], data, *, device="auto", progress=False) -> list[dict]:
+def run_batch(configs: list[RunConfig], data, *, device="auto", progress=False, checkpoint=None) -> list[dict]:
     """Train models that share method, shape and training settings (seeds and,
     for SAL, K may differ) as one batched computation; one record each, equal
     to what `run_one` gives (tested to 1e-5)."""
@@ -134,9 +136,13 @@ def run_batch(configs: list[RunConfig], data, *, device="auto", progress=False) 
     t0 = time.perf_counter()
     histories = train_many(models, data, epochs=c0.epochs, batch_size=c0.batch_size, lr=c0.lr,
                            seeds=[c.seed for c in configs], progress=progress, device=dev,
-                           desc=f"{c0.dataset} {c0.method} x{len(configs)}")
+                           desc=f"{c0.dataset} {c0.method} x{len(configs)}", checkpoint=checkpoint)
     seconds = (time.perf_counter() - t0) / len(configs)
     return [_record(c, m, h, seconds, dev, len(configs)) for c, m, h in zip(configs, models, histories)]
+
+
+def batch_id(configs: list[RunConfig]) -> str:
+    return hashlib.sha256("".join(c.key() for c in configs).encode()).hexdigest()[:16]
 
 
 def batch_key(config: RunConfig):
@@ -240,11 +246,18 @@ def run_all(configs, data_for, *, store=None, read_from=(), device="auto", progr
         c = chosen[0]
         bar.set_postfix_str(f"{c.dataset} {c.method} d{c.depth} w{c.hidden} x{len(chosen)}")
         data = loader(c.dataset)
-        done = run_batch(chosen, data, device=device) if len(chosen) > 1 else [run_one(c, data, device=device)]
+        ckpt = None
+        if batch_key(c) is None:  # fa, dfa: alone, by the plain loop
+            done = [run_one(c, data, device=device)]
+        else:  # a checkpoint at every epoch end: an interrupted batch resumes mid-training
+            ckpt = store / f".ckpt-{batch_id(chosen)}.pt" if store else None
+            done = run_batch(chosen, data, device=device, checkpoint=ckpt)
         for i, record in zip(batch, done):
             records[i] = record
             if store:
                 write_json_atomic(store / configs[i].filename(), record)
+        if store and ckpt is not None:
+            ckpt.unlink(missing_ok=True)
         bar.update(len(chosen))
     bar.close()
     return records
@@ -260,23 +273,28 @@ def runs_frame(records) -> pd.DataFrame:
         c = r["config"]
         rows.append({
             "dataset": c["dataset"], "method": c["method"], "areas": c["areas"], "depth": c["depth"],
-            "hidden": c["hidden"], "seed": c["seed"], "label": r["label"],
-            "val_accuracy_pct": 100 * r["final"]["val_accuracy"], "train_loss": r["final"]["train_loss"],
+            "hidden": c["hidden"], "seed": c["seed"], "label": r["label"], "lr": c["lr"], "epochs": c["epochs"],
+            "batch_size": c["batch_size"], "val_accuracy_pct": 100 * r["final"]["val_accuracy"], "train_loss": r["final"]["train_loss"],
             "val_loss": r["final"]["val_loss"], "params_total": r["parameters"]["total"],
             "params_active": r["parameters"]["active"], "seconds": r["seconds"],
+            "diverged": r.get("diverged") is not None,
         })
     return pd.DataFrame(rows)
 
 
 def summarize(records, by=("dataset", "method", "areas", "depth", "hidden")) -> pd.DataFrame:
     """Mean and std over seeds of the final-epoch metrics (std with ddof=1,
-    as numpy/pandas report a sample standard deviation)."""
+    as numpy/pandas report a sample standard deviation). Diverged runs are
+    never averaged in: `seeds` counts the runs that finished, `diverged` the
+    others."""
     df = runs_frame(records)
     metrics = ["val_accuracy_pct", "train_loss", "val_loss"]
     g = df.groupby(list(by), sort=False)
-    out = g[metrics].agg(["mean", "std"])
+    finished = df[~df["diverged"]].groupby(list(by), sort=False)
+    out = finished[metrics].agg(["mean", "std"]).reindex(g.size().index)
     out.columns = [f"{m}_{s}" for m, s in out.columns]
-    out["seeds"] = g.size()
+    out["seeds"] = finished.size().reindex(g.size().index).fillna(0).astype(int)
+    out["diverged"] = g["diverged"].sum().astype(int)
     out["params_total"] = g["params_total"].first()
     out["params_active"] = g["params_active"].first()
     out["label"] = g["label"].first()
@@ -292,6 +310,7 @@ def curves_frame(records) -> pd.DataFrame:
             rows.append({
                 "dataset": c["dataset"], "method": c["method"], "areas": c["areas"], "depth": c["depth"],
                 "hidden": c["hidden"], "seed": c["seed"], "label": r["label"], "epoch": h["epoch"],
+                "diverged": bool(h.get("diverged")),
                 "train_loss": h["train_loss"], "val_loss": h["val_loss"], "val_accuracy_pct": 100 * h["val_accuracy"],
             })
     return pd.DataFrame(rows)

@@ -67,17 +67,22 @@ def compare_area_sweep(summary: pd.DataFrame, sigma: float = 2.0) -> pd.DataFram
             for metric in METRICS:
                 p = ref[(ref["method"] == method) & (ref["areas"] == areas) & (ref["metric"] == metric)]
                 row = {"dataset": ds, "display": DISPLAY_NAMES[ds], "label": label(method, areas), "method": method,
-                       "areas": areas, "metric": metric, "ours_mean": np.nan, "ours_std": np.nan, "seeds": 0,
+                       "areas": areas, "metric": metric, "ours_mean": np.nan, "ours_std": np.nan, "seeds": 0, "diverged": 0,
                        "paper_mean": np.nan, "paper_std": np.nan, "diff": np.nan, "combined_std": np.nan, "z": np.nan}
                 if (method, areas) in ours.index:
                     o = ours.loc[(method, areas)]
-                    row.update(ours_mean=o[f"{metric}_mean"], ours_std=o[f"{metric}_std"], seeds=int(o["seeds"]))
+                    row.update(ours_mean=o[f"{metric}_mean"], ours_std=o[f"{metric}_std"], seeds=int(o["seeds"]),
+                               diverged=int(o.get("diverged", 0) or 0))
                 if len(p):
                     row.update(paper_mean=float(p["mean"].iloc[0]), paper_std=float(p["std"].iloc[0]))
                 if row["seeds"] and len(p):
                     row.update(compare_cell(row["ours_mean"], row["ours_std"], row["paper_mean"], row["paper_std"], sigma))
+                elif row.get("diverged"):
+                    row["verdict"] = "diverged"
                 else:
                     row["verdict"] = "not run" if len(p) else "no paper value"
+                if row.get("diverged"):  # never averaged in: say how many seeds are missing and why
+                    row["verdict"] += f" ({row['diverged']} of {row['seeds'] + row['diverged']} runs diverged)"
                 rows.append(row)
     return pd.DataFrame(rows)
 

@@ -66,10 +66,11 @@ def build_report(results="results", params: dict | None = None, data_root=None) 
 def cell_counts(comparison: pd.DataFrame) -> dict:
     if comparison.empty:
         return {}
-    c = comparison[comparison["verdict"].isin(["within", "outside"])]
+    first = comparison["verdict"].str.split().str[0]
+    c = comparison[first.isin(["within", "outside"])]
     out = {}
     for metric, g in c.groupby("metric"):
-        out[metric] = {"within": int((g["verdict"] == "within").sum()), "cells": int(len(g))}
+        out[metric] = {"within": int(g["verdict"].str.startswith("within").sum()), "cells": int(len(g))}
     return out
 
 

@@ -10,6 +10,7 @@ bitwise-identical history.
 
 from __future__ import annotations
 
+import math
 import sys
 
 import torch
@@ -68,6 +69,8 @@ def train(model, data, *, epochs: int, batch_size: int, lr: float, seed: int = 0
     """Train `model` with its own learning rule; return one dict per epoch:
     epoch, train_loss (mean over the epoch's samples, each batch's loss taken
     before its update), val_loss, val_accuracy, occupancy {routed layer: [count per area]}.
+    A run whose loss or weights stop being finite stops at that epoch, whose
+    entry carries `diverged: True`.
     """
     x_train, y_train, x_val, y_val = unpack(data)
     check_training_args(epochs, batch_size, lr, x_train.shape[0])
@@ -95,4 +98,14 @@ def train(model, data, *, epochs: int, batch_size: int, lr: float, seed: int = 0
             }
         )
         bar.set_postfix(loss=f"{history[-1]['train_loss']:.3f}", acc=f"{val['accuracy']:.3f}")
+        if diverged(model, history[-1]):
+            history[-1]["diverged"] = True  # stop: a NaN or Inf never comes back
+            break
     return history
+
+
+def diverged(model, entry: dict) -> bool:
+    """Loss or weights no longer finite."""
+    if not (math.isfinite(entry["train_loss"]) and math.isfinite(entry["val_loss"])):
+        return True
+    return not all(bool(torch.isfinite(p).all()) for p in model.parameters())

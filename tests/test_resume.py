@@ -1,0 +1,117 @@
+"""Interruption, resumption and divergence: nothing finished is lost, nothing
+half-written is read, a resumed sweep equals an uninterrupted one."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+
+import salrepro
+from salrepro import experiments as ex
+from salrepro.batched import train_many
+
+SWEEP = textwrap.dedent("""
+    import sys
+    import salrepro
+    from salrepro import experiments as ex
+    configs = ex.grid("digits", [("bp", 1), ("sal", 4), ("moe", 2), ("moe", 4)], seeds=[0, 1],
+                      epochs=4, batch_size=16, lr=0.01, hidden=64)
+    ex.run_all(configs, salrepro.load_dataset("digits", cache=False), store=sys.argv[1], device="cpu", progress=False)
+""")
+
+
+def run_files(store):
+    return {p.name: p.read_bytes() for p in store.glob("*.json")}
+
+
+def test_sigkill_mid_sweep_then_rerun_equals_uninterrupted(tmp_path):
+    store = tmp_path / "runs"
+    script = tmp_path / "sweep.py"
+    script.write_text(SWEEP)
+    proc = subprocess.Popen([sys.executable, str(script), str(store)], env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(store.glob("*.json"))) < 2:  # the first batch (bp x2) is stored
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = run_files(store)
+    assert 2 <= len(before) < 8, "kill it mid-way: some batches done, some not"
+    assert all(json.loads(b)["key"] for b in before.values())  # every stored file is complete
+    subprocess.run([sys.executable, str(script), str(store)], check=True)
+    after = run_files(store)
+    assert len(after) == 8 and not list(store.glob(".ckpt-*")) and not list(store.glob(".tmp-*"))
+    assert all(after[name] == data for name, data in before.items())  # finished runs were not recomputed
+    fresh = tmp_path / "fresh"
+    subprocess.run([sys.executable, str(script), str(fresh)], check=True)
+    for name, data in after.items():
+        a, b = json.loads(data), json.loads((fresh / name).read_text())
+        assert a["history"] == b["history"] and a["final"] == b["final"]  # identical, not close
+
+
+def test_epoch_checkpoint_resumes_bitwise(tmp_path, monkeypatch):
+    data = salrepro.load_dataset("digits")
+    models = lambda: [salrepro.build_model("sal", 64, 10, hidden=32, areas=k, seed=s) for k, s in ((1, 0), (4, 1), (16, 2))]
+    whole = train_many(models(), data, epochs=4, batch_size=32, lr=0.05, seeds=[0, 1, 2])
+    ckpt = tmp_path / "batch.pt"
+    import salrepro.batched as b
+    real_save, saves = b._save, []
+
+    def save_then_die(path, epoch, *a):
+        real_save(path, epoch, *a)
+        saves.append(epoch)
+        if epoch == 2:
+            raise KeyboardInterrupt  # killed right after the epoch-2 checkpoint
+
+    monkeypatch.setattr(b, "_save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_many(models(), data, epochs=4, batch_size=32, lr=0.05, seeds=[0, 1, 2], checkpoint=ckpt)
+    monkeypatch.setattr(b, "_save", real_save)
+    resumed_models = models()
+    resumed = train_many(resumed_models, data, epochs=4, batch_size=32, lr=0.05, seeds=[0, 1, 2], checkpoint=ckpt)
+    assert saves == [1, 2] and resumed == whole
+    final = models()
+    train_many(final, data, epochs=4, batch_size=32, lr=0.05, seeds=[0, 1, 2])
+    for m1, m2 in zip(resumed_models, final):
+        assert all(torch.equal(p, q) for p, q in zip(m1.parameters(), m2.parameters()))
+
+
+def test_checkpoint_of_another_batch_is_ignored(tmp_path):
+    data = salrepro.load_dataset("digits")
+    ckpt = tmp_path / "batch.pt"
+    mk = lambda seeds: [salrepro.build_model("bp", 64, 10, hidden=16, seed=s) for s in seeds]
+    train_many(mk([0, 1]), data, epochs=2, batch_size=64, lr=0.05, seeds=[0, 1], checkpoint=ckpt)
+    assert ckpt.exists()  # written at epoch 1 of 2
+    other = train_many(mk([2, 3]), data, epochs=2, batch_size=64, lr=0.05, seeds=[2, 3], checkpoint=ckpt)
+    alone = train_many(mk([2, 3]), data, epochs=2, batch_size=64, lr=0.05, seeds=[2, 3])
+    assert other == alone
+
+
+@pytest.mark.parametrize("method, K", [("sal", 4), ("bp", 1), ("moe", 2)])
+def test_absurd_learning_rate_is_recorded_as_diverged(method, K):
+    data = salrepro.load_dataset("digits")
+    configs = [ex.make_config("digits", method, areas=K, seed=s, epochs=5, batch_size=16, lr=lr, hidden=32)
+               for s, lr in ((0, 1e20), (1, 1e20))]
+    sane = ex.make_config("digits", method, areas=K, seed=2, epochs=5, batch_size=16, lr=1e-2, hidden=32)
+    records = [*ex.run_batch(configs, data, device="cpu"), ex.run_one(sane, data, device="cpu")]
+    for r in records[:2]:
+        assert r["diverged"] is not None and r["diverged"] <= 5
+        assert r["history"][-1]["diverged"] and len(r["history"]) == r["diverged"]
+        assert all(math.isnan(v) for v in r["final"].values())
+    assert records[2]["diverged"] is None and len(records[2]["history"]) == 5
+    table = ex.summarize(records, by=("dataset", "method", "areas", "lr"))
+    assert list(table["diverged"]) == [2, 0] and list(table["seeds"]) == [0, 1]
+    assert math.isnan(table["val_accuracy_pct_mean"][0])  # never averaged in silently
+
+
+def test_plain_loop_stops_at_divergence():
+    data = salrepro.load_dataset("digits")
+    model = salrepro.build_model("fa", 64, 10, hidden=32, seed=0)
+    history = salrepro.train(model, data, epochs=6, batch_size=16, lr=1e20, seed=0, progress=False)
+    assert history[-1].get("diverged") and len(history) < 6

@@ -172,6 +172,8 @@ def main(argv=None) -> int:
     prep = sub.add_parser("prepare", help="build the preprocessed cache of one dataset (data/cache/NAME.pt)")
     prep.add_argument("name", help="dataset name, e.g. digits")
     prep.add_argument("--params", default="params.yaml", help="params file giving the data root and options")
+    prep.add_argument("--cache-dir", default="data/cache",
+                      help="where the cache file goes (default: data/cache, the DVC output; $SALREPRO_CACHE is ignored here)")
     readme = sub.add_parser("readme", help="copy results/report/summary.md into README.md between its markers")
     readme.add_argument("--summary", default="results/report/summary.md")
     readme.add_argument("--readme", default="README.md")
@@ -182,7 +184,8 @@ def main(argv=None) -> int:
         cfg = load_params(args.params)
         if args.name not in cfg["datasets"]:
             parser.error(f"{args.name!r} is not listed under datasets: in {args.params}")
-        path = prepare(args.name, cfg["data"]["root"], cfg["data"]["download"], **cfg["datasets"][args.name])
+        path = prepare(args.name, cfg["data"]["root"], cfg["data"]["download"], cache_dir=args.cache_dir,
+                       **cfg["datasets"][args.name])
         print(f"{args.name}: {path}")
     else:
         from .report import update_readme

@@ -1,0 +1,201 @@
+"""The `salrepro` command: SAL experiments without notebooks.
+
+    salrepro run --dataset digits --method sal-16 --seeds 5
+    salrepro sweep area_sweep --dataset digits
+    salrepro datasets
+
+Exit codes: 0 done; 1 unexpected error; 2 bad arguments or parameters;
+3 dataset missing or corrupt; 4 finished but some runs diverged;
+130 interrupted (finished runs are kept in the store).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import pandas as pd
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_DATA, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+
+
+def _option(text: str) -> tuple[str, object]:
+    """NAME=VALUE with VALUE parsed as YAML (numbers, true/false, strings)."""
+    import yaml
+
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, e.g. divisor=sum, got {text!r}")
+    return name, yaml.safe_load(value)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return v
+
+
+def _int_at_least(lo: int):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, got {text!r}") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, got {text!r}")
+        return v
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .config import STAGES
+    from .data import DATASETS
+
+    parser = argparse.ArgumentParser(prog="salrepro", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,sweep,datasets}")
+
+    run = sub.add_parser("run", help="train one configuration for several seeds and print a table of results",
+                         description="Train one configuration (method, K, shape, training settings) for several "
+                                     "seeds, batched, and print the final-epoch metrics per seed and as mean and std. "
+                                     "Defaults are the paper's Table 2 settings.")
+    run.add_argument("--dataset", default="digits", choices=DATASETS,
+                     help="dataset (default: digits, embedded, needs no files)")
+    run.add_argument("--method", default="sal-4",
+                     help="bp, sal-K, moe-K, dfa or fa, as in the paper's tables (default: sal-4)")
+    run.add_argument("--seeds", type=_int_at_least(1), default=5, help="number of seeds, 0..N-1 (default: 5, the paper's)")
+    run.add_argument("--epochs", type=_int_at_least(1), default=25, help="epochs (default: 25, the paper's)")
+    run.add_argument("--batch-size", type=_int_at_least(1), default=16, help="batch size (default: 16, the paper's)")
+    run.add_argument("--lr", type=_positive_float, default=1e-4, help="learning rate of plain SGD (default: 1e-4, the paper's)")
+    run.add_argument("--hidden", type=_int_at_least(1), default=256, help="hidden width (default: 256, the paper's)")
+    run.add_argument("--depth", type=_int_at_least(2), default=2,
+                     help="weight layers: 2 = the shallow ReLU net of Table 2, more = the residual tanh net of Figures 2-3 (default: 2)")
+    run.add_argument("--option", type=_option, action="append", default=[], metavar="NAME=VALUE",
+                     help="a method option, repeatable, e.g. --option divisor=sum (see docs/method.md for all and their defaults)")
+    run.add_argument("--data-root", default=None, help="folder with the dataset files (default: $SALREPRO_DATA, else data/raw)")
+    run.add_argument("--download", action="store_true", help="let torchvision download missing files into the data root")
+    run.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda (default: auto)")
+    run.add_argument("--store", default=None,
+                     help="folder for the run records; finished runs there are reused, so an interrupted command resumes")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    sweep = sub.add_parser("sweep", help="run one section of params.yaml (one pipeline stage) without notebooks",
+                           description="Run a stage of the pipeline (a section of params.yaml) for one or all of its "
+                                       "datasets, writing the same outputs as the notebook would (summary, curves, "
+                                       "metrics; resumable), and print its summary table.")
+    sweep.add_argument("stage", choices=STAGES, help="the params.yaml section to run")
+    sweep.add_argument("--dataset", action="append", default=None,
+                       help="dataset of that section (repeatable; default: all the section lists)")
+    sweep.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml, the quick profile)")
+    sweep.add_argument("--results", default="results", help="results folder (default: results)")
+    sweep.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    ds = sub.add_parser("datasets", help="which datasets are available where, what is missing and how to get it",
+                        description="List the paper's ten datasets: present or missing under the data root, "
+                                    "and what to do about the missing ones.")
+    ds.add_argument("--data-root", default=None, help="folder to look in (default: $SALREPRO_DATA, else data/raw)")
+    return parser
+
+
+def _table(summary: pd.DataFrame) -> str:
+    cols = ["label", "depth", "hidden", "seeds", "diverged", "val_accuracy_pct_mean", "val_accuracy_pct_std",
+            "train_loss_mean", "val_loss_mean"]
+    return summary[[c for c in cols if c in summary]].round(3).to_string(index=False)
+
+
+def cmd_run(args) -> int:
+    from . import experiments as ex
+    from .config import ParamsError, parse_method
+    from .data import load_dataset
+    from .models import build_model
+
+    try:
+        method, areas = parse_method(args.method)
+    except ParamsError as e:
+        print(f"salrepro run: --method: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    data = load_dataset(args.dataset, root=args.data_root, download=args.download)
+    if args.batch_size > data.x_train.shape[0]:
+        print(f"salrepro run: --batch-size {args.batch_size} exceeds the {data.x_train.shape[0]} training samples "
+              f"of {args.dataset}", file=sys.stderr)
+        return EXIT_USAGE
+    configs = [ex.make_config(args.dataset, method, areas=areas, depth=args.depth, hidden=args.hidden, seed=s,
+                              epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, options=dict(args.option))
+               for s in range(args.seeds)]
+    try:  # option names and values are checked by the model builder before any training
+        build_model(method, data.in_features, data.num_classes, hidden=4, depth=args.depth, areas=areas,
+                       device="meta", **dict(args.option))
+    except ValueError as e:
+        print(f"salrepro run: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    records = ex.run_all(configs, data, store=args.store, device=args.device,
+                         progress=False if args.no_progress else None, desc=f"{args.dataset} {args.method}")
+    per_seed = ex.runs_frame(records)[["seed", "val_accuracy_pct", "train_loss", "val_loss", "diverged"]]
+    print(per_seed.round(3).to_string(index=False))
+    print()
+    print(_table(ex.summarize(records)))
+    return EXIT_DIVERGED if per_seed["diverged"].any() else EXIT_OK
+
+
+def cmd_sweep(args) -> int:
+    from .config import load_params
+    from .stages import run_stage
+
+    cfg = load_params(args.params)
+    datasets = args.dataset or cfg[args.stage]["datasets"]
+    diverged = False
+    for name in datasets:
+        out = run_stage(args.stage, name, params_file=args.params, out_dir=f"{args.results}/{args.stage}/{name}",
+                        progress=False if args.no_progress else None)
+        print(f"== {args.stage} {name} ==")
+        print(_table(out.summary))
+        diverged |= bool(out.summary["diverged"].any())
+    return EXIT_DIVERGED if diverged else EXIT_OK
+
+
+def cmd_datasets(args) -> int:
+    from .data import DATASETS, DISPLAY_NAMES, available, data_root
+
+    root = data_root(args.data_root)
+    status = available(args.data_root)
+    print(f"data root: {root}")
+    for name in DATASETS:
+        s = status[name]
+        mark = "ready" if s else ("partial" if str(s).startswith("partial") else "missing")
+        print(f"{name:14} {DISPLAY_NAMES[name]:14} {mark}")
+        if not s:
+            print(f"{'':14} {s}")
+    print("\nTo get a missing dataset: salrepro.load_dataset(NAME, download=True) or `salrepro run --download`;"
+          " FER2013 is a manual download (docs/data.md); or point --data-root / $SALREPRO_DATA at a folder that has it.")
+    return EXIT_OK
+
+
+def main(argv=None) -> int:
+    from .config import ParamsError
+    from .data import DatasetError
+
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse: --help (0) or a usage error (2)
+        return int(e.code or 0)
+    try:
+        return {"run": cmd_run, "sweep": cmd_sweep, "datasets": cmd_datasets}[args.command](args)
+    except ParamsError as e:
+        print(f"salrepro {args.command}: bad parameters: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except DatasetError as e:
+        print(f"salrepro {args.command}: {e}", file=sys.stderr)
+        return EXIT_DATA
+    except KeyboardInterrupt:
+        print(f"salrepro {args.command}: interrupted; finished runs are kept in the store", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -109,6 +109,7 @@ def test_config_key_depends_on_every_field():
         ex.make_config("mnist", "sal", areas=4), ex.make_config("digits", "sal", areas=8),
         ex.make_config("digits", "sal", areas=4, seed=1), ex.make_config("digits", "sal", areas=4, lr=1e-3),
         ex.make_config("digits", "sal", areas=4, options={"divisor": "sum"}),
+        ex.make_config("digits", "sal", areas=4, data_options={"digits_scale": "raw"}),
     ]
-    assert len({base.key(), *[v.key() for v in variants]}) == 6
+    assert len({base.key(), *[v.key() for v in variants]}) == 7
     assert base.label == "SAL-4" and ex.make_config("d", "moe", areas=2).label == "MoE-2"

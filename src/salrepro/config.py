@@ -92,6 +92,9 @@ SCHEMA = {
               "depth": (lambda v: _is_int(v, 2), "an integer >= 2"), **_TRAINING},
     "moe": {"datasets": _DATASETS_LIST, "areas": (_is_list(lambda v: _is_int(v, 1)), "a list of integers >= 1 (K of sal-K and moe-K)"),
             "options": _TRAINING["options"]},
+    "protocol_study": {"datasets": _DATASETS_LIST, "seeds": _TRAINING["seeds"],
+                       "readings": (lambda v: isinstance(v, dict) and len(v) > 0 and all(isinstance(r, dict) for r in v.values()),
+                                    "a mapping from reading name to its choices (method options and data options)")},
     "report": {"sigma": (_is_pos_number, "a number > 0 (verdict: |ours - paper| <= sigma x combined std)")},
 }
 DATASET_OPTIONS = {"digits_scale": (lambda v: v in ("unit", "raw"), "'unit' (0..16 / 16) or 'raw' (0..16)")}
@@ -149,6 +152,19 @@ def _check_options(cfg: dict) -> None:
                 raise ParamsError(f"{stage}.options.{key}: not an option of {sorted(set(methods))}; allowed: {sorted(allowed)}")
 
 
+def _check_readings(cfg: dict) -> None:
+    allowed = set(OPTIONS["sal"]) | {"init"} | set(DATASET_OPTIONS)
+    for name, reading in cfg["protocol_study"]["readings"].items():
+        for key, value in reading.items():
+            if key not in allowed:
+                raise ParamsError(f"protocol_study.readings.{name}.{key}: not a choice of the study; allowed: {sorted(allowed)}")
+            if key in DATASET_OPTIONS and not DATASET_OPTIONS[key][0](value):
+                raise ParamsError(f"protocol_study.readings.{name}.{key}: got {value!r}; allowed: {DATASET_OPTIONS[key][1]}")
+    for name in cfg["protocol_study"]["datasets"]:
+        if name not in cfg["datasets"]:
+            raise ParamsError(f"protocol_study.datasets: {name!r} is not listed under datasets: {sorted(cfg['datasets'])}")
+
+
 def validate(cfg: dict) -> dict:
     """Check a whole params tree; return it unchanged or raise ParamsError."""
     if not isinstance(cfg, dict):
@@ -156,6 +172,7 @@ def validate(cfg: dict) -> dict:
     _check(cfg, SCHEMA, "")
     _check_datasets(cfg)
     _check_options(cfg)
+    _check_readings(cfg)
     return cfg
 
 

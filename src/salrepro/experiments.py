@@ -61,6 +61,7 @@ class RunConfig:
     batch_size: int = 16
     lr: float = 1e-4
     options: tuple = field(default=())  # sorted (name, value) pairs of method options
+    data_options: tuple = field(default=())  # sorted (name, value) pairs of data options (e.g. digits_scale)
 
     @property
     def label(self) -> str:
@@ -69,15 +70,19 @@ class RunConfig:
 
     def key(self) -> str:
         """Stable identity of the run (configuration + results version)."""
-        blob = json.dumps({**asdict(self), "options": list(self.options), "v": RESULTS_VERSION}, sort_keys=True)
+        fields = {**asdict(self), "options": list(self.options), "data_options": list(self.data_options)}
+        if not self.data_options:  # runs on the default data keep the keys they had before data options existed
+            del fields["data_options"]
+        blob = json.dumps({**fields, "v": RESULTS_VERSION}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def filename(self) -> str:
         return f"{self.dataset}-{self.method}-K{self.areas}-d{self.depth}-w{self.hidden}-s{self.seed}-{self.key()}.json"
 
 
-def make_config(dataset, method, *, options=None, **kw) -> RunConfig:
-    return RunConfig(dataset=dataset, method=method, options=tuple(sorted((options or {}).items())), **kw)
+def make_config(dataset, method, *, options=None, data_options=None, **kw) -> RunConfig:
+    return RunConfig(dataset=dataset, method=method, options=tuple(sorted((options or {}).items())),
+                     data_options=tuple(sorted((data_options or {}).items())), **kw)
 
 
 def grid(dataset, methods, seeds, *, options=None, **shared) -> list[RunConfig]:
@@ -102,7 +107,7 @@ def _record(config: RunConfig, model, history, seconds, dev, batched_with=1) -> 
     diverged = next((h["epoch"] for h in history if h.get("diverged")), None)
     final = history[-1] if history and diverged is None else {}  # a diverged run has no final metrics
     return {
-        "config": {**asdict(config), "options": dict(config.options)},
+        "config": {**asdict(config), "options": dict(config.options), "data_options": dict(config.data_options)},
         "key": config.key(),
         "label": config.label,
         "history": [{**h, "occupancy": {str(k): v for k, v in h["occupancy"].items()}} for h in history],
@@ -150,8 +155,8 @@ def batch_key(config: RunConfig):
     shape, training and options; SAL may mix K, MoE may not; fa and dfa run alone."""
     if config.method not in ("sal", "bp", "moe") or dict(config.options).get("router_width") is not None:
         return None
-    return (config.dataset, config.method, config.depth, config.hidden, config.epochs, config.batch_size, config.lr,
-            config.options, config.areas if config.method == "moe" else 0)
+    return (config.dataset, config.data_options, config.method, config.depth, config.hidden, config.epochs,
+            config.batch_size, config.lr, config.options, config.areas if config.method == "moe" else 0)
 
 
 def plan_batches(configs: list[RunConfig], max_bytes: float = MAX_BATCH_BYTES["cpu"]) -> list[list[int]]:

@@ -125,3 +125,31 @@ def sal_vs_moe(curves: pd.DataFrame, title: str):
     g.set_axis_labels("epoch", "validation accuracy (%)")
     g.figure.suptitle(f"{title}: SAL vs top-1 MoE (BP)", y=1.04)
     return g.figure
+
+
+def protocol_distances(table: pd.DataFrame):
+    """Protocol study: each reading's distance to the paper (mean |z| over
+    Tables 2/3 cells), one panel per dataset, with the claims it shows."""
+    _sns()
+    datasets = list(dict.fromkeys(table["dataset"]))
+    order = table.groupby("reading")["mean_abs_z"].mean().sort_values().index.tolist()
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 0.42 * len(order) + 1.6), squeeze=False)
+    for ax, ds in zip(axes[0], datasets):
+        t = table[table["dataset"] == ds].set_index("reading").reindex(order)
+        shown = t["mean_abs_z"].notna()
+        ys = list(range(len(order)))
+        colors = ["tab:green" if (r.sal_above_bp and r.rises_with_k) else "tab:blue" if (r.sal_above_bp or r.rises_with_k)
+                  else "tab:gray" for r in t.fillna({"sal_above_bp": False, "rises_with_k": False}).itertuples()]
+        ax.barh(ys, t["mean_abs_z"].fillna(0), color=colors)
+        for y, (name, r) in zip(ys, t.iterrows()):
+            if shown[name]:
+                tag = ("SAL>BP " if r["sal_above_bp"] else "") + ("rises with K" if r["rises_with_k"] else "")
+                ax.text(r["mean_abs_z"], y, f" {tag}", va="center", fontsize=8)
+            else:
+                ax.text(0, y, " n/a for this dataset", va="center", fontsize=8, color="gray")
+        ax.set_yticks(ys, order)
+        ax.invert_yaxis()
+        ax.set(title=ds, xlabel="mean |z| over Tables 2/3 cells (lower = closer to the paper)")
+    fig.suptitle("Protocol study: distance to the paper per reading (green: shows both claims)")
+    fig.tight_layout()
+    return fig

@@ -59,8 +59,13 @@ def build_report(results="results", params: dict | None = None, data_root=None) 
     if not stages["moe"].empty:
         claims.append(paper.claim_sal_beats_moe(stages["moe"]))
     missing = not_run_reasons(params, ran, data_root) if params else pd.DataFrame()
+    readings = Path(results, "protocol_study", params["profile"] if params else "quick", "readings.csv")
+    protocol = pd.read_csv(readings) if readings.exists() else pd.DataFrame()
+    if params is not None and len(protocol):
+        protocol = protocol[protocol["dataset"].isin(params["protocol_study"]["datasets"])
+                            & protocol["reading"].isin(list(params["protocol_study"]["readings"]))]
     return {"comparison": comparison, "claims": claims, "not_run": missing, "stages": stages, "sigma": sigma,
-            "profile": params["profile"] if params else None}
+            "profile": params["profile"] if params else None, "protocol": protocol}
 
 
 def cell_counts(comparison: pd.DataFrame) -> dict:
@@ -95,7 +100,12 @@ def summary_markdown(rep: dict) -> str:
         lines.append(f"Claim \"{c['claim']}\": **{c['verdict']}**.")
     if len(rep["not_run"]):
         lines.append("Not run here: " + ", ".join(rep["not_run"]["display"]) + " (see the report for why).")
-    return "\n".join(f"- {line}" for line in lines)
+    text = "\n".join(f"- {line}" for line in lines)
+    if len(rep.get("protocol", [])):
+        from .protocol import conclusion
+
+        text += "\n\nProtocol study (which reading of the paper's text reproduces it):\n\n" + conclusion(rep["protocol"])
+    return text
 
 
 def write_report(rep: dict, out_dir="results/report") -> dict:
@@ -110,13 +120,20 @@ def write_report(rep: dict, out_dir="results/report") -> dict:
     return metrics
 
 
-def update_readme(readme="README.md", summary_md: str | None = None, summary_file="results/report/summary.md") -> bool:
-    """Replace the block between the README's markers with the report summary."""
+def markers(name: str) -> tuple[str, str]:
+    return (f"<!-- {name}:begin (generated; do not edit) -->", f"<!-- {name}:end -->")
+
+
+def update_readme(readme="README.md", summary_md: str | None = None, summary_file="results/report/summary.md",
+                  block_name: str | None = None) -> bool:
+    """Replace the block between the README's markers with the report summary
+    (or, with `block_name`, the block of that name). False if no markers."""
     path = Path(readme)
     text = path.read_text()
     body = summary_md if summary_md is not None else Path(summary_file).read_text()
-    block = f"{README_BEGIN}\n{body.strip()}\n{README_END}"
-    pattern = re.compile(re.escape(README_BEGIN) + r".*?" + re.escape(README_END), re.S)
+    begin, end = (README_BEGIN, README_END) if block_name is None else markers(block_name)
+    block = f"{begin}\n{body.strip()}\n{end}"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
     if not pattern.search(text):
         return False
     new = pattern.sub(lambda _: block, text)

@@ -49,7 +49,7 @@ def method_options(method: str, options: dict) -> dict:
 
 def stage_configs(stage: str, s: dict) -> list[ex.RunConfig]:
     """The runs of one stage instance, in table order."""
-    train = dict(epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"])
+    train = dict(epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"], data_options=s["data_options"])
     seeds = range(s["seeds"])
     ds = s["dataset"]
     out = []

@@ -20,13 +20,15 @@ import papermill
 
 HERE = Path(__file__).resolve().parent
 NOTEBOOKS = HERE.parent.parent / "notebooks"
-ORDER = ["datasets", "area_sweep", "depth", "width", "moe", "report"]  # moe reads area_sweep's runs
+ORDER = ["datasets", "area_sweep", "depth", "width", "moe", "protocol_study", "report"]  # moe reads area_sweep's runs
 
 
 def parameters(name: str) -> dict:
     common = {"params_file": "params-test.yaml"}
     if name == "datasets":
         return {**common, "out_dir": "_out/datasets"}
+    if name == "protocol_study":
+        return {**common, "out_dir": "_out/protocol_study", "figures_dir": "_out/figures"}
     if name == "report":  # reads the committed copy of the stages' summaries: independent of test order
         return {**common, "results_dir": "results", "out_dir": "_out/report", "readme": None}
     return {**common, "dataset": "digits", "out_dir": f"_out/{name}/digits", "figures_dir": "_out/figures"}

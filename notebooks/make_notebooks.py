@@ -1,0 +1,175 @@
+"""Writes the source notebooks of notebooks/ (stripped: no outputs). Edit the cells here and run
+
+    python notebooks/make_notebooks.py
+
+then python tests/notebooks/regenerate.py to refresh the golden copies of the nbval tests.
+"""
+from pathlib import Path
+
+import nbformat as nbf
+from nbformat.v4 import new_notebook, new_markdown_cell as md, new_code_cell as code
+
+def nb(cells, name):
+    n = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                                             "language_info": {"name": "python"}})
+    for i, c in enumerate(n.cells):
+        c["id"] = f"{name}-{i:02d}"
+    nbf.write(n, Path(__file__).resolve().parent / f"{name}.ipynb")
+
+def params(src):
+    c = code(src); c.metadata["tags"] = ["parameters"]; return c
+
+def check(src):
+    c = code(src); c.metadata["tags"] = ["nbval-check-output"]; return c
+
+IMPORTS = "from IPython.display import Markdown, display\n\nimport salrepro\nfrom salrepro import figures, paper, stages"
+
+# ------------------------------------------------------------------ datasets
+nb([
+    md("# Table 1: the datasets\n\nThe paper's ten datasets (Table 1), regenerated from our loaders: classes, "
+       "total samples, native resolution and channel processing, with the paper's numbers beside ours. A dataset "
+       "whose files are not present under the data root is listed with the reason and how to get it."),
+    params('params_file = "params.yaml"  # the profile\'s parameters\nout_dir = "results/datasets"'),
+    code(IMPORTS + "\n\ntable = stages.dataset_table(params_file, out_dir)\ntable.set_index(\"dataset\")"),
+    md("Rows the profile needs must say `loaded`; the check below prints them."),
+    check('loaded = table[table["status"] == "loaded"]\nprint(loaded[["name", "classes", "total_samples", "resolution", "channel_processing", "matches"]].to_string(index=False))'),
+    md("## Verdict"),
+    code('ok = table[table["matches"] == True]["dataset"].tolist()  # noqa: E712\n'
+         'bad = table[table["matches"] == False]["dataset"].tolist()  # noqa: E712\n'
+         'absent = table[table["matches"].isna()]["dataset"].tolist()\n'
+         'display(Markdown(f"Loaded and identical to the paper\'s Table 1: {\', \'.join(ok) or \'none\'}. "\n'
+         '                 f"Loaded but different: {\', \'.join(bad) or \'none\'}. "\n'
+         '                 f"Not comparable here (files absent or partial): {\', \'.join(absent) or \'none\'}."))'),
+], "datasets")
+
+# ------------------------------------------------------------------ area sweep
+nb([
+    md("# Tables 2 and 3: accuracy and losses against the number of areas K\n\n"
+       "The shallow net (input -> 256 -> classes, ReLU) trained by backpropagation (BP) and by SAL with "
+       "K = 1, 2, 4, 8, 16 areas on its first layer; the paper's settings (25 epochs, batch 16, lr 1e-4, "
+       "5 seeds) come from `params.yaml`. We report the mean and standard deviation over seeds of the "
+       "final-epoch validation accuracy, training loss and validation loss, beside the paper's numbers, and a "
+       "verdict per cell: *within* when |ours - paper| <= sigma combined standard deviations."),
+    params('dataset = "digits"\nparams_file = "params.yaml"\nout_dir = "results/area_sweep/digits"\nfigures_dir = "figures"\nprogress = False'),
+    code(IMPORTS + "\n\nout = stages.run_stage(\"area_sweep\", dataset, params_file=params_file, out_dir=out_dir, progress=progress)\n"
+         "title = salrepro.data.DISPLAY_NAMES[dataset]\n{k: out.settings[k] for k in (\"methods\", \"seeds\", \"epochs\", \"batch_size\", \"lr\", \"hidden\", \"options\")}"),
+    md("## Ours beside the paper"),
+    code("paper.side_by_side(out.comparison)"),
+    check('print(out.summary[["label", "val_accuracy_pct_mean", "train_loss_mean", "val_loss_mean"]].round(1).to_string(index=False))'),
+    md("## Learning curves and agreement"),
+    code('fig = figures.learning_curves(out.curves, title)\nfigures.save(fig, f"{figures_dir}/area_sweep-{dataset}-curves.png")\n'
+         'fig = figures.ours_vs_paper(out.comparison, title)\nfigures.save(fig, f"{figures_dir}/area_sweep-{dataset}-vs-paper.png")'),
+    md("## Area occupancy\n\nHow many validation samples each area of the routed layer receives at the end of training "
+       "(mean share over seeds). An area that receives nothing never learns."),
+    code('fig = figures.occupancy(out.occupancy, title)\nfigures.save(fig, f"{figures_dir}/area_sweep-{dataset}-occupancy.png")'),
+    md("## Verdict"),
+    code('claims = [paper.claim_sal_beats_bp(out.summary), paper.claim_accuracy_rises_with_k(out.summary),\n'
+         '          paper.claim_train_loss_falls_with_k(out.summary)]\n'
+         'acc = out.comparison[out.comparison["metric"] == "val_accuracy_pct"]\n'
+         'within = int((acc["verdict"] == "within").sum())\n'
+         'display(Markdown(f"**{title}**: {within} of {len(acc)} accuracy cells agree with the paper.\\n\\n"\n'
+         '                 + "\\n".join(f"- {c[\'claim\']}: **{c[\'verdict\']}**. {c[\'evidence\']}" for c in claims)))'),
+], "area_sweep")
+
+# ------------------------------------------------------------------ depth
+nb([
+    md("# Figure 2: depth\n\nThe residual tanh net (width fixed, K areas on the first and every hidden layer) "
+       "trained by BP and by SAL at growing depth; depths, width, K and training from `params.yaml`. "
+       "The paper goes to depth 128 on CIFAR-10, FER2013, Semeion and STL-10."),
+    params('dataset = "digits"\nparams_file = "params.yaml"\nout_dir = "results/depth/digits"\nfigures_dir = "figures"\nprogress = False'),
+    code(IMPORTS + "\n\nout = stages.run_stage(\"depth\", dataset, params_file=params_file, out_dir=out_dir, progress=progress)\n"
+         "title = salrepro.data.DISPLAY_NAMES[dataset]\n{k: out.settings[k] for k in (\"methods\", \"depths\", \"width\", \"seeds\", \"epochs\", \"batch_size\", \"lr\", \"options\")}"),
+    md("## Final validation accuracy against depth"),
+    code('out.summary.pivot_table(index="depth", columns="label", values=["val_accuracy_pct_mean", "val_accuracy_pct_std", "params_active"]).round(2)'),
+    check('print(out.summary[["label", "depth", "val_accuracy_pct_mean"]].round(1).to_string(index=False))'),
+    code('fig = figures.versus_axis(out.summary, "depth", f"{title}: accuracy against depth (width {out.settings[\'width\']})")\n'
+         'figures.save(fig, f"{figures_dir}/depth-{dataset}.png")'),
+    md("## Verdict"),
+    code('claims = [paper.claim_gap_grows_with(out.summary, "depth"), paper.claim_trains_at_depth(out.summary)]\n'
+         'display(Markdown("\\n".join(f"- {c[\'claim\']}: **{c[\'verdict\']}**. {c[\'evidence\']}" for c in claims)))'),
+], "depth")
+
+# ------------------------------------------------------------------ width
+nb([
+    md("# Figure 3: width\n\nThe residual tanh net at a fixed depth with growing width, BP against SAL with K areas; "
+       "the table gives active (per sample) and total parameter counts. The paper goes to width 4096 at depth 64 "
+       "(about 1.07B active and 4.3B total weights)."),
+    params('dataset = "digits"\nparams_file = "params.yaml"\nout_dir = "results/width/digits"\nfigures_dir = "figures"\nprogress = False'),
+    code(IMPORTS + "\n\nout = stages.run_stage(\"width\", dataset, params_file=params_file, out_dir=out_dir, progress=progress)\n"
+         "title = salrepro.data.DISPLAY_NAMES[dataset]\n{k: out.settings[k] for k in (\"methods\", \"widths\", \"depth\", \"seeds\", \"epochs\", \"batch_size\", \"lr\", \"options\")}"),
+    md("## Final validation accuracy and parameter counts against width"),
+    code('out.summary[["label", "depth", "hidden", "val_accuracy_pct_mean", "val_accuracy_pct_std", "params_active", "params_total"]].round(2)'),
+    check('print(out.summary[["label", "hidden", "val_accuracy_pct_mean", "params_active", "params_total"]].round(1).to_string(index=False))'),
+    md("The paper's widest point, counted on the meta device (nothing allocated), for this dataset's input size:"),
+    code('data = salrepro.load_dataset(dataset, root=out.settings["data_root"])\n'
+         'widest = salrepro.build_model("sal", data.in_features, data.num_classes, hidden=4096, depth=64, areas=4, device="meta")\n'
+         'salrepro.count_parameters(widest)'),
+    code('fig = figures.versus_axis(out.summary, "width", f"{title}: accuracy against width (depth {out.settings[\'depth\']})")\n'
+         'figures.save(fig, f"{figures_dir}/width-{dataset}.png")'),
+    md("## Verdict"),
+    code('c = paper.claim_gap_grows_with(out.summary, "hidden")\ndisplay(Markdown(f"- {c[\'claim\']}: **{c[\'verdict\']}**. {c[\'evidence\']}"))'),
+], "width")
+
+# ------------------------------------------------------------------ moe
+nb([
+    md("# Figures 4 and 5: SAL against a mixture of experts\n\nSAL with K areas against a top-1 mixture of K experts "
+       "trained end to end by backpropagation (softmax gate, gate-probability scaling, Switch load balancing), "
+       "on the shallow net with the training settings of Table 2. The SAL runs are those of the area sweep."),
+    params('dataset = "digits"\nparams_file = "params.yaml"\nout_dir = "results/moe/digits"\nfigures_dir = "figures"\nprogress = False'),
+    code(IMPORTS + "\n\nout = stages.run_stage(\"moe\", dataset, params_file=params_file, out_dir=out_dir, progress=progress)\n"
+         "title = salrepro.data.DISPLAY_NAMES[dataset]\n{k: out.settings[k] for k in (\"areas\", \"seeds\", \"epochs\", \"batch_size\", \"lr\", \"hidden\", \"options\", \"sal_options\")}"),
+    md("## Final validation accuracy, SAL and MoE per K"),
+    code('out.summary.pivot_table(index="areas", columns="method", values=["val_accuracy_pct_mean", "val_accuracy_pct_std"]).round(2)'),
+    check('print(out.summary[["label", "val_accuracy_pct_mean"]].round(1).to_string(index=False))'),
+    md("## Per-epoch validation accuracy"),
+    code('fig = figures.sal_vs_moe(out.curves, title)\nfigures.save(fig, f"{figures_dir}/moe-{dataset}.png")'),
+    md("## Verdict"),
+    code('c = paper.claim_sal_beats_moe(out.summary)\ndisplay(Markdown(f"- {c[\'claim\']}: **{c[\'verdict\']}**. {c[\'evidence\']}"))'),
+], "moe")
+
+# ------------------------------------------------------------------ report
+nb([
+    md("# The replication report\n\nEvery number we produced beside the paper's, the difference, and a verdict per cell "
+       "(*within* when |ours - paper| <= sigma combined standard deviations; the paper's printed std is floored at "
+       "half its last digit). Then a verdict on each claim of the paper's text that our data can test, and the "
+       "cells we could not run, with the reason."),
+    params('params_file = "params.yaml"\nresults_dir = "results"\nout_dir = "results/report"\nreadme = None  # a path: also write the summary into that README'),
+    code("from IPython.display import Markdown, display\n\nfrom salrepro import paper, report\nfrom salrepro.config import load_params\n\n"
+         "params = load_params(params_file)\nrep = report.build_report(results_dir, params)\nmetrics = report.write_report(rep, out_dir)\nmetrics"),
+    md("## Tables 2 and 3, ours beside the paper"),
+    code('paper.side_by_side(rep["comparison"]) if len(rep["comparison"]) else "no area-sweep results"'),
+    check('print({m: v for m, v in metrics["cells_within"].items()})\nprint({c: v for c, v in metrics["claims"].items()})'),
+    md("## Claims of the paper's text"),
+    code('paper.claims_frame(rep["claims"]).style.set_properties(**{"text-align": "left", "white-space": "pre-wrap"})'),
+    md("## What we could not run, and why"),
+    code('rep["not_run"]'),
+    md("## Summary (the README's verdict block)"),
+    code('summary = report.summary_markdown(rep)\nif readme:\n    report.update_readme(readme, summary)\ndisplay(Markdown(summary))'),
+], "report")
+
+# ------------------------------------------------------------------ protocol study
+nb([
+    md("# Protocol study: which reading of the paper reproduces it?\n\n"
+       "The paper's text leaves choices open (SAL-METHOD.md): the update divisor, the feedback scale, the router "
+       "width and prototype normalisation, the selector's learning rate, the initialisation, the input scaling of "
+       "Digits. Each *reading* below changes some of them from the defaults; each runs Table 2/3's grid (BP and "
+       "SAL-1..16, the area sweep's training settings). For each we measure the distance to the paper's rows "
+       "(mean |z| over all cells of Tables 2 and 3 for the dataset; RMS accuracy difference) and whether it shows "
+       "the paper's qualitative claims (SAL above BP; accuracy rising with K), each tested for significance. "
+       "The defaults are never moved to fit the paper."),
+    params('params_file = "params.yaml"\nout_dir = "results/protocol_study"\nfigures_dir = "figures"\nprogress = False\n'
+           'readme = None  # a path: also write the conclusion into that README (block protocol-study-<profile>)'),
+    code("from IPython.display import Markdown, display\n\nfrom salrepro import figures, protocol, report\nfrom salrepro.config import load_params\n\n"
+         "profile = load_params(params_file)[\"profile\"]\n"
+         "table = protocol.run_study(params_file, out_dir, progress=progress)\n"
+         "table[[\"dataset\", \"reading\", \"choices\", \"mean_abs_z\", \"acc_rmse_pp\", \"cells_within\", \"cells\", "
+         "\"sal_above_bp\", \"rises_with_k\"]].round(2)"),
+    check('print(table[["dataset", "reading", "mean_abs_z", "sal_above_bp", "rises_with_k"]].round(1).to_string(index=False))'),
+    md("## Distance to the paper per reading"),
+    code('fig = figures.protocol_distances(table)\nfigures.save(fig, f"{figures_dir}/protocol_study-{profile}.png")'),
+    md("## Evidence for the claims, per reading"),
+    code('table[["dataset", "reading", "sal_above_bp_evidence", "rises_with_k_evidence"]]'),
+    md("## Conclusion"),
+    code("text = protocol.conclusion(table)\nif readme:\n    report.update_readme(readme, text, block_name=f\"protocol-study-{profile}\")\n"
+         "display(Markdown(text))"),
+], "protocol_study")

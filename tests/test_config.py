@@ -45,6 +45,9 @@ def test_paper_profile_covers_the_paper():
         (("area_sweep", "options"), {"divisr": "sum"}, "area_sweep.options.divisr: not an option"),
         (("datasets", "digits"), {"scale": "raw"}, "datasets.digits.scale: unknown data option"),
         (("moe", "datasets"), ["mnist"], "moe.datasets: 'mnist' is not listed under datasets"),
+        (("area_sweep", "batch_size"), 2000, "area_sweep.batch_size: got 2000; allowed: at most the 1437 training samples of digits"),
+        (("depth", "seeds"), 0, "depth.seeds: got 0; allowed: an integer >= 1"),
+        (("width", "widths"), [], "width.widths: got []"),
     ],
 )
 def test_bad_params_name_key_value_and_allowed(path, value, needle):

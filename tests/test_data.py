@@ -584,3 +584,13 @@ def test_table1_on_synthetic_files(tmp_path):
     assert t.loc["svhn", "status"] == "missing: train_32x32.mat (train split) and 1 more file(s)"
     assert t.loc["digits", "matches"] is True
     assert D.available(tmp_path)["pcam"] is True
+
+
+def test_train_sizes_table_matches_the_loaders():
+    """salrepro.data.TRAIN_SIZES (used to check params before loading) agrees with the data."""
+    assert D.load_dataset("digits", cache=False).x_train.shape[0] == D.TRAIN_SIZES["digits"]
+    root = os.environ.get("SALREPRO_DATA")
+    if not root:
+        pytest.skip("SALREPRO_DATA not set: only Digits checked")
+    for name in ("semeion", "mnist", "fashion_mnist"):
+        assert D.load_dataset(name, root=root).x_train.shape[0] == D.TRAIN_SIZES[name]

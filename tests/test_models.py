@@ -102,3 +102,9 @@ def test_init_options(init):
     assert float(w.std()) == pytest.approx(expected_std, rel=0.02)
     assert (b == 0).all() == (init != "torch_default")
     assert not torch.equal(w[0], w[1])  # areas initialised independently
+
+
+def test_presets_are_valid_options_and_not_the_defaults():
+    assert salrepro.PRESETS["sal_method"] == {}
+    model = salrepro.build_model("sal", 8, 3, hidden=5, areas=4, **salrepro.PRESETS["paper_fit"])
+    assert model.divisor == "area" and model.divisor != salrepro.build_model("sal", 8, 3, hidden=5, areas=4).divisor

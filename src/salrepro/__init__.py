@@ -13,7 +13,7 @@ shared network shapes), `models` (build_model, count_parameters), `train`
 
 __version__ = "0.1.0"
 
-from .models import METHODS, OPTIONS, ParameterCount, build_model, count_parameters, describe
+from .models import METHODS, OPTIONS, PRESETS, ParameterCount, build_model, count_parameters, describe
 from .train import evaluate, train
 from .experiments import RunConfig, grid, run_all, run_one, summarize
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from .data import DATASETS
+from .data import DATASETS, TRAIN_SIZES
 from .models import METHODS, OPTIONS
 
 PROFILES = ("quick", "cpu", "paper", "test")
@@ -137,6 +137,11 @@ def _check_datasets(cfg: dict) -> None:
         for name in cfg[stage]["datasets"]:
             if name not in ds:
                 raise ParamsError(f"{stage}.datasets: {name!r} is not listed under datasets: {sorted(ds)}; add it there first")
+    for stage in ("area_sweep", "depth", "width"):
+        for name in cfg[stage]["datasets"]:
+            if cfg[stage]["batch_size"] > TRAIN_SIZES[name]:
+                raise ParamsError(f"{stage}.batch_size: got {cfg[stage]['batch_size']}; allowed: at most the "
+                                  f"{TRAIN_SIZES[name]} training samples of {name}")
     for name in cfg["moe"]["datasets"]:
         if name not in cfg["area_sweep"]["datasets"]:
             raise ParamsError(f"moe.datasets: {name!r} must also be in area_sweep.datasets (the SAL runs are shared)")

@@ -481,6 +481,10 @@ _SPECS = {s.name: s for s in (
 assert tuple(_SPECS) == DATASETS
 DISPLAY_NAMES = {name: spec.display for name, spec in _SPECS.items()}  # the paper's spelling
 NUM_CLASSES = {name: spec.classes for name, spec in _SPECS.items()}
+# Training-split sizes of the protocol's splits (checked against the loaders in tests/test_data.py),
+# so that parameters can be checked before any data is loaded.
+TRAIN_SIZES = {"cifar10": 50000, "pcam": 262144, "stl10": 5000, "svhn": 73257, "mnist": 60000,
+               "fashion_mnist": 60000, "digits": 1437, "usps": 7291, "semeion": 1274, "fer2013": 28709}
 
 _FER_HOWTO = (
     "FER2013 cannot be downloaded automatically (torchvision has no downloader; Kaggle needs a login and "

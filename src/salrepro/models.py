@@ -28,6 +28,13 @@ OPTIONS = {
 }
 
 
+# Named readings of the paper's open choices. Not defaults: SAL-METHOD.md's
+# defaults stay the defaults. `paper_fit` is the reading the protocol study
+# found closest to the paper's Tables 2/3 on Digits and Semeion (see
+# docs/method.md, "Readings"); use it as build_model(..., **PRESETS["paper_fit"]).
+PRESETS = {"sal_method": {}, "paper_fit": {"divisor": "area", "feedback_scale": 10.0}}
+
+
 def _int_arg(name: str, value, minimum: int, allowed: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name}: must be an integer {allowed}, got {value!r}")
@@ -120,4 +127,4 @@ def describe(model: nn.Module) -> str:
     return f"{model.method} depth={model.depth} width={model.hidden} K={model.areas}: {c.total:,} total, {c.active:,} active"
 
 
-__all__ = ["METHODS", "OPTIONS", "build_model", "count_parameters", "ParameterCount", "describe"]
+__all__ = ["METHODS", "OPTIONS", "PRESETS", "build_model", "count_parameters", "ParameterCount", "describe"]

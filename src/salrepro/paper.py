@@ -157,14 +157,18 @@ def claim_sal_beats_bp(summary: pd.DataFrame) -> dict:
     return _overall("SAL beats the BP baseline (nine of ten datasets)", per, ev, need=0.85 if len(per) >= 10 else 0.5)
 
 
+def _smallest_and_largest_k(summary: pd.DataFrame):
+    """(dataset, SAL row of the smallest K, SAL row of the largest K), for datasets with two K or more."""
+    for ds in dict.fromkeys(summary["dataset"]):
+        s = summary[(summary["dataset"] == ds) & (summary["method"] == "sal")].sort_values("areas")
+        if len(s) >= 2:
+            yield ds, s.iloc[0], s.iloc[-1]
+
+
 def claim_accuracy_rises_with_k(summary: pd.DataFrame) -> dict:
     """Paper: accuracy rises with the number of areas K (largest K vs K = 1)."""
     per, ev = [], []
-    for ds in dict.fromkeys(summary["dataset"]):
-        s = summary[(summary["dataset"] == ds) & (summary["method"] == "sal")].sort_values("areas")
-        if len(s) < 2:
-            continue
-        lo, hi = s.iloc[0], s.iloc[-1]
+    for ds, lo, hi in _smallest_and_largest_k(summary):
         verdict, _ = _direction(hi, lo)
         per.append(verdict)
         p_lo, p_hi = _paper_acc(ds, "sal", int(lo["areas"])), _paper_acc(ds, "sal", int(hi["areas"]))
@@ -176,11 +180,7 @@ def claim_accuracy_rises_with_k(summary: pd.DataFrame) -> dict:
 def claim_train_loss_falls_with_k(summary: pd.DataFrame) -> dict:
     """Paper (Table 3): training loss falls as K grows (largest K vs K = 1)."""
     per, ev = [], []
-    for ds in dict.fromkeys(summary["dataset"]):
-        s = summary[(summary["dataset"] == ds) & (summary["method"] == "sal")].sort_values("areas")
-        if len(s) < 2:
-            continue
-        lo, hi = s.iloc[0], s.iloc[-1]
+    for ds, lo, hi in _smallest_and_largest_k(summary):
         verdict, _ = _direction(lo, hi, "train_loss")  # supported when K=1's loss is above the largest K's
         per.append(verdict)
         ev.append(f"{DISPLAY_NAMES[ds]}: SAL-{lo['areas']} {lo['train_loss_mean']:.2f} -> SAL-{hi['areas']} "

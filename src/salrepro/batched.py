@@ -16,10 +16,11 @@ its history equals training it alone (tested to 1e-5). The SAL rule is the
 one of `sal.py`, called with the model dimension folded into the batch: the
 same `Groups`, `area_forward`, `global_error`, `layer_error`, `area_update`.
 
-No host synchronisation inside the step loop on CUDA: losses, correct
-counts and occupancy accumulate on the device and are read once per epoch.
-(The per-area update of large SAL areas reads group sizes on the host; on
-CUDA the grouped path is used for every size.)
+No host synchronisation inside the step loop on CUDA (by design; not yet
+measured on a GPU): losses, correct counts and occupancy accumulate on the
+device and are read once per epoch, group counts come from a scatter rather
+than bincount, and the area update takes the grouped path with
+`nonzero_static` (on CPU it loops over the areas present, in place).
 """
 
 from __future__ import annotations

@@ -35,12 +35,9 @@ import torch
 
 import salrepro
 from salrepro import experiments as ex
-from salrepro.data import DatasetError
+from salrepro.data import TRAIN_SIZES, DatasetError
 
 METHODS = [("bp", 1), ("sal", 1), ("sal", 2), ("sal", 4), ("sal", 8), ("sal", 16)]
-TRAIN_SIZES = {"cifar10": 50000, "pcam": 262144, "stl10": 5000, "svhn": 73257, "mnist": 60000,
-               "fashion_mnist": 60000, "digits": 1437, "usps": 7291, "semeion": 1274, "fer2013": 28709}
-
 
 def sync(dev):
     if dev.type == "cuda":

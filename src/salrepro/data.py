@@ -481,6 +481,7 @@ _SPECS = {s.name: s for s in (
 assert tuple(_SPECS) == DATASETS
 DISPLAY_NAMES = {name: spec.display for name, spec in _SPECS.items()}  # the paper's spelling
 NUM_CLASSES = {name: spec.classes for name, spec in _SPECS.items()}
+IN_FEATURES = {name: spec.hw[0] * spec.hw[1] for name, spec in _SPECS.items()}  # flattened gray pixels
 # Training-split sizes of the protocol's splits (checked against the loaders in tests/test_data.py),
 # so that parameters can be checked before any data is loaded.
 TRAIN_SIZES = {"cifar10": 50000, "pcam": 262144, "stl10": 5000, "svhn": 73257, "mnist": 60000,

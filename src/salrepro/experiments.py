@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .batched import train_many
-from .data import DATASETS
+from .data import DATASETS, IN_FEATURES, NUM_CLASSES
 from .models import build_model, count_parameters
 from .train import show_progress, train
 
@@ -43,10 +43,7 @@ RESULTS_VERSION = "1"
 # one at a time); on a GPU, larger batches only fill it better.
 MAX_BATCH_BYTES = {"cpu": 16e6, "cuda": 8e9}
 # (input features, classes) of each dataset, to size batches before loading data.
-DATA_SHAPES = {"cifar10": (1024, 10), "pcam": (9216, 2), "stl10": (9216, 10), "svhn": (1024, 10), "mnist": (784, 10),
-               "fashion_mnist": (784, 10), "digits": (64, 10), "usps": (256, 10), "semeion": (256, 10),
-               "fer2013": (2304, 7)}
-assert set(DATA_SHAPES) == set(DATASETS)
+DATA_SHAPES = {name: (IN_FEATURES[name], NUM_CLASSES[name]) for name in DATASETS}
 
 
 @dataclass(frozen=True)

@@ -87,11 +87,6 @@ def compare_area_sweep(summary: pd.DataFrame, sigma: float = 2.0) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
-def not_run_datasets(ran) -> list[str]:
-    """Datasets of Tables 2/3 that we did not run."""
-    return [d for d in DISPLAY_NAMES if d not in set(ran)]
-
-
 # ---------------------------------------------------------------------------
 # Claims
 # ---------------------------------------------------------------------------
@@ -202,7 +197,7 @@ def claim_gap_grows_with(summary: pd.DataFrame, axis: str) -> dict:
         for v in values:
             sal, bp = s[(s["method"] == "sal") & (s[axis] == v)].iloc[0], s[(s["method"] == "bp") & (s[axis] == v)].iloc[0]
             gaps.append((v, sal, bp))
-        (v0, sal0, bp0), (v1, sal1, bp1) = gaps[0], gaps[-1]
+        (_, sal0, bp0), (_, sal1, bp1) = gaps[0], gaps[-1]
         g0 = sal0["val_accuracy_pct_mean"] - bp0["val_accuracy_pct_mean"]
         g1 = sal1["val_accuracy_pct_mean"] - bp1["val_accuracy_pct_mean"]
         se = math.sqrt(sum((0 if pd.isna(r["val_accuracy_pct_std"]) else r["val_accuracy_pct_std"]) ** 2 / max(r["seeds"], 1)

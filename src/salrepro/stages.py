@@ -16,7 +16,6 @@ and writes small files that DVC tracks and the report reads:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,9 +156,6 @@ def dataset_table(params_file="params.yaml", out_dir="results/datasets") -> pd.D
     table.to_csv(Path(out_dir) / "table1.csv", index=False)
     return table
 
-
-def dump_json(obj, path) -> None:
-    write_json_atomic(Path(path), json.loads(json.dumps(obj, default=str)))
 
 
 def main(argv=None) -> int:

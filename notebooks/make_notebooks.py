@@ -29,7 +29,7 @@ nb([
     md("# Table 1: the datasets\n\nThe paper's ten datasets (Table 1), regenerated from our loaders: classes, "
        "total samples, native resolution and channel processing, with the paper's numbers beside ours. A dataset "
        "whose files are not present under the data root is listed with the reason and how to get it."),
-    params('params_file = "params.yaml"  # the profile\'s parameters\nout_dir = "results/datasets"'),
+    params('params_file = "params.yaml"  # the profile\'s parameters\nout_dir = "results/quick/datasets"'),
     code(IMPORTS + "\n\ntable = stages.dataset_table(params_file, out_dir)\ntable.set_index(\"dataset\")"),
     md("Rows the profile needs must say `loaded`; the check below prints them."),
     check('loaded = table[table["status"] == "loaded"]\nprint(loaded[["name", "classes", "total_samples", "resolution", "channel_processing", "matches"]].to_string(index=False))'),
@@ -49,19 +49,22 @@ nb([
        "K = 1, 2, 4, 8, 16 areas on its first layer; the paper's settings (25 epochs, batch 16, lr 1e-4, "
        "5 seeds) come from `params.yaml`. We report the mean and standard deviation over seeds of the "
        "final-epoch validation accuracy, training loss and validation loss, beside the paper's numbers, and a "
-       "verdict per cell: *within* when |ours - paper| <= sigma combined standard deviations."),
-    params('dataset = "digits"\nparams_file = "params.yaml"\nout_dir = "results/area_sweep/digits"\nfigures_dir = "figures"\nprogress = False'),
-    code(IMPORTS + "\n\nout = stages.run_stage(\"area_sweep\", dataset, params_file=params_file, out_dir=out_dir, progress=progress)\n"
-         "title = salrepro.data.DISPLAY_NAMES[dataset]\n{k: out.settings[k] for k in (\"methods\", \"seeds\", \"epochs\", \"batch_size\", \"lr\", \"hidden\", \"options\")}"),
+       "verdict per cell: *within* when |ours - paper| <= sigma combined standard deviations.\n\n"
+       "With `stage = \"preset_sweep\"` the same grid runs with SAL under the named preset of `params.yaml` "
+       "(`preset_sweep.preset`, e.g. `paper_fit`: the protocol study's closest reading); the BP runs are shared."),
+    params('stage = "area_sweep"  # or "preset_sweep"\ndataset = "digits"\nparams_file = "params.yaml"\n'
+           'out_dir = "results/quick/area_sweep/digits"\nfigures_dir = "figures/quick"\nprogress = False'),
+    code(IMPORTS + "\n\nout = stages.run_stage(stage, dataset, params_file=params_file, out_dir=out_dir, progress=progress)\n"
+         "title = salrepro.data.DISPLAY_NAMES[dataset]\n{k: out.settings[k] for k in (\"methods\", \"seeds\", \"epochs\", \"batch_size\", \"lr\", \"hidden\", \"options\") + ((\"preset\",) if stage == \"preset_sweep\" else ())}"),
     md("## Ours beside the paper"),
     code("paper.side_by_side(out.comparison)"),
     check('print(out.summary[["label", "val_accuracy_pct_mean", "train_loss_mean", "val_loss_mean"]].round(1).to_string(index=False))'),
     md("## Learning curves and agreement"),
-    code('fig = figures.learning_curves(out.curves, title)\nfigures.save(fig, f"{figures_dir}/area_sweep-{dataset}-curves.png")\n'
-         'fig = figures.ours_vs_paper(out.comparison, title)\nfigures.save(fig, f"{figures_dir}/area_sweep-{dataset}-vs-paper.png")'),
+    code('fig = figures.learning_curves(out.curves, title)\nfigures.save(fig, f"{figures_dir}/{stage}-{dataset}-curves.png")\n'
+         'fig = figures.ours_vs_paper(out.comparison, title)\nfigures.save(fig, f"{figures_dir}/{stage}-{dataset}-vs-paper.png")'),
     md("## Area occupancy\n\nHow many validation samples each area of the routed layer receives at the end of training "
        "(mean share over seeds). An area that receives nothing never learns."),
-    code('fig = figures.occupancy(out.occupancy, title)\nfigures.save(fig, f"{figures_dir}/area_sweep-{dataset}-occupancy.png")'),
+    code('fig = figures.occupancy(out.occupancy, title)\nfigures.save(fig, f"{figures_dir}/{stage}-{dataset}-occupancy.png")'),
     md("## Verdict"),
     code('claims = [paper.claim_sal_beats_bp(out.summary), paper.claim_accuracy_rises_with_k(out.summary),\n'
          '          paper.claim_train_loss_falls_with_k(out.summary)]\n'
@@ -76,7 +79,7 @@ nb([
     md("# Figure 2: depth\n\nThe residual tanh net (width fixed, K areas on the first and every hidden layer) "
        "trained by BP and by SAL at growing depth; depths, width, K and training from `params.yaml`. "
        "The paper goes to depth 128 on CIFAR-10, FER2013, Semeion and STL-10."),
-    params('dataset = "digits"\nparams_file = "params.yaml"\nout_dir = "results/depth/digits"\nfigures_dir = "figures"\nprogress = False'),
+    params('dataset = "digits"\nparams_file = "params.yaml"\nout_dir = "results/quick/depth/digits"\nfigures_dir = "figures/quick"\nprogress = False'),
     code(IMPORTS + "\n\nout = stages.run_stage(\"depth\", dataset, params_file=params_file, out_dir=out_dir, progress=progress)\n"
          "title = salrepro.data.DISPLAY_NAMES[dataset]\n{k: out.settings[k] for k in (\"methods\", \"depths\", \"width\", \"seeds\", \"epochs\", \"batch_size\", \"lr\", \"options\")}"),
     md("## Final validation accuracy against depth"),
@@ -94,7 +97,7 @@ nb([
     md("# Figure 3: width\n\nThe residual tanh net at a fixed depth with growing width, BP against SAL with K areas; "
        "the table gives active (per sample) and total parameter counts. The paper goes to width 4096 at depth 64 "
        "(about 1.07B active and 4.3B total weights)."),
-    params('dataset = "digits"\nparams_file = "params.yaml"\nout_dir = "results/width/digits"\nfigures_dir = "figures"\nprogress = False'),
+    params('dataset = "digits"\nparams_file = "params.yaml"\nout_dir = "results/quick/width/digits"\nfigures_dir = "figures/quick"\nprogress = False'),
     code(IMPORTS + "\n\nout = stages.run_stage(\"width\", dataset, params_file=params_file, out_dir=out_dir, progress=progress)\n"
          "title = salrepro.data.DISPLAY_NAMES[dataset]\n{k: out.settings[k] for k in (\"methods\", \"widths\", \"depth\", \"seeds\", \"epochs\", \"batch_size\", \"lr\", \"options\")}"),
     md("## Final validation accuracy and parameter counts against width"),
@@ -115,7 +118,7 @@ nb([
     md("# Figures 4 and 5: SAL against a mixture of experts\n\nSAL with K areas against a top-1 mixture of K experts "
        "trained end to end by backpropagation (softmax gate, gate-probability scaling, Switch load balancing), "
        "on the shallow net with the training settings of Table 2. The SAL runs are those of the area sweep."),
-    params('dataset = "digits"\nparams_file = "params.yaml"\nout_dir = "results/moe/digits"\nfigures_dir = "figures"\nprogress = False'),
+    params('dataset = "digits"\nparams_file = "params.yaml"\nout_dir = "results/quick/moe/digits"\nfigures_dir = "figures/quick"\nprogress = False'),
     code(IMPORTS + "\n\nout = stages.run_stage(\"moe\", dataset, params_file=params_file, out_dir=out_dir, progress=progress)\n"
          "title = salrepro.data.DISPLAY_NAMES[dataset]\n{k: out.settings[k] for k in (\"areas\", \"seeds\", \"epochs\", \"batch_size\", \"lr\", \"hidden\", \"options\", \"sal_options\")}"),
     md("## Final validation accuracy, SAL and MoE per K"),
@@ -133,18 +136,22 @@ nb([
        "(*within* when |ours - paper| <= sigma combined standard deviations; the paper's printed std is floored at "
        "half its last digit). Then a verdict on each claim of the paper's text that our data can test, and the "
        "cells we could not run, with the reason."),
-    params('params_file = "params.yaml"\nresults_dir = "results"\nout_dir = "results/report"\nreadme = None  # a path: also write the summary into that README'),
+    params('params_file = "params.yaml"\nresults_dir = "results/quick"\nout_dir = "results/quick/report"\nreadme = None  # a path: also write the summary into that README'),
     code("from IPython.display import Markdown, display\n\nfrom salrepro import paper, report\nfrom salrepro.config import load_params\n\n"
          "params = load_params(params_file)\nrep = report.build_report(results_dir, params)\nmetrics = report.write_report(rep, out_dir)\nmetrics"),
     md("## Tables 2 and 3, ours beside the paper"),
     code('paper.side_by_side(rep["comparison"]) if len(rep["comparison"]) else "no area-sweep results"'),
+    md("## Tables 2 and 3 under the named preset (`preset_sweep`)\n\nThe same grid with SAL under the preset of "
+       "`params.yaml` (`preset_sweep.preset`; docs/method.md). SAL-METHOD.md's defaults stay the defaults: this "
+       "is the reading the protocol study found closest to the paper, shown beside them."),
+    code('paper.side_by_side(rep["preset_comparison"]) if len(rep["preset_comparison"]) else "no preset-sweep results"'),
     check('print({m: v for m, v in metrics["cells_within"].items()})\nprint({c: v for c, v in metrics["claims"].items()})'),
     md("## Claims of the paper's text"),
     code('paper.claims_frame(rep["claims"]).style.set_properties(**{"text-align": "left", "white-space": "pre-wrap"})'),
     md("## What we could not run, and why"),
     code('rep["not_run"]'),
     md("## Summary (the README's verdict block)"),
-    code('summary = report.summary_markdown(rep)\nif readme:\n    report.update_readme(readme, summary)\ndisplay(Markdown(summary))'),
+    code('summary = report.summary_markdown(rep)\nif readme:\n    report.update_readme(readme, summary, f"replication-{rep[\'profile\']}")\ndisplay(Markdown(summary))'),
 ], "report")
 
 # ------------------------------------------------------------------ protocol study
@@ -157,7 +164,7 @@ nb([
        "(mean |z| over all cells of Tables 2 and 3 for the dataset; RMS accuracy difference) and whether it shows "
        "the paper's qualitative claims (SAL above BP; accuracy rising with K), each tested for significance. "
        "The defaults are never moved to fit the paper."),
-    params('params_file = "params.yaml"\nout_dir = "results/protocol_study"\nfigures_dir = "figures"\nprogress = False\n'
+    params('params_file = "params.yaml"\nout_dir = "results/quick/protocol_study"\nfigures_dir = "figures/quick"\nprogress = False\n'
            'readme = None  # a path: also write the conclusion into that README (block protocol-study-<profile>)'),
     code("from IPython.display import Markdown, display\n\nfrom salrepro import figures, protocol, report\nfrom salrepro.config import load_params\n\n"
          "profile = load_params(params_file)[\"profile\"]\n"
@@ -166,7 +173,7 @@ nb([
          "\"sal_above_bp\", \"rises_with_k\"]].round(2)"),
     check('print(table[["dataset", "reading", "mean_abs_z", "sal_above_bp", "rises_with_k"]].round(1).to_string(index=False))'),
     md("## Distance to the paper per reading"),
-    code('fig = figures.protocol_distances(table)\nfigures.save(fig, f"{figures_dir}/protocol_study-{profile}.png")'),
+    code('fig = figures.protocol_distances(table)\nfigures.save(fig, f"{figures_dir}/protocol_study.png")'),
     md("## Evidence for the claims, per reading"),
     code('table[["dataset", "reading", "sal_above_bp_evidence", "rises_with_k_evidence"]]'),
     md("## Conclusion"),

@@ -48,6 +48,8 @@ def test_paper_profile_covers_the_paper():
         (("area_sweep", "batch_size"), 2000, "area_sweep.batch_size: got 2000; allowed: at most the 1437 training samples of digits"),
         (("depth", "seeds"), 0, "depth.seeds: got 0; allowed: an integer >= 1"),
         (("width", "widths"), [], "width.widths: got []"),
+        (("preset_sweep", "preset"), "best", "preset_sweep.preset: got 'best'; allowed: a named preset of models.PRESETS"),
+        (("preset_sweep", "preset"), "sal_method", "preset_sweep.preset: got 'sal_method'"),  # the defaults are no preset
     ],
 )
 def test_bad_params_name_key_value_and_allowed(path, value, needle):

@@ -9,12 +9,14 @@ from salrepro.stages import read_stage_outputs
 
 def test_update_readme_replaces_only_the_block(tmp_path):
     readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{report.README_BEGIN}\nold\n{report.README_END}\noutro\n")
-    assert report.update_readme(readme, "- new line")
-    assert readme.read_text() == f"intro\n{report.README_BEGIN}\n- new line\n{report.README_END}\noutro\n"
+    begin, end = report.markers("replication-quick")
+    other = "\n".join(report.markers("replication-cpu"))
+    readme.write_text(f"intro\n{begin}\nold\n{end}\n{other}\noutro\n")
+    assert report.update_readme(readme, "- new line", "replication-quick")
+    assert readme.read_text() == f"intro\n{begin}\n- new line\n{end}\n{other}\noutro\n"
     plain = tmp_path / "PLAIN.md"
     plain.write_text("no markers\n")
-    assert not report.update_readme(plain, "- x") and plain.read_text() == "no markers\n"
+    assert not report.update_readme(plain, "- x", "replication-quick") and plain.read_text() == "no markers\n"
 
 
 def test_report_reads_only_the_profile_datasets(tmp_path):

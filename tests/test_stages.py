@@ -30,6 +30,18 @@ def test_depth_width_and_moe_grids():
     assert {c.key() for c in moe if c.method == "sal"} <= sweep  # the moe stage reuses the area sweep's SAL runs
 
 
+def test_preset_sweep_is_the_area_sweep_with_sal_under_the_preset():
+    sweep = stages.stage_configs("area_sweep", settings("area_sweep"))
+    preset = stages.stage_configs("preset_sweep", settings("preset_sweep"))
+    assert len(preset) == len(sweep)
+    for a, p in zip(sweep, preset):
+        if a.method == "bp":  # BP has no SAL options: the very same runs, shared with the area sweep
+            assert p.key() == a.key()
+        else:
+            assert dict(p.options) == {"divisor": "area", "feedback_scale": 10.0} and p.key() != a.key()
+            assert (p.areas, p.seed, p.epochs, p.lr) == (a.areas, a.seed, a.epochs, a.lr)
+
+
 def test_method_options_go_only_where_they_apply():
     assert stages.method_options("bp", {"divisor": "sum", "init": "torch_default"}) == {"init": "torch_default"}
     assert stages.method_options("sal", {"divisor": "sum", "balance_coef": 0.1}) == {"divisor": "sum"}

@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--dataset", action="append", default=None,
                        help="dataset of that section (repeatable; default: all the section lists)")
     sweep.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml, the quick profile)")
-    sweep.add_argument("--results", default="results", help="results folder (default: results)")
+    sweep.add_argument("--results", default=None,
+                       help="results folder (default: results/<profile>, the pipeline's folder for the params' profile)")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     ds = sub.add_parser("datasets", help="which datasets are available where, what is missing and how to get it",
@@ -148,9 +149,10 @@ def cmd_sweep(args) -> int:
 
     cfg = load_params(args.params)
     datasets = args.dataset or cfg[args.stage]["datasets"]
+    results = args.results or f"results/{cfg['profile']}"
     diverged = False
     for name in datasets:
-        out = run_stage(args.stage, name, params_file=args.params, out_dir=f"{args.results}/{args.stage}/{name}",
+        out = run_stage(args.stage, name, params_file=args.params, out_dir=f"{results}/{args.stage}/{name}",
                         progress=False if args.no_progress else None)
         print(f"== {args.stage} {name} ==")
         print(_table(out.summary))

@@ -19,10 +19,10 @@ from pathlib import Path
 import yaml
 
 from .data import DATASETS, TRAIN_SIZES
-from .models import METHODS, OPTIONS
+from .models import METHODS, OPTIONS, PRESETS
 
 PROFILES = ("quick", "cpu", "paper", "test")
-STAGES = ("area_sweep", "depth", "width", "moe")
+STAGES = ("area_sweep", "preset_sweep", "depth", "width", "moe")
 
 
 class ParamsError(ValueError):
@@ -92,6 +92,8 @@ SCHEMA = {
               "depth": (lambda v: _is_int(v, 2), "an integer >= 2"), **_TRAINING},
     "moe": {"datasets": _DATASETS_LIST, "areas": (_is_list(lambda v: _is_int(v, 1)), "a list of integers >= 1 (K of sal-K and moe-K)"),
             "options": _TRAINING["options"]},
+    "preset_sweep": {"preset": (lambda v: v in PRESETS and bool(PRESETS[v]), f"a named preset of models.PRESETS other than the defaults: {[p for p in PRESETS if PRESETS[p]]}"),
+                     "datasets": _DATASETS_LIST},
     "protocol_study": {"datasets": _DATASETS_LIST, "seeds": _TRAINING["seeds"],
                        "readings": (lambda v: isinstance(v, dict) and len(v) > 0 and all(isinstance(r, dict) for r in v.values()),
                                     "a mapping from reading name to its choices (method options and data options)")},
@@ -137,18 +139,20 @@ def _check_datasets(cfg: dict) -> None:
         for name in cfg[stage]["datasets"]:
             if name not in ds:
                 raise ParamsError(f"{stage}.datasets: {name!r} is not listed under datasets: {sorted(ds)}; add it there first")
-    for stage in ("area_sweep", "depth", "width"):
+    for stage in ("area_sweep", "preset_sweep", "depth", "width"):
         for name in cfg[stage]["datasets"]:
-            if cfg[stage]["batch_size"] > TRAIN_SIZES[name]:
-                raise ParamsError(f"{stage}.batch_size: got {cfg[stage]['batch_size']}; allowed: at most the "
+            section = "area_sweep" if stage == "preset_sweep" else stage
+            if cfg[section]["batch_size"] > TRAIN_SIZES[name]:
+                raise ParamsError(f"{section}.batch_size: got {cfg[section]['batch_size']}; allowed: at most the "
                                   f"{TRAIN_SIZES[name]} training samples of {name}")
-    for name in cfg["moe"]["datasets"]:
-        if name not in cfg["area_sweep"]["datasets"]:
-            raise ParamsError(f"moe.datasets: {name!r} must also be in area_sweep.datasets (the SAL runs are shared)")
+    for stage in ("moe", "preset_sweep"):
+        for name in cfg[stage]["datasets"]:
+            if name not in cfg["area_sweep"]["datasets"]:
+                raise ParamsError(f"{stage}.datasets: {name!r} must also be in area_sweep.datasets (runs are shared with it)")
 
 
 def _check_options(cfg: dict) -> None:
-    for stage in STAGES:
+    for stage in ("area_sweep", "depth", "width", "moe"):
         opts = cfg[stage]["options"]
         methods = [parse_method(m)[0] for m in cfg[stage].get("methods", [])] or ["sal", "moe"]
         allowed = set().union(*(OPTIONS[m] for m in methods), {"init"})
@@ -197,6 +201,9 @@ def stage_settings(cfg: dict, stage: str, dataset: str) -> dict:
     if dataset not in cfg[stage]["datasets"]:
         raise ParamsError(f"{stage}.datasets: {dataset!r} is not in this profile's list {cfg[stage]['datasets']}")
     s = dict(cfg[stage])
+    if stage == "preset_sweep":  # the area sweep again, its SAL runs under a named preset (models.PRESETS)
+        s.update({k: v for k, v in cfg["area_sweep"].items() if k != "datasets"})
+        s["options"] = {**cfg["area_sweep"]["options"], **PRESETS[s["preset"]]}
     if stage == "moe":  # same training as Table 2: the SAL runs are the area sweep's
         sweep = cfg["area_sweep"]
         s.update({k: sweep[k] for k in ("seeds", "epochs", "batch_size", "lr", "hidden")})

@@ -71,7 +71,7 @@ def score(summary: pd.DataFrame, sigma: float) -> dict:
     }
 
 
-def run_study(params_file="params.yaml", out_dir="results/protocol_study", progress=None) -> pd.DataFrame:
+def run_study(params_file="params.yaml", out_dir="results/quick/protocol_study", progress=None) -> pd.DataFrame:
     """Every reading on every dataset of the study; one row per (dataset, reading)."""
     cfg = load_params(params_file)
     study, sweep = cfg["protocol_study"], cfg["area_sweep"]
@@ -93,7 +93,7 @@ def run_study(params_file="params.yaml", out_dir="results/protocol_study", progr
             rows.append({"dataset": dataset, "reading": name, "choices": _describe(reading),
                          **score(summary, cfg["report"]["sigma"])})
     table = pd.DataFrame(rows)
-    out = Path(out_dir) / cfg["profile"]  # tables per profile; runs (per dataset) are shared by all
+    out = Path(out_dir)  # results/<profile>/protocol_study: the tables beside the runs
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "readings.csv", index=False)
     pd.concat(summaries, ignore_index=True).to_csv(out / "summary.csv", index=False)

@@ -1,6 +1,6 @@
 """The pipeline's stages, one function each, called by the notebooks.
 
-    out = run_stage("area_sweep", "digits", params_file="params.yaml", out_dir="results/area_sweep/digits")
+    out = run_stage("area_sweep", "digits", params_file="params.yaml", out_dir="results/quick/area_sweep/digits")
 
 A stage instance reads its settings from params.yaml (config.py), loads its
 dataset, runs its grid through the resumable run store (`out_dir/runs/`),
@@ -52,7 +52,7 @@ def stage_configs(stage: str, s: dict) -> list[ex.RunConfig]:
     seeds = range(s["seeds"])
     ds = s["dataset"]
     out = []
-    if stage == "area_sweep":
+    if stage in ("area_sweep", "preset_sweep"):
         for spec in s["methods"]:
             m, k = parse_method(spec)
             out += [ex.make_config(ds, m, areas=k, hidden=s["hidden"], seed=i, options=method_options(m, s["options"]), **train)
@@ -104,18 +104,19 @@ def run_stage(stage: str, dataset: str, *, params_file="params.yaml", out_dir=No
     """Run (or resume) one stage instance and write its outputs to `out_dir`."""
     cfg = load_params(params_file)
     s = stage_settings(cfg, stage, dataset)
-    out_dir = Path(out_dir if out_dir is not None else f"results/{stage}/{dataset}")
+    out_dir = Path(out_dir if out_dir is not None else f"results/{cfg['profile']}/{stage}/{dataset}")
     data = load_dataset(dataset, root=s["data_root"], download=s["download"], **s["data_options"])
     configs = stage_configs(stage, s)
     if any(c.batch_size > data.x_train.shape[0] for c in configs):
         raise ValueError(f"{stage}.batch_size: {s['batch_size']} exceeds the {data.x_train.shape[0]} training samples of {dataset}")
-    read_from = [out_dir.parent.parent / "area_sweep" / dataset / "runs"] if stage == "moe" else []
+    # moe and preset_sweep share runs with the area sweep (its SAL runs; its BP runs)
+    read_from = [out_dir.parent.parent / "area_sweep" / dataset / "runs"] if stage in ("moe", "preset_sweep") else []
     records = ex.run_all(configs, data, store=out_dir / "runs", read_from=read_from, device=s["device"],
                          progress=progress, desc=f"{stage} {dataset}")
     summary = ex.summarize(records)
     curves = ex.curves_frame(records)
     occupancy = ex.occupancy_frame(records)
-    comparison = paper.compare_area_sweep(summary, cfg["report"]["sigma"]) if stage == "area_sweep" else None
+    comparison = paper.compare_area_sweep(summary, cfg["report"]["sigma"]) if stage in ("area_sweep", "preset_sweep") else None
     metrics = headline_metrics(stage, summary)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary.to_csv(out_dir / "summary.csv", index=False)
@@ -133,7 +134,7 @@ def read_stage_outputs(results="results", params: dict | None = None) -> dict[st
     per stage (the report's input); with `params`, only the datasets each
     stage lists (outputs of another profile are left out)."""
     out = {}
-    for stage in ("area_sweep", "depth", "width", "moe"):
+    for stage in ("area_sweep", "preset_sweep", "depth", "width", "moe"):
         files = sorted(Path(results, stage).glob("*/summary.csv"))
         if params is not None:
             files = [f for f in files if f.parent.name in params[stage]["datasets"]]
@@ -141,7 +142,7 @@ def read_stage_outputs(results="results", params: dict | None = None) -> dict[st
     return out
 
 
-def dataset_table(params_file="params.yaml", out_dir="results/datasets") -> pd.DataFrame:
+def dataset_table(params_file="params.yaml", out_dir="results/quick/datasets") -> pd.DataFrame:
     """Table 1 from the loaders for all ten datasets (those present under the
     data root decoded into a temporary cache, so that this stage writes no
     cache file of its own), saved as table1.csv."""
@@ -170,8 +171,8 @@ def main(argv=None) -> int:
     prep.add_argument("--params", default="params.yaml", help="params file giving the data root and options")
     prep.add_argument("--cache-dir", default="data/cache",
                       help="where the cache file goes (default: data/cache, the DVC output; $SALREPRO_CACHE is ignored here)")
-    readme = sub.add_parser("readme", help="copy results/report/summary.md into README.md between its markers")
-    readme.add_argument("--summary", default="results/report/summary.md")
+    readme = sub.add_parser("readme", help="copy results/PROFILE/report/summary.md into README.md's block replication-PROFILE")
+    readme.add_argument("--profile", default="quick")
     readme.add_argument("--readme", default="README.md")
     args = parser.parse_args(argv)
     if args.command == "prepare":
@@ -186,8 +187,9 @@ def main(argv=None) -> int:
     else:
         from .report import update_readme
 
-        if not update_readme(args.readme, summary_file=args.summary):
-            print(f"{args.readme}: no replication-summary markers; nothing written")
+        body = Path(f"results/{args.profile}/report/summary.md").read_text()
+        if not update_readme(args.readme, body, f"replication-{args.profile}"):
+            print(f"{args.readme}: no replication-{args.profile} markers; nothing written")
     return 0
 
 

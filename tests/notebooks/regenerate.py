@@ -20,7 +20,8 @@ import papermill
 
 HERE = Path(__file__).resolve().parent
 NOTEBOOKS = HERE.parent.parent / "notebooks"
-ORDER = ["datasets", "area_sweep", "depth", "width", "moe", "protocol_study", "report"]  # moe reads area_sweep's runs
+ORDER = ["datasets", "area_sweep", "preset_sweep", "depth", "width", "moe", "protocol_study", "report"]  # moe, preset_sweep read area_sweep's runs
+SOURCE = {"preset_sweep": "area_sweep"}  # golden name -> notebook it executes (with stage=name)
 
 
 def parameters(name: str) -> dict:
@@ -31,6 +32,8 @@ def parameters(name: str) -> dict:
         return {**common, "out_dir": "_out/protocol_study", "figures_dir": "_out/figures"}
     if name == "report":  # reads the committed copy of the stages' summaries: independent of test order
         return {**common, "results_dir": "results", "out_dir": "_out/report", "readme": None}
+    if name == "preset_sweep":
+        common["stage"] = "preset_sweep"
     return {**common, "dataset": "digits", "out_dir": f"_out/{name}/digits", "figures_dir": "_out/figures"}
 
 
@@ -39,11 +42,11 @@ def main(names) -> None:
     for name in names or ORDER:
         if name == "report":  # freeze the stages' summaries the report test reads
             shutil.rmtree(HERE / "results", ignore_errors=True)
-            for summary in (HERE / "_out").glob("*/*/summary.csv"):
+            for summary in [*(HERE / "_out").glob("*/*/summary.csv"), HERE / "_out/protocol_study/readings.csv"]:
                 target = HERE / "results" / summary.relative_to(HERE / "_out")
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy(summary, target)
-        papermill.execute_notebook(NOTEBOOKS / f"{name}.ipynb", HERE / f"{name}.ipynb", parameters=parameters(name),
+        papermill.execute_notebook(NOTEBOOKS / f"{SOURCE.get(name, name)}.ipynb", HERE / f"{name}.ipynb", parameters=parameters(name),
                                    kernel_name="python3", cwd=str(HERE), progress_bar=False)
         print("executed", name)
 

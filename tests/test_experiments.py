@@ -65,11 +65,13 @@ def test_store_resumes_and_skips_finished_runs(tmp_path, monkeypatch):
     assert [r["final"] for r in resumed] == [r["final"] for r in uninterrupted]
 
 
-@pytest.mark.parametrize("method, K", [("sal", 1), ("sal", 4), ("bp", 1), ("moe", 1), ("moe", 4)])
-def test_batched_equals_alone_on_digits(method, K):
-    """The batched runner's history equals training each model alone (1e-5)."""
+@pytest.mark.parametrize("method, K, depth", [("sal", 1, 2), ("sal", 4, 2), ("bp", 1, 2), ("moe", 1, 2), ("moe", 4, 2),
+                                             ("bp", 1, 4), ("sal", 4, 4)])
+def test_batched_equals_alone_on_digits(method, K, depth):
+    """The batched runner's history equals training each model alone (1e-5),
+    for the shallow net and the residual one (depth 4)."""
     data = salrepro.load_dataset("digits")
-    configs = [ex.make_config("digits", method, areas=K, seed=s, epochs=2, batch_size=16, lr=0.01, hidden=64)
+    configs = [ex.make_config("digits", method, areas=K, depth=depth, seed=s, epochs=2, batch_size=16, lr=0.01, hidden=64)
                for s in range(3)]
     together = ex.run_batch(configs, data, device="cpu")
     for c, rec in zip(configs, together):

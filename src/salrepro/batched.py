@@ -252,15 +252,35 @@ class _AutogradBatch(BatchedNet):
 
 
 class BatchedBP(_AutogradBatch):
+    """N BP nets stacked. The step asks autograd only for the gradient of the
+    loss with respect to each layer's pre-activation a_l (backpropagation
+    proper), then applies SGD to W_l in place, W_l -= lr dL/da_l^T h_l, in one
+    batched matmul: the same update as SGD on autograd's dL/dW_l, without
+    writing and re-reading a full weight gradient (the step is memory-bound).
+    """
+
     def __init__(self, models: list[BPNet]):
         super().__init__(models)
         self.layers = [self.dense([m.layers[l] for m in models]) for l in range(self.depth)]
 
-    def forward(self, x, keep_routes=False):
+    def forward(self, x, keep_routes=False, trace=None):
         h = x
         for L, role in zip(self.layers, self.roles):
-            h = combine(role, h, branch(role, torch.baddbmm(L["bias"].unsqueeze(1), h, L["weight"].transpose(1, 2))))
+            a = torch.baddbmm(L["bias"].unsqueeze(1), h, L["weight"].transpose(1, 2))
+            if trace is not None:
+                trace.append((h, a))
+            h = combine(role, h, branch(role, a))
         return (h, {}) if keep_routes else h
+
+    def train_step(self, x, y, lr) -> torch.Tensor:
+        trace = []
+        losses = self.losses(self.forward(x, trace=trace), y)
+        grads = torch.autograd.grad(losses.sum(), [a for _, a in trace])  # dL/da_l for every layer, every model
+        with torch.no_grad():
+            for L, (h, _), g in zip(self.layers, trace, grads):
+                L["weight"].baddbmm_(g.transpose(1, 2), h, alpha=-lr)  # W -= lr (dL/da)^T h
+                L["bias"].sub_(g.sum(1), alpha=lr)
+        return losses.detach()
 
     def load_into(self, models):
         with torch.no_grad():

@@ -59,11 +59,16 @@ def test_gap_and_depth_claims():
     for depth, bp, sal in [(2, 30, 31), (8, 30, 40), (32, 30, 55)]:
         rows += [dict(dataset="semeion", method="bp", areas=1, depth=depth, val_accuracy_pct_mean=bp, val_accuracy_pct_std=1.0, seeds=5),
                  dict(dataset="semeion", method="sal", areas=4, depth=depth, val_accuracy_pct_mean=sal, val_accuracy_pct_std=1.0, seeds=5)]
-    s = pd.DataFrame(rows)
+    s = pd.DataFrame(rows).astype({"val_accuracy_pct_mean": float})
     assert paper.claim_gap_grows_with(s, "depth")["verdict"] == "supported"
     assert paper.claim_trains_at_depth(s)["verdict"] == "supported"
     s.loc[(s["method"] == "sal") & (s["depth"] == 32), "val_accuracy_pct_mean"] = 5.0
     assert paper.claim_trains_at_depth(s)["verdict"] == "not supported"
+    # above chance by less than 2 standard errors of the seed mean is not training (Semeion, defaults: 10.7 +- 4.6, 5 seeds)
+    s.loc[(s["method"] == "sal") & (s["depth"] == 32), ["val_accuracy_pct_mean", "val_accuracy_pct_std"]] = [10.7, 4.6]
+    assert paper.claim_trains_at_depth(s)["verdict"] == "not supported"
+    s.loc[(s["method"] == "sal") & (s["depth"] == 32), "val_accuracy_pct_std"] = 0.5  # 10.7 - 2 x 0.22 > 10
+    assert paper.claim_trains_at_depth(s)["verdict"] == "supported"
 
 
 def test_diverged_runs_are_reported_not_averaged():

@@ -149,10 +149,9 @@ def cmd_sweep(args) -> int:
 
     cfg = load_params(args.params)
     datasets = args.dataset or cfg[args.stage]["datasets"]
-    results = args.results or f"results/{cfg['profile']}"
     diverged = False
     for name in datasets:
-        out = run_stage(args.stage, name, params_file=args.params, out_dir=f"{results}/{args.stage}/{name}",
+        out = run_stage(args.stage, name, params_file=args.params, out_dir=f"{args.results}/{args.stage}/{name}" if args.results else None,
                         progress=False if args.no_progress else None)
         print(f"== {args.stage} {name} ==")
         print(_table(out.summary))

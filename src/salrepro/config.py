@@ -139,11 +139,10 @@ def _check_datasets(cfg: dict) -> None:
         for name in cfg[stage]["datasets"]:
             if name not in ds:
                 raise ParamsError(f"{stage}.datasets: {name!r} is not listed under datasets: {sorted(ds)}; add it there first")
-    for stage in ("area_sweep", "preset_sweep", "depth", "width"):
+    for stage in ("area_sweep", "depth", "width"):  # moe and preset_sweep train on area_sweep's datasets (checked below)
         for name in cfg[stage]["datasets"]:
-            section = "area_sweep" if stage == "preset_sweep" else stage
-            if cfg[section]["batch_size"] > TRAIN_SIZES[name]:
-                raise ParamsError(f"{section}.batch_size: got {cfg[section]['batch_size']}; allowed: at most the "
+            if cfg[stage]["batch_size"] > TRAIN_SIZES[name]:
+                raise ParamsError(f"{stage}.batch_size: got {cfg[stage]['batch_size']}; allowed: at most the "
                                   f"{TRAIN_SIZES[name]} training samples of {name}")
     for stage in ("moe", "preset_sweep"):
         for name in cfg[stage]["datasets"]:
@@ -152,7 +151,7 @@ def _check_datasets(cfg: dict) -> None:
 
 
 def _check_options(cfg: dict) -> None:
-    for stage in ("area_sweep", "depth", "width", "moe"):
+    for stage in (s for s in STAGES if "options" in SCHEMA[s]):
         opts = cfg[stage]["options"]
         methods = [parse_method(m)[0] for m in cfg[stage].get("methods", [])] or ["sal", "moe"]
         allowed = set().union(*(OPTIONS[m] for m in methods), {"init"})

@@ -26,9 +26,9 @@ import pandas as pd
 
 from . import experiments as ex
 from . import paper
-from .config import DATASET_OPTIONS, load_params, parse_method
+from .config import DATASET_OPTIONS, load_params
 from .data import DISPLAY_NAMES, load_dataset
-from .stages import method_options
+from .stages import stage_configs
 
 
 def split_reading(reading: dict) -> tuple[dict, dict]:
@@ -43,15 +43,10 @@ def applies(reading: dict, dataset: str) -> bool:
 
 
 def reading_configs(dataset: str, reading: dict, s: dict) -> list[ex.RunConfig]:
+    """The area sweep's grid (stages.stage_configs) under the reading's choices."""
     options, data_options = split_reading(reading)
-    out = []
-    for spec in s["methods"]:
-        m, k = parse_method(spec)
-        out += [ex.make_config(dataset, m, areas=k, hidden=s["hidden"], seed=i, epochs=s["epochs"],
-                               batch_size=s["batch_size"], lr=s["lr"], options=method_options(m, options),
-                               data_options={**s["data_options"].get(dataset, {}), **data_options})
-                for i in range(s["seeds"])]
-    return out
+    return stage_configs("area_sweep", {**s, "dataset": dataset, "options": options,
+                                        "data_options": {**s["data_options"].get(dataset, {}), **data_options}})
 
 
 def score(summary: pd.DataFrame, sigma: float) -> dict:

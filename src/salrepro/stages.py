@@ -23,7 +23,7 @@ import pandas as pd
 
 from . import experiments as ex
 from . import paper
-from .config import load_params, parse_method, stage_settings
+from .config import STAGES, load_params, parse_method, stage_settings
 from .data import load_dataset
 from .experiments import write_json_atomic
 from .models import OPTIONS
@@ -46,13 +46,16 @@ def method_options(method: str, options: dict) -> dict:
     return {k: v for k, v in options.items() if k in allowed}
 
 
+TABLE2_STAGES = ("area_sweep", "preset_sweep")  # Tables 2/3: the second with SAL under a named preset
+
+
 def stage_configs(stage: str, s: dict) -> list[ex.RunConfig]:
     """The runs of one stage instance, in table order."""
     train = dict(epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"], data_options=s["data_options"])
     seeds = range(s["seeds"])
     ds = s["dataset"]
     out = []
-    if stage in ("area_sweep", "preset_sweep"):
+    if stage in TABLE2_STAGES:
         for spec in s["methods"]:
             m, k = parse_method(spec)
             out += [ex.make_config(ds, m, areas=k, hidden=s["hidden"], seed=i, options=method_options(m, s["options"]), **train)
@@ -116,7 +119,7 @@ def run_stage(stage: str, dataset: str, *, params_file="params.yaml", out_dir=No
     summary = ex.summarize(records)
     curves = ex.curves_frame(records)
     occupancy = ex.occupancy_frame(records)
-    comparison = paper.compare_area_sweep(summary, cfg["report"]["sigma"]) if stage in ("area_sweep", "preset_sweep") else None
+    comparison = paper.compare_area_sweep(summary, cfg["report"]["sigma"]) if stage in TABLE2_STAGES else None
     metrics = headline_metrics(stage, summary)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary.to_csv(out_dir / "summary.csv", index=False)
@@ -134,7 +137,7 @@ def read_stage_outputs(results="results", params: dict | None = None) -> dict[st
     per stage (the report's input); with `params`, only the datasets each
     stage lists (outputs of another profile are left out)."""
     out = {}
-    for stage in ("area_sweep", "preset_sweep", "depth", "width", "moe"):
+    for stage in STAGES:
         files = sorted(Path(results, stage).glob("*/summary.csv"))
         if params is not None:
             files = [f for f in files if f.parent.name in params[stage]["datasets"]]

@@ -31,6 +31,21 @@ RESIDUAL = "residual"  # deep hidden layer: h = h_in + tanh(a)
 INITS = ("kaiming_normal", "kaiming_uniform", "torch_default")
 
 
+def softmax(logits: torch.Tensor) -> torch.Tensor:
+    """Row softmax, written out: torch's CPU kernel is slow for few classes
+    (measured 67 us vs 15 us for 400 x 10 on one core); the same math."""
+    e = (logits - logits.amax(1, keepdim=True)).exp_()
+    return e.div_(e.sum(1, keepdim=True))
+
+
+def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-sample cross-entropy, log sum exp(z) - z_y with z the logits less
+    their row max (no cancellation for large logits); differentiable. The same
+    math as F.cross_entropy(reduction="none"), several times faster for few classes on CPU."""
+    z = logits - logits.detach().amax(1, keepdim=True)
+    return z.exp().sum(1).log() - z.gather(1, y.unsqueeze(1)).squeeze(1)
+
+
 def roles_for(depth: int) -> list[str]:
     """The role of each of the `depth` weight layers."""
     if depth == 2:

@@ -35,7 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .nets import Net, branch, combine, init_area_weights, init_matrix, layer_generator, phi_prime, random_feedback, widths_for
+from . import blas
+from .nets import (Net, branch, combine, cross_entropy, init_area_weights, init_matrix, layer_generator, phi_prime,
+                   random_feedback, softmax, widths_for)
 
 DIVISORS = ("batch", "area", "sum")
 PROTOTYPE_NORMS = ("unit", "none")
@@ -85,9 +87,12 @@ def _grouped_mm_ok(x: torch.Tensor, weight: torch.Tensor) -> bool:
 def grouped_matmul(xs: torch.Tensor, weight: torch.Tensor, groups: Groups) -> torch.Tensor:
     """Rows of `xs` (sorted by area) times their area's weight transposed.
 
-    One grouped matmul where torch has it, else a loop over the areas present.
+    On CPU without autograd, MKL's batched GEMM (`blas`, one call); else one
+    grouped matmul where torch has it, else a loop over the areas present.
     Works under autograd (the MoE baseline) as well as under no_grad (SAL).
     """
+    if blas.usable(xs, weight):
+        return blas.area_matmul(xs, weight, groups.counts)
     if _grouped_mm_ok(xs, weight):
         return F.grouped_mm(xs, weight.transpose(1, 2), offs=groups.offsets)
     parts, start = [], 0
@@ -111,9 +116,8 @@ def area_forward(
 
 def global_error(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """(5) e = softmax(logits) - onehot(y), one row per sample (B x C)."""
-    e = torch.softmax(logits, dim=1)
-    e[torch.arange(y.numel(), device=y.device), y] -= 1
-    return e
+    e = softmax(logits)
+    return e.scatter_add_(1, y.unsqueeze(1), e.new_full((y.numel(), 1), -1.0))
 
 
 def layer_error(e: torch.Tensor, feedback: torch.Tensor | None, role: str, a: torch.Tensor) -> torch.Tensor:
@@ -142,10 +146,11 @@ def area_update(
     sorted by area, if the caller has it; `batch` is B when the rows of x
     belong to several models trained together (default: all rows).
 
-    Two ways to the same update. On CPU, one in-place matmul per area present
-    (reads and writes each touched area once, no temporary gradient). On
-    CUDA (`grouped`), one grouped matmul over the areas present, found with
-    `nonzero_static` so that nothing waits for the host.
+    Three ways to the same update. On CPU, MKL's batched GEMM accumulates into
+    every area present in one call (`blas`), or, without it, one in-place
+    matmul per area present (each reads and writes its area once, no
+    temporary gradient). On CUDA (`grouped`), one grouped matmul over the
+    areas present, found with `nonzero_static` so that nothing waits for the host.
     """
     B = x.shape[0] if batch is None else batch
     if groups is None:  # one area: a plain DFA update
@@ -166,6 +171,10 @@ def area_update(
         offs = torch.cumsum(groups.counts.index_select(0, present) * real, 0).to(torch.int32)
         dW = F.grouped_mm(ds.T, xs, offs=offs)  # (areas present, out, in)
         weight.index_add_(0, present, dW, alpha=-lr / D)  # (7)
+        bias.index_add_(0, groups.areas, delta, alpha=-lr / D)  # (8)
+        return
+    if grouped is None and blas.usable(weight, ds, xs):
+        blas.area_accumulate(weight, ds, xs, groups.counts, alpha=-lr / D)  # (7)
         bias.index_add_(0, groups.areas, delta, alpha=-lr / D)  # (8)
         return
     start = 0
@@ -374,7 +383,7 @@ class SALNet(Net):
         """One SAL step on a batch; returns its mean cross-entropy before the update."""
         y = self.check_y(x, y)
         traces, logits = self.trace(x)
-        loss = F.cross_entropy(logits, y)
+        loss = cross_entropy(logits, y).mean()
         e = global_error(logits, y)  # (5)
         for layer, role, t in zip(self.layers, self.roles, traces):
             delta = layer_error(e, layer.feedback, role, t.a)  # (6)

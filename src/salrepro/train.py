@@ -14,8 +14,9 @@ import math
 import sys
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
+
+from .nets import cross_entropy
 
 
 def unpack(data) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -41,7 +42,7 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) ->
     for i in range(0, x.shape[0], batch_size):
         xb, yb = x[i : i + batch_size], y[i : i + batch_size]
         logits = model(xb)
-        loss_sum += float(F.cross_entropy(logits, yb, reduction="sum"))
+        loss_sum += float(cross_entropy(logits, yb).sum())
         correct += int((logits.argmax(1) == yb).sum())
         if route is not None:
             for layer, areas in route(xb).items():

@@ -43,15 +43,16 @@ def test_area_accumulate_updates_present_areas_only():
     assert counts[1] == 0 and torch.equal(W[1], before[1])  # bit-identical, not merely close
 
 
-def test_usable_only_where_the_call_is_valid():
-    x = torch.randn(4, 3)
-    assert blas.usable(x)
-    assert not blas.usable(x.double())
-    assert not blas.usable(x.T)  # not contiguous
-    w = torch.randn(2, 3, requires_grad=True)
-    assert not blas.usable(x, w)  # autograd: the MoE baseline keeps torch's grouped_mm
+def test_usable_only_where_the_call_is_valid_and_pays():
+    W, x = torch.randn(blas.MIN_AREAS, 3, 4), torch.randn(5, 4)
+    assert blas.usable(W, x)
+    assert not blas.usable(W[:-1].contiguous(), x)  # too few areas: torch's calls cost no more
+    assert not blas.usable(W.double(), x.double())
+    assert not blas.usable(W, x.T.contiguous().T)  # not contiguous
+    w = W.clone().requires_grad_()
+    assert not blas.usable(w, x)  # autograd: the MoE baseline keeps torch's grouped_mm
     with torch.no_grad():
-        assert blas.usable(x, w)
+        assert blas.usable(w, x)
 
 
 def test_sal_training_with_and_without_blas_agrees(monkeypatch):
@@ -62,6 +63,7 @@ def test_sal_training_with_and_without_blas_agrees(monkeypatch):
         model = salrepro.build_model("sal", 10, 4, hidden=16, depth=4, areas=4, seed=2)
         return [model.train_step(x, y, 0.1) for _ in range(5)], model
 
+    monkeypatch.setattr(blas, "MIN_AREAS", 1)  # a single small model takes the MKL path here
     with_blas, m1 = losses()
     monkeypatch.setattr(blas, "_gemm_batch", lambda: None)
     without, m2 = losses()

@@ -83,6 +83,22 @@ def test_batched_equals_alone_on_digits(method, K, depth):
             assert h_b["occupancy"] == h_a["occupancy"]
 
 
+@pytest.mark.skipif(salrepro.blas._gemm_batch() is None, reason="torch built without MKL")
+@pytest.mark.parametrize("depth", [2, 4])
+def test_batched_on_the_mkl_path_equals_alone(monkeypatch, depth):
+    """Batched SAL with one MKL call for all (model, area) pairs (blas.py)
+    equals each model trained alone by torch's per-area calls (1e-5)."""
+    monkeypatch.setattr(salrepro.blas, "MIN_AREAS", 5)  # the batch (3 x 4 areas) takes MKL, a lone model (4) does not
+    data = salrepro.load_dataset("digits")
+    configs = [ex.make_config("digits", "sal", areas=4, depth=depth, seed=s, epochs=2, batch_size=16, lr=0.01, hidden=64)
+               for s in range(3)]
+    for c, rec in zip(configs, ex.run_batch(configs, data, device="cpu")):
+        alone = ex.run_one(c, data, device="cpu")
+        for h_b, h_a in zip(rec["history"], alone["history"]):
+            for key in ("train_loss", "val_loss", "val_accuracy"):
+                assert h_b[key] == pytest.approx(h_a[key], rel=1e-5)
+
+
 def test_sal_batches_mix_k_and_respect_the_weight_budget():
     configs = ex.grid("mnist", [("bp", 1), ("sal", 1), ("sal", 16), ("moe", 2), ("moe", 4), ("fa", 1)], seeds=[0, 1])
     batches = [[configs[i].label for i in b] for b in ex.plan_batches(configs, max_bytes=1e9)]

@@ -91,7 +91,7 @@ def grouped_matmul(xs: torch.Tensor, weight: torch.Tensor, groups: Groups) -> to
     grouped matmul where torch has it, else a loop over the areas present.
     Works under autograd (the MoE baseline) as well as under no_grad (SAL).
     """
-    if blas.usable(xs, weight):
+    if blas.usable(weight, xs):
         return blas.area_matmul(xs, weight, groups.counts)
     if _grouped_mm_ok(xs, weight):
         return F.grouped_mm(xs, weight.transpose(1, 2), offs=groups.offsets)

@@ -5,6 +5,7 @@ import torch
 
 import salrepro
 from salrepro import blas
+from salrepro.sal import Groups
 
 pytestmark = pytest.mark.skipif(blas._gemm_batch() is None, reason="torch built without MKL: the torch path is used")
 
@@ -13,8 +14,8 @@ def sorted_rows(K, n, width, seed=0):
     g = torch.Generator().manual_seed(seed)
     areas = torch.randint(0, K, (n,), generator=g)
     areas[areas == 1] = 2  # area 1 gets no sample
-    counts = torch.bincount(areas, minlength=K)
-    return torch.randn(n, width, generator=g)[torch.argsort(areas, stable=True)], counts
+    groups = Groups.of(areas, K)
+    return torch.randn(n, width, generator=g).index_select(0, groups.order), groups
 
 
 def per_area(counts):
@@ -24,23 +25,23 @@ def per_area(counts):
 
 def test_area_matmul_equals_one_matmul_per_area():
     K, out, inp = 5, 7, 12
-    xs, counts = sorted_rows(K, 40, inp)
+    xs, groups = sorted_rows(K, 40, inp)
     W = torch.randn(K, out, inp)
-    ys = blas.area_matmul(xs, W, counts)
-    for k, s, e in per_area(counts):
+    ys = blas.area_matmul(xs, W, groups)
+    for k, s, e in per_area(groups.counts):
         torch.testing.assert_close(ys[s:e], xs[s:e] @ W[k].T, rtol=1e-6, atol=1e-6)
 
 
 def test_area_accumulate_updates_present_areas_only():
     K, out, inp = 5, 7, 12
-    xs, counts = sorted_rows(K, 40, inp, seed=1)
+    xs, groups = sorted_rows(K, 40, inp, seed=1)
     ds = torch.randn(xs.shape[0], out)
     W = torch.randn(K, out, inp)
     before = W.clone()
-    blas.area_accumulate(W, ds, xs, counts, alpha=-0.3)
-    for k, s, e in per_area(counts):
+    blas.area_accumulate(W, ds, xs, groups, alpha=-0.3)
+    for k, s, e in per_area(groups.counts):
         torch.testing.assert_close(W[k], before[k] - 0.3 * ds[s:e].T @ xs[s:e], rtol=1e-6, atol=1e-6)
-    assert counts[1] == 0 and torch.equal(W[1], before[1])  # bit-identical, not merely close
+    assert groups.counts[1] == 0 and torch.equal(W[1], before[1])  # bit-identical, not merely close
 
 
 def test_usable_only_where_the_call_is_valid_and_pays():

@@ -20,7 +20,8 @@ No host synchronisation inside the step loop on CUDA (by design; not yet
 measured on a GPU): losses, correct counts and occupancy accumulate on the
 device and are read once per epoch, group counts come from a scatter rather
 than bincount, and the area update takes the grouped path with
-`nonzero_static` (on CPU, one MKL call over the areas present, `blas.py`).
+`nonzero_static` (on CPU, one MKL call over the areas present when a
+layer has many, `blas.py`, else one in-place matmul per area present).
 """
 
 from __future__ import annotations

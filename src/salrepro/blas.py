@@ -80,27 +80,19 @@ def _gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) -> Non
             row.copy_(v)
         else:
             row.fill_(v)
-    scalars = torch.tensor([alpha, beta], dtype=torch.float32).repeat_interleave(G)
+    scalars = torch.tensor([[alpha], [beta]], dtype=torch.float32).expand(2, G).contiguous()
     ptrs = torch.stack([a, b, c])
-    i = lambda r: ints[r].data_ptr()
-    f, p = scalars.data_ptr(), lambda r: ptrs[r].data_ptr()
+    i, f, p = (lambda r: ints[r].data_ptr()), (lambda r: scalars[r].data_ptr()), (lambda r: ptrs[r].data_ptr())
     # ints, scalars and ptrs stay referenced until the call returns
-    _gemm_batch()(_ROW_MAJOR, i(0), i(1), i(2), i(3), i(4), f, p(0), i(5), p(1), i(6), f + 4 * G, p(2), i(7), G, i(8))
+    _gemm_batch()(_ROW_MAJOR, i(0), i(1), i(2), i(3), i(4), f(0), p(0), i(5), p(1), i(6), f(1), p(2), i(7), G, i(8))
 
 
-def _present(counts: torch.Tensor):
-    """Areas with samples, their sizes and the first row of each (rows sorted by area)."""
-    starts = torch.cumsum(counts, 0) - counts
-    present = torch.nonzero(counts).squeeze(1)
-    return present, counts.index_select(0, present), starts.index_select(0, present)
-
-
-def area_matmul(xs: torch.Tensor, weight: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-    """(4) without bias: row i of `xs` (rows sorted by area, `counts[k]` rows
-    in area k) times W[k]^T, for all areas in one call. weight (K, out, in)."""
+def area_matmul(xs: torch.Tensor, weight: torch.Tensor, groups) -> torch.Tensor:
+    """(4) without bias: row i of `xs` (rows sorted by area, `groups` a
+    sal.Groups) times W[k]^T, for all areas in one call. weight (K, out, in)."""
     K, out, inp = weight.shape
     ys = xs.new_empty(xs.shape[0], out)
-    present, rows, starts = _present(counts)
+    present, rows, starts = groups.present
     size = xs.element_size()
     _gemm(_NO_TRANS, _TRANS, m=rows, n=out, k=inp, alpha=1.0,
           a=xs.data_ptr() + starts * (inp * size), lda=inp,
@@ -109,12 +101,12 @@ def area_matmul(xs: torch.Tensor, weight: torch.Tensor, counts: torch.Tensor) ->
     return ys
 
 
-def area_accumulate(weight: torch.Tensor, ds: torch.Tensor, xs: torch.Tensor, counts: torch.Tensor, alpha: float) -> None:
+def area_accumulate(weight: torch.Tensor, ds: torch.Tensor, xs: torch.Tensor, groups, alpha: float) -> None:
     """(7) in place: W[k] += alpha sum_{i in area k} ds_i xs_i^T for every
     area with samples, one call; rows of ds (B, out) and xs (B, in) sorted
-    by area. Areas without samples are not touched."""
+    by area (`groups` a sal.Groups). Areas without samples are not touched."""
     K, out, inp = weight.shape
-    present, rows, starts = _present(counts)
+    present, rows, starts = groups.present
     size = xs.element_size()
     _gemm(_TRANS, _NO_TRANS, m=out, n=inp, k=rows, alpha=alpha,
           a=ds.data_ptr() + starts * (out * size), lda=out,

@@ -67,6 +67,16 @@ class Groups:
             self._sizes = self.counts.tolist()
         return self._sizes
 
+    @property
+    def present(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Areas with samples, their sample counts and the first sorted row of
+        each (blas.py's one-call path; shared by the forward and the update)."""
+        if not hasattr(self, "_present"):
+            present = torch.nonzero(self.counts).squeeze(1)
+            starts = self.offsets.index_select(0, present) - self.counts.index_select(0, present)
+            self._present = (present, self.counts.index_select(0, present), starts)
+        return self._present
+
     @classmethod
     def of(cls, areas: torch.Tensor, num_areas: int) -> "Groups":
         # a scatter, not bincount: bincount's output size depends on the data (a host sync on CUDA)
@@ -87,12 +97,13 @@ def _grouped_mm_ok(x: torch.Tensor, weight: torch.Tensor) -> bool:
 def grouped_matmul(xs: torch.Tensor, weight: torch.Tensor, groups: Groups) -> torch.Tensor:
     """Rows of `xs` (sorted by area) times their area's weight transposed.
 
-    On CPU without autograd, MKL's batched GEMM (`blas`, one call); else one
-    grouped matmul where torch has it, else a loop over the areas present.
+    On CPU without autograd and with many areas (a batched sweep), MKL's
+    batched GEMM (`blas`, one call); else one grouped matmul where torch has
+    it, else a loop over the areas present.
     Works under autograd (the MoE baseline) as well as under no_grad (SAL).
     """
     if blas.usable(weight, xs):
-        return blas.area_matmul(xs, weight, groups.counts)
+        return blas.area_matmul(xs, weight, groups)
     if _grouped_mm_ok(xs, weight):
         return F.grouped_mm(xs, weight.transpose(1, 2), offs=groups.offsets)
     parts, start = [], 0
@@ -146,11 +157,12 @@ def area_update(
     sorted by area, if the caller has it; `batch` is B when the rows of x
     belong to several models trained together (default: all rows).
 
-    Three ways to the same update. On CPU, MKL's batched GEMM accumulates into
-    every area present in one call (`blas`), or, without it, one in-place
-    matmul per area present (each reads and writes its area once, no
-    temporary gradient). On CUDA (`grouped`), one grouped matmul over the
-    areas present, found with `nonzero_static` so that nothing waits for the host.
+    Three ways to the same update. On CPU, for a layer of many areas (a
+    batched sweep), MKL's batched GEMM accumulates into every area present in
+    one call (`blas`); otherwise one in-place matmul per area present (each
+    reads and writes its area once, no temporary gradient). On CUDA
+    (`grouped`), one grouped matmul over the areas present, found with
+    `nonzero_static` so that nothing waits for the host.
     """
     B = x.shape[0] if batch is None else batch
     if groups is None:  # one area: a plain DFA update
@@ -171,19 +183,18 @@ def area_update(
         offs = torch.cumsum(groups.counts.index_select(0, present) * real, 0).to(torch.int32)
         dW = F.grouped_mm(ds.T, xs, offs=offs)  # (areas present, out, in)
         weight.index_add_(0, present, dW, alpha=-lr / D)  # (7)
-        bias.index_add_(0, groups.areas, delta, alpha=-lr / D)  # (8)
+    elif grouped is None and blas.usable(weight, ds, xs):
+        blas.area_accumulate(weight, ds, xs, groups, alpha=-lr / D)  # (7)
+    else:
+        start = 0
+        for k, n in enumerate(groups.sizes):
+            if n:  # areas with no sample in the batch do not change
+                d_k, x_k = ds[start : start + n], xs[start : start + n]
+                weight[k].addmm_(d_k.T, x_k, alpha=-lr / D)  # (7)
+                bias[k].add_(d_k.sum(0), alpha=-lr / D)  # (8)
+            start += n
         return
-    if grouped is None and blas.usable(weight, ds, xs):
-        blas.area_accumulate(weight, ds, xs, groups.counts, alpha=-lr / D)  # (7)
-        bias.index_add_(0, groups.areas, delta, alpha=-lr / D)  # (8)
-        return
-    start = 0
-    for k, n in enumerate(groups.sizes):
-        if n:  # areas with no sample in the batch do not change
-            d_k, x_k = ds[start : start + n], xs[start : start + n]
-            weight[k].addmm_(d_k.T, x_k, alpha=-lr / D)  # (7)
-            bias[k].add_(d_k.sum(0), alpha=-lr / D)  # (8)
-        start += n
+    bias.index_add_(0, groups.areas, delta, alpha=-lr / D)  # (8)
 
 
 def selector_update(layer: "AreaLayer", x: torch.Tensor, z: torch.Tensor, y: torch.Tensor, lr: float, divisor: str) -> None:

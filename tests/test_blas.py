@@ -56,6 +56,19 @@ def test_usable_only_where_the_call_is_valid_and_pays():
         assert blas.usable(w, x)
 
 
+def test_usable_for_fewer_areas_when_each_is_large():
+    x = torch.randn(5, blas.LARGE_AREA)
+    assert blas.usable(torch.randn(blas.MIN_LARGE_AREAS, 1, blas.LARGE_AREA), x)
+    assert not blas.usable(torch.randn(blas.MIN_LARGE_AREAS - 1, 1, blas.LARGE_AREA), x)
+    assert not blas.usable(torch.randn(blas.MIN_LARGE_AREAS, 1, blas.LARGE_AREA - 1), x[:, 1:].contiguous())
+
+
+def test_present_areas_are_those_with_samples():
+    areas = torch.tensor([3, 0, 3, 3, 5, 0])
+    present, rows, starts = Groups.of(areas, 7).present
+    assert present.tolist() == [0, 3, 5] and rows.tolist() == [2, 3, 1] and starts.tolist() == [0, 2, 5]
+
+
 def test_sal_training_with_and_without_blas_agrees(monkeypatch):
     x = torch.rand(64, 10, generator=torch.Generator().manual_seed(0))
     y = torch.arange(64) % 4

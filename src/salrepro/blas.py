@@ -9,7 +9,10 @@ batched GEMM that takes every area's product in one call. This module calls
 it through ctypes (no compiler needed) and is used where it can be:
 
 - a layer of at least `MIN_AREAS` areas (a batched sweep: (model, area)
-  pairs; below it torch's per-area calls cost no more);
+  pairs), or of at least `MIN_LARGE_AREAS` areas of `LARGE_AREA` weights
+  or more each (MNIST-sized first layers, where each product is large
+  enough to hide the call's fixed cost); below that torch's per-area calls
+  cost no more;
 - float32 CPU tensors, contiguous, no autograd (SAL's rule; the MoE
   baseline keeps torch's differentiable grouped_mm);
 - torch built with MKL (`cblas_sgemm_batch` found in torch's CPU library)
@@ -27,16 +30,21 @@ import functools
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
-# The call has a fixed cost (argument arrays, ~50 us on 2 cores): it pays where
-# it replaces many per-area calls. Measured on 2 cores, forward + update of a
-# 64 -> 256 layer, 16 samples per model of K = 16: 16 areas 148 vs 174 us
-# (but a whole single-model SAL step got slower), 32 areas 175 vs 315 us,
-# 128 areas 333 vs 1187 us. So: batched sweeps, not single models.
+# The call has a fixed cost (MKL's own, ~20 us, plus ~5 us to build the
+# argument arrays with numpy; it was ~30 us more when they were torch
+# tensors): it pays where it replaces many per-area calls. Measured on
+# 2 cores, whole SAL steps: a lone Digits model (64 -> 256, K = 4 .. 16)
+# got slower through it (K = 16: 204 -> 278 us), a lone MNIST model
+# (784 -> 256) faster from K = 8 (K = 8: 496 -> 415 us, K = 16: 600 -> 475
+# us) but not at K = 2 (310 -> 400 us); a layer's forward + update of a
+# 25-model Digits batch (155 areas) 1062 + 875 -> 238 + 183 us.
 MIN_AREAS = 32
+MIN_LARGE_AREAS, LARGE_AREA = 8, 2**17  # areas, and weights per area (512 KB in float32)
 
 
 @functools.lru_cache(maxsize=1)
@@ -59,7 +67,8 @@ def _gemm_batch():
 
 def usable(weight: torch.Tensor, *tensors: torch.Tensor) -> bool:
     """Should a layer of these (K, out, in) weights take the one-call path?"""
-    if weight.shape[0] < MIN_AREAS or _gemm_batch() is None:
+    K, out, inp = weight.shape
+    if not (K >= MIN_AREAS or (K >= MIN_LARGE_AREAS and out * inp >= LARGE_AREA)) or _gemm_batch() is None:
         return False
     tensors = (weight, *tensors)
     if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
@@ -69,22 +78,26 @@ def usable(weight: torch.Tensor, *tensors: torch.Tensor) -> bool:
 
 def _gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) -> None:
     """C_g = alpha op(A_g) op(B_g) + beta C_g for every group g, in one call.
-    m, n, k, lda, ldb, ldc: ints or (G,) int tensors; a, b, c: (G,) int64
-    addresses; row-major."""
-    G = a.numel()
+    m, n, k, lda, ldb, ldc: ints or (G,) int arrays; a, b, c: (G,) int64
+    addresses; row-major. The argument arrays are numpy: a handful of
+    sub-microsecond numpy operations where torch's took ~30 us per call."""
+    G = len(a)
     if G == 0:
         return
-    ints = torch.empty(9, G, dtype=torch.int32)  # MKL_INT is 32-bit in the LP64 interface torch links
-    for row, v in zip(ints, (trans_a, trans_b, m, n, k, lda, ldb, ldc, 1)):  # the last: group sizes, all 1
-        if isinstance(v, torch.Tensor):
-            row.copy_(v)
-        else:
-            row.fill_(v)
-    scalars = torch.tensor([[alpha], [beta]], dtype=torch.float32).expand(2, G).contiguous()
-    ptrs = torch.stack([a, b, c])
-    i, f, p = (lambda r: ints[r].data_ptr()), (lambda r: scalars[r].data_ptr()), (lambda r: ptrs[r].data_ptr())
-    # ints, scalars and ptrs stay referenced until the call returns
-    _gemm_batch()(_ROW_MAJOR, i(0), i(1), i(2), i(3), i(4), f(0), p(0), i(5), p(1), i(6), f(1), p(2), i(7), G, i(8))
+    ints = np.empty((9, G), dtype=np.int32)  # MKL_INT is 32-bit in the LP64 interface torch links
+    for row, v in enumerate((trans_a, trans_b, m, n, k, lda, ldb, ldc, 1)):  # the last: group sizes, all 1
+        ints[row] = v
+    scalars = np.empty((2, G), dtype=np.float32)
+    scalars[0], scalars[1] = alpha, beta
+    ptrs = np.stack([a, b, c])
+    i, f, p = _rows(ints), _rows(scalars), _rows(ptrs)  # ints, scalars and ptrs stay referenced until the call returns
+    _gemm_batch()(_ROW_MAJOR, i[0], i[1], i[2], i[3], i[4], f[0], p[0], i[5], p[1], i[6], f[1], p[2], i[7], G, i[8])
+
+
+def _rows(arr: np.ndarray) -> list[int]:
+    """Address of each row of a C-contiguous 2-D array."""
+    base, step = arr.ctypes.data, arr.strides[0]
+    return [base + r * step for r in range(arr.shape[0])]
 
 
 def area_matmul(xs: torch.Tensor, weight: torch.Tensor, groups) -> torch.Tensor:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -68,13 +69,15 @@ class Groups:
         return self._sizes
 
     @property
-    def present(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def present(self) -> tuple:
         """Areas with samples, their sample counts and the first sorted row of
-        each (blas.py's one-call path; shared by the forward and the update)."""
+        each, as numpy int64 arrays (blas.py's one-call CPU path; computed once,
+        shared by the forward and the update)."""
         if not hasattr(self, "_present"):
-            present = torch.nonzero(self.counts).squeeze(1)
-            starts = self.offsets.index_select(0, present) - self.counts.index_select(0, present)
-            self._present = (present, self.counts.index_select(0, present), starts)
+            counts = self.counts.numpy()
+            present = np.flatnonzero(counts)
+            rows = counts[present]
+            self._present = (present, rows, self.offsets.numpy()[present] - rows)
         return self._present
 
     @classmethod

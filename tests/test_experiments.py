@@ -99,6 +99,19 @@ def test_batched_on_the_mkl_path_equals_alone(monkeypatch, depth):
                 assert h_b[key] == pytest.approx(h_a[key], rel=1e-5)
 
 
+def test_batched_finite_flags_exactly_the_models_with_a_nan_or_inf():
+    from salrepro.batched import BatchedSAL
+
+    net = BatchedSAL([salrepro.build_model("sal", 8, 3, hidden=16, areas=k, seed=s)
+                      for s, k in enumerate([1, 4, 2, 4, 2])])  # first-layer area rows: 0 | 1-4 | 5-6 | 7-10 | 11-12
+    assert net.finite().tolist() == [True] * 5
+    with torch.no_grad():
+        net.layers[0]["weight"][3, 2, 1] = float("nan")  # model 1
+        net.layers[0]["weight"][6, 0, 0] = float("inf")  # model 2
+        net.layers[1]["bias"][3, 0] = -float("inf")  # model 3 (output layer: one row per model)
+    assert net.finite().tolist() == [True, False, False, False, True]
+
+
 def test_sal_batches_mix_k_and_respect_the_weight_budget():
     configs = ex.grid("mnist", [("bp", 1), ("sal", 1), ("sal", 16), ("moe", 2), ("moe", 4), ("fa", 1)], seeds=[0, 1])
     batches = [[configs[i].label for i in b] for b in ex.plan_batches(configs, max_bytes=1e9)]

@@ -1,9 +1,11 @@
-"""nets.py: the written-out softmax and cross-entropy equal torch's."""
+"""nets.py: the written-out softmax, cross-entropy and delta * phi'(a) equal their plain forms."""
 
 import torch
 import torch.nn.functional as F
 
-from salrepro.nets import cross_entropy, softmax
+import pytest
+
+from salrepro.nets import LINEAR, RELU, RESIDUAL, cross_entropy, phi_prime, softmax, times_phi_prime
 
 
 def logits_and_labels(seed=0):
@@ -27,3 +29,13 @@ def test_cross_entropy_and_its_gradient_equal_torch():
     ours.sum().backward()
     ref.sum().backward()
     torch.testing.assert_close(a.grad, b.grad, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("role", [RELU, RESIDUAL, LINEAR])
+def test_times_phi_prime_equals_the_product(role):
+    g = torch.Generator().manual_seed(3)
+    a, delta = torch.randn(4, 6, 32, generator=g), torch.randn(4, 6, 32, generator=g)
+    a[0, 0, :4] = 0.0  # relu'(0) = 0
+    d = phi_prime(role, a)
+    expected = delta if d is None else delta * d
+    assert torch.equal(times_phi_prime(role, delta, a), expected)  # bit for bit (+0 and -0 compare equal)

@@ -104,7 +104,8 @@ class BatchedNet:
             for name, t in L.items():
                 if not isinstance(t, torch.Tensor) or not t.is_floating_point():
                     continue
-                rows = torch.isfinite(t.detach()).flatten(1).all(1)
+                lo, hi = torch.aminmax(t.detach().flatten(1), dim=1)  # NaN propagates; -inf, inf show at the ends
+                rows = torch.isfinite(lo) & torch.isfinite(hi)  # one pass, no (rows x columns) bool temporary
                 owner = self.owners(L, name, rows.shape[0], t.device)
                 ok &= torch.zeros(self.n, device=t.device).index_add_(0, owner, (~rows).float()) == 0
         return ok
@@ -412,7 +413,7 @@ def train_many(models, data, *, epochs: int, batch_size: int, lr: float, seeds, 
             idx = perms[:, i : i + batch_size]
             xb = x_train.index_select(0, idx.reshape(-1)).view(N, idx.shape[1], -1)
             yb = y_train.index_select(0, idx.reshape(-1)).view(N, idx.shape[1])
-            loss_sum += net.train_step(xb, yb, lr).double() * idx.shape[1]
+            loss_sum.add_(net.train_step(xb, yb, lr), alpha=idx.shape[1])  # in float64
         val = net.evaluate(x_val, y_val)
         train_loss = (loss_sum / n).tolist()  # the one read of the epoch
         val_loss = (val["loss"] / max(x_val.shape[0], 1)).tolist()

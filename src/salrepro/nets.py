@@ -82,6 +82,16 @@ def phi_prime(role: str, a: torch.Tensor) -> torch.Tensor | None:
     return None
 
 
+def times_phi_prime(role: str, delta: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """delta * phi'(a), elementwise. For relu, torch's own relu backward, one
+    kernel: delta where a > 0, else 0 (`delta * (a > 0).to(dtype)` is three
+    operations and took 41 us against 7 us for 25 x 16 x 256 on 2 cores)."""
+    if role == RELU:
+        return torch.ops.aten.threshold_backward(delta, a, 0)
+    d = phi_prime(role, a)
+    return delta if d is None else delta * d
+
+
 def layer_generator(seed: int, layer: int, stream: int) -> torch.Generator:
     """A CPU generator per (seed, layer, stream), so that two models built with
     the same seed start from the same weights whatever their method, and the

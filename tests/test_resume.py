@@ -28,7 +28,8 @@ SWEEP = textwrap.dedent("""
 
 
 def run_files(store):
-    return {p.name: p.read_bytes() for p in store.glob("*.json")}
+    """The stored run records (not a killed writer's temporary)."""
+    return {p.name: p.read_bytes() for p in store.glob("*.json") if not p.name.startswith(".tmp-")}
 
 
 def test_sigkill_mid_sweep_then_rerun_equals_uninterrupted(tmp_path):
@@ -53,6 +54,17 @@ def test_sigkill_mid_sweep_then_rerun_equals_uninterrupted(tmp_path):
     for name, data in after.items():
         a, b = json.loads(data), json.loads((fresh / name).read_text())
         assert a["history"] == b["history"] and a["final"] == b["final"]  # identical, not close
+
+
+def test_a_killed_writers_temporary_is_removed_a_live_ones_kept(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".tmp-{int(dead.stdout)}-abc.json"  # its writer has exited
+    live = tmp_path / f".tmp-{os.getpid()}-def.json"  # this process: still writing
+    old_style = tmp_path / ".tmp-xyz.json"
+    for p in (stale, live, old_style):
+        p.write_text("{")
+    ex.remove_stale_temporaries(tmp_path)
+    assert live.exists() and not stale.exists() and not old_style.exists()
 
 
 def test_epoch_checkpoint_resumes_bitwise(tmp_path, monkeypatch):

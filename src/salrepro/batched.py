@@ -446,7 +446,7 @@ def _save(path, epoch, net, gens, histories, alive, seeds) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {"epoch": epoch, "seeds": seeds, "tensors": [t.detach().cpu() for t in net.tensors()],
              "generators": [g.get_state() for g in gens], "histories": histories, "alive": alive}
-    tmp = path.with_name(f".tmp-{path.name}")
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
     torch.save(state, tmp)
     os.replace(tmp, path)
 

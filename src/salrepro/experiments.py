@@ -198,7 +198,7 @@ def describe_device(dev: torch.device) -> str:
 # ---------------------------------------------------------------------------
 def write_json_atomic(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{os.getpid()}-", suffix=".json")
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f, allow_nan=True)
@@ -208,6 +208,28 @@ def write_json_atomic(path: Path, obj) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temporaries(folder: Path) -> None:
+    """Delete the temporary files (`.tmp-<pid>-*`) of writers that no longer
+    run: a process killed mid-write (SIGKILL, power loss) leaves its
+    temporary behind, never a half-written record. A live writer's are kept."""
+    for tmp in Path(folder).glob(".tmp-*"):
+        pid = tmp.name.split("-")[1]
+        if not (pid.isdigit() and _running(int(pid))):
+            tmp.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    if os.name != "posix":
+        return True  # no cheap, safe check here: keep the file
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def load_stored(store: Path, config: RunConfig) -> dict | None:
@@ -234,6 +256,8 @@ def run_all(configs, data_for, *, store=None, read_from=(), device="auto", progr
     configs = list(configs)
     loader = data_for if callable(data_for) else (lambda name: data_for)
     store = Path(store) if store is not None else None
+    if store is not None:
+        remove_stale_temporaries(store)
     stores = ([store] if store else []) + [Path(s) for s in read_from]
     # Batches are planned over every configuration, done or not, and a batch is
     # rerun whole unless all of its runs are stored: a resumed sweep computes

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .nets import RESIDUAL, Net, branch, combine, init_area_weights, init_matrix, layer_generator, phi_prime, random_feedback, widths_for
+from .nets import RESIDUAL, Net, branch, combine, init_area_weights, init_matrix, layer_generator, random_feedback, times_phi_prime, widths_for
 from .sal import Groups, area_forward
 
 
@@ -212,12 +212,10 @@ class FeedbackNet(Net):
         g = e  # fa: error with respect to the current layer's output
         for i in reversed(range(self.depth)):
             layer, role = self.layers[i], self.roles[i]
-            d = phi_prime(role, pre[i])
             if self.method == "dfa":
-                delta = e if layer.feedback is None else e @ layer.feedback
-                delta = delta if d is None else delta * d
+                delta = times_phi_prime(role, e if layer.feedback is None else e @ layer.feedback, pre[i])
             else:
-                delta = g if d is None else g * d
+                delta = times_phi_prime(role, g, pre[i])
                 if i > 0:  # pass the error on through the fixed matrix, not the weight
                     back = delta @ layer.feedback
                     g = g + back if role == RESIDUAL else back

@@ -38,7 +38,7 @@ def test_sigkill_mid_sweep_then_rerun_equals_uninterrupted(tmp_path):
     script.write_text(SWEEP)
     proc = subprocess.Popen([sys.executable, str(script), str(store)], env={**os.environ, "PYTHONUNBUFFERED": "1"})
     deadline = time.time() + 120
-    while time.time() < deadline and len(list(store.glob("*.json"))) < 2:  # the first batch (bp x2) is stored
+    while time.time() < deadline and len(run_files(store)) < 2:  # the first batch (bp x2) is stored
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()

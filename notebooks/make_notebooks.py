@@ -22,7 +22,7 @@ def params(src):
 def check(src):
     c = code(src); c.metadata["tags"] = ["nbval-check-output"]; return c
 
-IMPORTS = "from IPython.display import Markdown, display\n\nimport salrepro\nfrom salrepro import figures, paper, stages"
+IMPORTS = "from IPython.display import Markdown, display\n\nimport salrepro\nfrom salrepro import figures, paper, report, stages"
 
 # ------------------------------------------------------------------ datasets
 nb([
@@ -30,7 +30,7 @@ nb([
        "total samples, native resolution and channel processing, with the paper's numbers beside ours. A dataset "
        "whose files are not present under the data root is listed with the reason and how to get it."),
     params('params_file = "params.yaml"  # the profile\'s parameters\nout_dir = "results/quick/datasets"'),
-    code(IMPORTS + "\n\ntable = stages.dataset_table(params_file, out_dir)\ntable.set_index(\"dataset\")"),
+    code(IMPORTS + "\n\ntable = stages.dataset_table(params_file, out_dir)\nreport.wrapped(report.table1_view(table))"),
     md("Rows the profile needs must say `loaded`; the check below prints them."),
     check('loaded = table[table["status"] == "loaded"]\nprint(loaded[["name", "classes", "total_samples", "resolution", "channel_processing", "matches"]].to_string(index=False))'),
     md("## Verdict"),
@@ -42,92 +42,135 @@ nb([
          '                 f"Not comparable here (files absent or partial): {\', \'.join(absent) or \'none\'}."))'),
 ], "datasets")
 
+# ------------------------------------------------------------------ calibration
+nb([
+    md("# Calibration: the protocol checked on BP\n\n"
+       "BP is the one method of the paper with no open choice, so its row in Tables 2 and 3 calibrates the shared "
+       "protocol (input map, splits, loss) before any SAL verdict is read. BP (input -> 256 -> classes, ReLU, "
+       "plain SGD; 25 epochs, batch 16, lr 1e-4, 5 seeds: the area sweep's settings from `params.yaml`) runs on every "
+       "dataset of the profile under every input map (`input_norm`, docs/data.md): `pm1` (x * 2 - 1, [-1, 1], the "
+       "default), `unit` ([0, 1], the first protocol), `standard` (per feature, training statistics) and `global` "
+       "(one mean and std over the training values). Each of BP's three cells (validation accuracy, training loss, "
+       "validation loss) is compared with the paper's: *within* when |ours - paper| <= sigma combined standard "
+       "deviations.\n\n"
+       "Expected time: under a minute for Digits (the quick profile); about 25 minutes on 2 CPU cores for the cpu "
+       "profile's five datasets. Expected result: `pm1` reproduces the paper's BP row; `unit` does not."),
+    params('params_file = "params.yaml"\nout_dir = "results/quick/calibration"\nfigures_dir = "figures/quick"\nprogress = False'),
+    code("from IPython.display import Markdown, display\n\nfrom salrepro import calibration, figures\nfrom salrepro.config import load_params\n\n"
+         "params = load_params(params_file)\nsigma = params[\"report\"][\"sigma\"]\n"
+         "table = calibration.run_calibration(params_file, out_dir, progress=progress)\n"
+         "calibration.side_by_side(table)"),
+    check('print(table[["dataset", "input_norm", "metric", "ours_mean", "verdict"]].round(2).to_string(index=False))'),
+    md("## Each BP cell against the paper's\n\nz = (ours - paper) / combined std, per dataset, metric and map; "
+       "a cell agrees inside the shaded band."),
+    code('figures.show(figures.calibration(table, sigma), f"{figures_dir}/calibration.png")'),
+    md("## Agreement per input map, over every dataset"),
+    code("calibration.agreement(table)"),
+    md("## Conclusion"),
+    code("display(Markdown(calibration.conclusion(table, sigma)))"),
+], "calibration")
+
 # ------------------------------------------------------------------ area sweep
 nb([
     md("# Tables 2 and 3: accuracy and losses against the number of areas K\n\n"
        "The shallow net (input -> 256 -> classes, ReLU) trained by backpropagation (BP) and by SAL with "
        "K = 1, 2, 4, 8, 16 areas on its first layer; the paper's settings (25 epochs, batch 16, lr 1e-4, "
-       "5 seeds) come from `params.yaml`. We report the mean and standard deviation over seeds of the "
+       "5 seeds) come from `params.yaml`, inputs under the calibrated map (`input_norm`, see the calibration "
+       "notebook). We report the mean and standard deviation over seeds of the "
        "final-epoch validation accuracy, training loss and validation loss, beside the paper's numbers, and a "
        "verdict per cell: *within* when |ours - paper| <= sigma combined standard deviations.\n\n"
        "With `stage = \"preset_sweep\"` the same grid runs with SAL under the named preset of `params.yaml` "
-       "(`preset_sweep.preset`, e.g. `paper_fit`: the protocol study's closest reading); the BP runs are shared."),
+       "(`preset_sweep.preset`, e.g. `paper_fit`: the protocol study's closest reading); the BP runs are shared.\n\n"
+       "Expected time: about a minute for Digits on 2 CPU cores (30 runs trained together); MNIST-sized datasets "
+       "take about 15 minutes."),
     params('stage = "area_sweep"  # or "preset_sweep"\ndataset = "digits"\nparams_file = "params.yaml"\n'
            'out_dir = "results/quick/area_sweep/digits"\nfigures_dir = "figures/quick"\nprogress = False'),
     code(IMPORTS + "\n\nout = stages.run_stage(stage, dataset, params_file=params_file, out_dir=out_dir, progress=progress)\n"
-         "title = salrepro.data.DISPLAY_NAMES[dataset]\n{k: out.settings[k] for k in (\"methods\", \"seeds\", \"epochs\", \"batch_size\", \"lr\", \"hidden\", \"options\") + ((\"preset\",) if stage == \"preset_sweep\" else ())}"),
+         "title = salrepro.data.display_name(dataset, out.settings[\"data_options\"])\n"
+         "{k: out.settings[k] for k in (\"methods\", \"seeds\", \"epochs\", \"batch_size\", \"lr\", \"hidden\", \"options\", \"data_options\")"
+         " + ((\"preset\",) if stage == \"preset_sweep\" else ())}"),
     md("## Ours beside the paper"),
     code("paper.side_by_side(out.comparison)"),
     check('print(out.summary[["label", "val_accuracy_pct_mean", "train_loss_mean", "val_loss_mean"]].round(1).to_string(index=False))'),
-    md("## Learning curves and agreement"),
-    code('fig = figures.learning_curves(out.curves, title)\nfigures.save(fig, f"{figures_dir}/{stage}-{dataset}-curves.png")\n'
-         'fig = figures.ours_vs_paper(out.comparison, title)\nfigures.save(fig, f"{figures_dir}/{stage}-{dataset}-vs-paper.png")'),
+    md("## Learning curves"),
+    code('figures.show(figures.learning_curves(out.curves, title), f"{figures_dir}/{stage}-{dataset}-curves.png")'),
+    md("## Agreement with the paper\n\nOurs and the paper's accuracy per method (top, axis zoomed), and the difference "
+       "with the band inside which a cell agrees (bottom)."),
+    code('figures.show(figures.ours_vs_paper(out.comparison, title), f"{figures_dir}/{stage}-{dataset}-vs-paper.png")'),
     md("## Area occupancy\n\nHow many validation samples each area of the routed layer receives at the end of training "
        "(mean share over seeds). An area that receives nothing never learns."),
-    code('fig = figures.occupancy(out.occupancy, title)\nfigures.save(fig, f"{figures_dir}/{stage}-{dataset}-occupancy.png")'),
+    code('figures.show(figures.occupancy(out.occupancy, title), f"{figures_dir}/{stage}-{dataset}-occupancy.png")'),
     md("## Verdict"),
     code('claims = [paper.claim_sal_beats_bp(out.summary), paper.claim_accuracy_rises_with_k(out.summary),\n'
          '          paper.claim_train_loss_falls_with_k(out.summary)]\n'
-         'acc = out.comparison[out.comparison["metric"] == "val_accuracy_pct"]\n'
-         'within = int((acc["verdict"] == "within").sum())\n'
-         'display(Markdown(f"**{title}**: {within} of {len(acc)} accuracy cells agree with the paper.\\n\\n"\n'
-         '                 + "\\n".join(f"- {c[\'claim\']}: **{c[\'verdict\']}**. {c[\'evidence\']}" for c in claims)))'),
+         'display(Markdown(f"**{title}**: {report.accuracy_agreement(out.comparison)}\\n\\n" + paper.claims_markdown(claims)))'),
 ], "area_sweep")
 
 # ------------------------------------------------------------------ depth
 nb([
     md("# Figure 2: depth\n\nThe residual tanh net (width fixed, K areas on the first and every hidden layer) "
        "trained by BP and by SAL at growing depth; depths, width, K and training from `params.yaml`. "
-       "The paper goes to depth 128 on CIFAR-10, FER2013, Semeion and STL-10."),
+       "The paper goes to depth 128 on CIFAR-10, FER2013, Semeion and STL-10 and prints no numbers for this "
+       "figure: its own reading of it is drawn under ours.\n\n"
+       "Expected time: about a minute for the quick profile (depth to 16, 2 seeds); the cpu profile's depth 128 "
+       "takes about an hour per dataset on 2 CPU cores."),
     params('dataset = "digits"\nparams_file = "params.yaml"\nout_dir = "results/quick/depth/digits"\nfigures_dir = "figures/quick"\nprogress = False'),
     code(IMPORTS + "\n\nout = stages.run_stage(\"depth\", dataset, params_file=params_file, out_dir=out_dir, progress=progress)\n"
-         "title = salrepro.data.DISPLAY_NAMES[dataset]\n{k: out.settings[k] for k in (\"methods\", \"depths\", \"width\", \"seeds\", \"epochs\", \"batch_size\", \"lr\", \"options\")}"),
+         "title = salrepro.data.display_name(dataset, out.settings[\"data_options\"])\n"
+         "{k: out.settings[k] for k in (\"methods\", \"depths\", \"width\", \"seeds\", \"epochs\", \"batch_size\", \"lr\", \"options\", \"data_options\")}"),
     md("## Final validation accuracy against depth"),
     code('out.summary.pivot_table(index="depth", columns="label", values=["val_accuracy_pct_mean", "val_accuracy_pct_std", "params_active"]).round(2)'),
     check('print(out.summary[["label", "depth", "val_accuracy_pct_mean"]].round(1).to_string(index=False))'),
-    code('fig = figures.versus_axis(out.summary, "depth", f"{title}: accuracy against depth (width {out.settings[\'width\']})")\n'
-         'figures.save(fig, f"{figures_dir}/depth-{dataset}.png")'),
+    code('fig = figures.versus_axis(out.summary, "depth", f"{title}: accuracy against depth (width {out.settings[\'width\']})",\n'
+         '                          paper_trend=paper.TRENDS["depth"])\n'
+         'figures.show(fig, f"{figures_dir}/depth-{dataset}.png")'),
     md("## Verdict"),
-    code('claims = [paper.claim_gap_grows_with(out.summary, "depth"), paper.claim_trains_at_depth(out.summary)]\n'
-         'display(Markdown("\\n".join(f"- {c[\'claim\']}: **{c[\'verdict\']}**. {c[\'evidence\']}" for c in claims)))'),
+    code('display(Markdown(paper.claims_markdown([paper.claim_gap_grows_with(out.summary, "depth"), '
+         'paper.claim_trains_at_depth(out.summary)])))'),
 ], "depth")
 
 # ------------------------------------------------------------------ width
 nb([
     md("# Figure 3: width\n\nThe residual tanh net at a fixed depth with growing width, BP against SAL with K areas; "
        "the table gives active (per sample) and total parameter counts. The paper goes to width 4096 at depth 64 "
-       "(about 1.07B active and 4.3B total weights)."),
+       "(about 1.07B active and 4.3B total weights) and prints no numbers for this figure: its own reading of it "
+       "is drawn under ours.\n\n"
+       "Expected time: about a minute for the quick profile (widths to 256 at depth 8); the cpu profile's width "
+       "1024 at depth 64 takes about 10 minutes per SAL run on 2 CPU cores."),
     params('dataset = "digits"\nparams_file = "params.yaml"\nout_dir = "results/quick/width/digits"\nfigures_dir = "figures/quick"\nprogress = False'),
     code(IMPORTS + "\n\nout = stages.run_stage(\"width\", dataset, params_file=params_file, out_dir=out_dir, progress=progress)\n"
-         "title = salrepro.data.DISPLAY_NAMES[dataset]\n{k: out.settings[k] for k in (\"methods\", \"widths\", \"depth\", \"seeds\", \"epochs\", \"batch_size\", \"lr\", \"options\")}"),
+         "title = salrepro.data.display_name(dataset, out.settings[\"data_options\"])\n"
+         "{k: out.settings[k] for k in (\"methods\", \"widths\", \"depth\", \"seeds\", \"epochs\", \"batch_size\", \"lr\", \"options\", \"data_options\")}"),
     md("## Final validation accuracy and parameter counts against width"),
     code('out.summary[["label", "depth", "hidden", "val_accuracy_pct_mean", "val_accuracy_pct_std", "params_active", "params_total"]].round(2)'),
     check('print(out.summary[["label", "hidden", "val_accuracy_pct_mean", "params_active", "params_total"]].round(1).to_string(index=False))'),
     md("The paper's widest point, counted on the meta device (nothing allocated), for this dataset's input size:"),
-    code('data = salrepro.load_dataset(dataset, root=out.settings["data_root"])\n'
-         'widest = salrepro.build_model("sal", data.in_features, data.num_classes, hidden=4096, depth=64, areas=4, device="meta")\n'
-         'salrepro.count_parameters(widest)'),
-    code('fig = figures.versus_axis(out.summary, "width", f"{title}: accuracy against width (depth {out.settings[\'depth\']})")\n'
-         'figures.save(fig, f"{figures_dir}/width-{dataset}.png")'),
+    code('n_in, n_classes = salrepro.data.IN_FEATURES[dataset], salrepro.data.NUM_CLASSES[dataset]\n'
+         'salrepro.count_parameters(salrepro.build_model("sal", n_in, n_classes, hidden=4096, depth=64, areas=4, device="meta"))'),
+    code('fig = figures.versus_axis(out.summary, "width", f"{title}: accuracy against width (depth {out.settings[\'depth\']})",\n'
+         '                          paper_trend=paper.TRENDS["hidden"])\n'
+         'figures.show(fig, f"{figures_dir}/width-{dataset}.png")'),
     md("## Verdict"),
-    code('c = paper.claim_gap_grows_with(out.summary, "hidden")\ndisplay(Markdown(f"- {c[\'claim\']}: **{c[\'verdict\']}**. {c[\'evidence\']}"))'),
+    code('display(Markdown(paper.claims_markdown([paper.claim_gap_grows_with(out.summary, "hidden")])))'),
 ], "width")
 
 # ------------------------------------------------------------------ moe
 nb([
     md("# Figures 4 and 5: SAL against a mixture of experts\n\nSAL with K areas against a top-1 mixture of K experts "
        "trained end to end by backpropagation (softmax gate, gate-probability scaling, Switch load balancing), "
-       "on the shallow net with the training settings of Table 2. The SAL runs are those of the area sweep."),
+       "on the shallow net with the training settings of Table 2. The SAL runs are those of the area sweep.\n\n"
+       "Expected time: about a minute for Digits on 2 CPU cores; MNIST-sized datasets take about 20 minutes."),
     params('dataset = "digits"\nparams_file = "params.yaml"\nout_dir = "results/quick/moe/digits"\nfigures_dir = "figures/quick"\nprogress = False'),
     code(IMPORTS + "\n\nout = stages.run_stage(\"moe\", dataset, params_file=params_file, out_dir=out_dir, progress=progress)\n"
-         "title = salrepro.data.DISPLAY_NAMES[dataset]\n{k: out.settings[k] for k in (\"areas\", \"seeds\", \"epochs\", \"batch_size\", \"lr\", \"hidden\", \"options\", \"sal_options\")}"),
+         "title = salrepro.data.display_name(dataset, out.settings[\"data_options\"])\n"
+         "{k: out.settings[k] for k in (\"areas\", \"seeds\", \"epochs\", \"batch_size\", \"lr\", \"hidden\", \"options\", \"sal_options\", \"data_options\")}"),
     md("## Final validation accuracy, SAL and MoE per K"),
     code('out.summary.pivot_table(index="areas", columns="method", values=["val_accuracy_pct_mean", "val_accuracy_pct_std"]).round(2)'),
     check('print(out.summary[["label", "val_accuracy_pct_mean"]].round(1).to_string(index=False))'),
     md("## Per-epoch validation accuracy"),
-    code('fig = figures.sal_vs_moe(out.curves, title)\nfigures.save(fig, f"{figures_dir}/moe-{dataset}.png")'),
+    code('figures.show(figures.sal_vs_moe(out.curves, title), f"{figures_dir}/moe-{dataset}.png")'),
     md("## Verdict"),
-    code('c = paper.claim_sal_beats_moe(out.summary)\ndisplay(Markdown(f"- {c[\'claim\']}: **{c[\'verdict\']}**. {c[\'evidence\']}"))'),
+    code('display(Markdown(paper.claims_markdown([paper.claim_sal_beats_moe(out.summary)])))'),
 ], "moe")
 
 # ------------------------------------------------------------------ report
@@ -137,8 +180,11 @@ nb([
        "half its last digit). Then a verdict on each claim of the paper's text that our data can test, and the "
        "cells we could not run, with the reason."),
     params('params_file = "params.yaml"\nresults_dir = "results/quick"\nout_dir = "results/quick/report"\nreadme = None  # a path: also write the summary into that README'),
-    code("from IPython.display import Markdown, display\n\nfrom salrepro import paper, report\nfrom salrepro.config import load_params\n\n"
-         "params = load_params(params_file)\nrep = report.build_report(results_dir, params)\nmetrics = report.write_report(rep, out_dir)\nmetrics"),
+    code("from IPython.display import Markdown, display\n\nfrom salrepro import calibration, paper, report\nfrom salrepro.config import load_params\n\n"
+         "params = load_params(params_file)\nrep = report.build_report(results_dir, params)\nmetrics = report.write_report(rep, out_dir)"),
+    md("## Calibration: BP under each input map\n\nBP has no open choice, so its row calibrates the protocol "
+       "(the calibration stage): the map that reproduces the paper's BP row is the one the verdicts below should rest on."),
+    code('calibration.side_by_side(rep["calibration"]) if len(rep["calibration"]) else "no calibration results"'),
     md("## Tables 2 and 3, ours beside the paper"),
     code('paper.side_by_side(rep["comparison"]) if len(rep["comparison"]) else "no area-sweep results"'),
     md("## Tables 2 and 3 under the named preset (`preset_sweep`)\n\nThe same grid with SAL under the preset of "
@@ -147,9 +193,9 @@ nb([
     code('paper.side_by_side(rep["preset_comparison"]) if len(rep["preset_comparison"]) else "no preset-sweep results"'),
     check('print({m: v for m, v in metrics["cells_within"].items()})\nprint({c: v for c, v in metrics["claims"].items()})'),
     md("## Claims of the paper's text"),
-    code('paper.claims_frame(rep["claims"]).style.set_properties(**{"text-align": "left", "white-space": "pre-wrap"})'),
+    code('report.wrapped(paper.claims_frame(rep["claims"]))'),
     md("## What we could not run, and why"),
-    code('rep["not_run"]'),
+    code('report.wrapped(rep["not_run"])'),
     md("## Summary (the README's verdict block)"),
     code('summary = report.summary_markdown(rep)\nif readme:\n    report.update_readme(readme, summary, f"replication-{rep[\'profile\']}")\ndisplay(Markdown(summary))'),
 ], "report")
@@ -173,9 +219,9 @@ nb([
          "\"sal_above_bp\", \"rises_with_k\"]].round(2)"),
     check('print(table[["dataset", "reading", "mean_abs_z", "sal_above_bp", "rises_with_k"]].round(1).to_string(index=False))'),
     md("## Distance to the paper per reading"),
-    code('fig = figures.protocol_distances(table)\nfigures.save(fig, f"{figures_dir}/protocol_study.png")'),
+    code('figures.show(figures.protocol_distances(table), f"{figures_dir}/protocol_study.png")'),
     md("## Evidence for the claims, per reading"),
-    code('table[["dataset", "reading", "sal_above_bp_evidence", "rises_with_k_evidence"]]'),
+    code('report.wrapped(table[["dataset", "reading", "sal_above_bp_evidence", "rises_with_k_evidence"]])'),
     md("## Conclusion"),
     code("text = protocol.conclusion(table)\nif readme:\n    report.update_readme(readme, text, block_name=f\"protocol-study-{profile}\")\n"
          "display(Markdown(text))"),

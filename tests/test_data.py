@@ -193,7 +193,8 @@ def test_luma_known_values_and_chunking():
 
 
 def load(name, root, **kw):
-    return D.load_dataset(name, root=root, verify=False, cache=False, **kw)
+    """Decoding tests read the pixels before the input map: input_norm="unit" ([0, 1])."""
+    return D.load_dataset(name, root=root, verify=False, cache=False, **{"input_norm": "unit", **kw})
 
 
 def check_common(d: D.Dataset, n_train, n_val, side, classes):
@@ -203,7 +204,8 @@ def check_common(d: D.Dataset, n_train, n_val, side, classes):
     assert d.meta["n_train"] == n_train and d.meta["n_val"] == n_val and d.meta["total"] == n_train + n_val
     assert d.meta["resolution"] == f"{side}x{side}"
     for x in (d.x_train, d.x_val):
-        assert 0.0 <= x.min() and x.max() <= 1.0
+        lo = {"unit": 0.0, "pm1": -1.0}[d.meta["input_norm"]]
+        assert lo <= x.min() and x.max() <= 1.0
 
 
 def test_cifar10_format(tmp_path):
@@ -279,8 +281,10 @@ def test_usps_format(tmp_path):
 
 def test_load_split_needs_only_that_split(tmp_path):
     res = write_usps(tmp_path, which=("usps.t.bz2",))
-    x, y = D.load_split("usps", "val", root=tmp_path, verify=False)
+    x, y = D.load_split("usps", "val", root=tmp_path, verify=False, input_norm="unit")
     assert torch.equal(x, torch.from_numpy(res["usps.t.bz2"][0]).float() / 255)
+    x_pm1, _ = D.load_split("usps", "val", root=tmp_path, verify=False)  # the default map: [-1, 1]
+    assert torch.equal(x_pm1, x * 2 - 1)
     assert y.dtype == torch.int64 and y.tolist() == res["usps.t.bz2"][1].tolist()
     with pytest.raises(D.DatasetMissingError, match="usps.bz2"):
         D.load_split("usps", "train", root=tmp_path, verify=False)
@@ -307,8 +311,8 @@ def test_mnist_real():
     check_common(d, 60000, 10000, 28, 10)
     assert torch.bincount(d.y_train).tolist() == MNIST_TRAIN_COUNTS
     assert d.meta["class_counts_train"] == MNIST_TRAIN_COUNTS
-    assert d.x_train.min() == 0.0 and d.x_train.max() == 1.0 and d.x_val.max() == 1.0
-    assert d.meta["display_name"] == "MNIST" and d.meta["channels"] == "Gray"
+    assert d.x_train.min() == -1.0 and d.x_train.max() == 1.0 and d.x_val.max() == 1.0  # pm1, the default map
+    assert d.meta["display_name"] == "MNIST" and d.meta["channels"] == "Gray" and d.meta["input_norm"] == "pm1"
     assert not any(p.name.startswith("_raw-") for p in Path(d.meta["cache_file"]).parent.iterdir())  # scratch gone
 
 
@@ -318,7 +322,7 @@ def test_fashion_mnist_real():
     check_common(d, 60000, 10000, 28, 10)
     assert torch.bincount(d.y_train).tolist() == [6000] * 10
     assert torch.bincount(d.y_val).tolist() == [1000] * 10
-    assert d.x_train.min() == 0.0 and d.x_train.max() == 1.0
+    assert d.x_train.min() == -1.0 and d.x_train.max() == 1.0
     assert d.meta["display_name"] == "Fashion-MNIST"
 
 
@@ -341,7 +345,7 @@ def test_semeion_real_stratified_split():
     tr, va = torch.bincount(d.y_train, minlength=10), torch.bincount(d.y_val, minlength=10)
     assert (tr + va).tolist() == SEMEION_COUNTS
     assert all(abs(v - 0.2 * c) < 1 for v, c in zip(va.tolist(), SEMEION_COUNTS))  # stratified
-    assert set(d.x_train.unique().tolist()) == {0.0, 1.0}
+    assert set(d.x_train.unique().tolist()) == {-1.0, 1.0}  # binary pixels under pm1
     again = D.load_dataset("semeion", root=root, cache=False)  # fixed split, independent of anything else
     assert torch.equal(again.y_val, d.y_val) and torch.equal(again.x_val, d.x_val)
     assert d.meta["split"] == "stratified 80/20, seed 0"
@@ -351,7 +355,7 @@ def test_usps_real_test_split_only():
     root = shared_root("usps.t.bz2")
     x, y = D.load_split("usps", "val", root=root)
     assert x.shape == (2007, 256) and x.dtype == torch.float32 and y.shape == (2007,)
-    assert 0.0 <= x.min() and x.max() <= 1.0 and x.min() == 0.0
+    assert x.min() == -1.0 and x.max() <= 1.0  # pm1, the default map
     assert sorted(y.unique().tolist()) == list(range(10))
     if not (root / "usps.bz2").exists():
         with pytest.raises(D.DatasetMissingError) as e:
@@ -362,11 +366,11 @@ def test_usps_real_test_split_only():
 
 def test_digits_from_sklearn_unit_and_raw(monkeypatch, tmp_path):
     monkeypatch.setenv(D.ENV_DATA, str(tmp_path / "nothing-here"))  # Digits needs no files at all
-    d = D.load_dataset("digits")
+    d = D.load_dataset("digits", input_norm="unit")
     check_common(d, 1437, 360, 8, 10)
     assert d.x_train.max() == 1.0 and d.x_train.min() == 0.0
     assert torch.bincount(torch.cat([d.y_train, d.y_val])).sum() == 1797
-    raw = D.load_dataset("digits", digits_scale="raw")
+    raw = D.load_dataset("digits", digits_scale="raw", input_norm="unit")
     assert raw.x_train.max() == 16.0 and torch.equal(raw.x_train / 16, d.x_train)
     assert torch.equal(raw.y_val, d.y_val)
     assert D.available()["digits"] is True
@@ -525,9 +529,9 @@ def test_cache_rebuilt_when_preprocessing_or_options_change(tmp_path, monkeypatc
     kw = dict(cache_dir=tmp_path)
     assert D.load_dataset("digits", **kw).meta["cache"] == "built"
     assert D.load_dataset("digits", **kw).meta["cache"] == "hit"
-    raw = D.load_dataset("digits", digits_scale="raw", **kw)
+    raw = D.load_dataset("digits", digits_scale="raw", input_norm="unit", **kw)
     assert raw.meta["cache"] == "built" and raw.x_train.max() == 16.0  # the option is in the key
-    unit = D.load_dataset("digits", **kw)
+    unit = D.load_dataset("digits", input_norm="unit", **kw)
     assert unit.meta["cache"] == "built" and unit.x_train.max() == 1.0
     monkeypatch.setattr(D, "PREP_VERSION", "test-bump")
     assert D.load_dataset("digits", **kw).meta["cache"] == "built"
@@ -594,3 +598,101 @@ def test_train_sizes_table_matches_the_loaders():
         pytest.skip("SALREPRO_DATA not set: only Digits checked")
     for name in ("semeion", "mnist", "fashion_mnist"):
         assert D.load_dataset(name, root=root).x_train.shape[0] == D.TRAIN_SIZES[name]
+
+
+# ----------------------------------------------------------------------------
+# the input map (input_norm) and the rebuilt USPS training split
+
+
+def test_input_maps_on_a_small_tensor():
+    x_train = torch.tensor([[0.0, 0.5, 0.25], [1.0, 0.5, 0.75]])
+    x_val = torch.tensor([[0.5, 1.0, 0.0]])
+    tr, va = D.input_map(x_train.clone(), x_val.clone(), "pm1")
+    assert torch.equal(tr, torch.tensor([[-1.0, 0.0, -0.5], [1.0, 0.0, 0.5]])) and torch.equal(va, torch.tensor([[0.0, 1.0, -1.0]]))
+    tr, va = D.input_map(x_train.clone(), x_val.clone(), "unit")
+    assert torch.equal(tr, x_train) and torch.equal(va, x_val)
+    # standard: per feature, training mean and std (ddof 0); feature 1 is constant on the training split -> 0 in both
+    tr, va = D.input_map(x_train.clone(), x_val.clone(), "standard")
+    assert torch.allclose(tr, torch.tensor([[-1.0, 0.0, -1.0], [1.0, 0.0, 1.0]]))
+    assert torch.allclose(va, torch.tensor([[0.0, 0.0, -2.0]]))  # (0 - 0.5) / 0.25 with the training statistics
+    # global: one mean (0.5) and std over every training value
+    std = torch.tensor([0.0, 0.5, 0.25, 1.0, 0.5, 0.75], dtype=torch.float64).std(correction=0).item()
+    tr, va = D.input_map(x_train.clone(), x_val.clone(), "global")
+    assert torch.allclose(tr, (x_train - 0.5) / std) and torch.allclose(va, (x_val - 0.5) / std)
+    with pytest.raises(ValueError, match="input_norm must be one of"):
+        D.input_map(x_train, x_val, "zscore")
+
+
+def test_standard_and_global_use_training_statistics_only():
+    x_train, x_val = torch.rand(50, 4), torch.rand(20, 4)
+    for norm in ("standard", "global"):
+        tr, va = D.input_map(x_train.clone(), x_val.clone(), norm)
+        tr2, va2 = D.input_map(x_train.clone(), x_val.clone() * 7 + 3, norm)  # other validation data
+        assert torch.equal(tr, tr2)  # the training split's output does not see the validation split
+        tr3, va3 = D.input_map(x_train.clone() * 2, x_val.clone(), norm)  # other training data
+        assert not torch.allclose(va, va3)  # ...while the validation split is mapped by training statistics
+    tr, _ = D.input_map(x_train.clone(), x_val.clone(), "standard")
+    assert torch.allclose(tr.mean(0), torch.zeros(4), atol=1e-6) and torch.allclose(tr.std(0, correction=0), torch.ones(4), atol=1e-5)
+
+
+def test_digits_under_every_map_from_one_cache_file(tmp_path):
+    kw = dict(cache_dir=tmp_path)
+    unit = D.load_dataset("digits", input_norm="unit", **kw)
+    cache = Path(unit.meta["cache_file"])
+    before = cache.read_bytes()
+    pm1 = D.load_dataset("digits", **kw)  # the default map
+    assert pm1.meta["input_norm"] == "pm1" and pm1.meta["cache"] == "hit"  # the cache holds the pixels before the map
+    assert torch.equal(pm1.x_train, unit.x_train * 2 - 1) and torch.equal(pm1.x_val, unit.x_val * 2 - 1)
+    std = D.load_dataset("digits", input_norm="standard", **kw)
+    assert std.meta["cache"] == "hit" and std.meta["data_options"] == {"input_norm": "standard", "digits_scale": "unit"}
+    constant = unit.x_train.std(0) == 0  # Digits has pixels that are always 0 on the training split
+    assert constant.any() and (std.x_train[:, constant] == 0).all() and (std.x_val[:, constant] == 0).all()
+    assert torch.allclose(std.x_train[:, ~constant].mean(0), torch.zeros(int((~constant).sum())), atol=1e-5)
+    glob = D.load_dataset("digits", input_norm="global", **kw)
+    assert abs(glob.x_train.mean().item()) < 1e-5 and abs(glob.x_train.std(correction=0).item() - 1) < 1e-4
+    assert cache.read_bytes() == before  # no map rewrote the (DVC-tracked) cache file
+    assert "input map pm1" in pm1.meta["preprocessing"]
+
+
+def test_bad_data_options_are_refused_with_the_key_and_allowed_values():
+    with pytest.raises(ValueError, match=r"input_norm.*\('pm1', 'unit', 'standard', 'global'\).*'zscore'"):
+        D.load_dataset("digits", input_norm="zscore")
+    with pytest.raises(ValueError, match="usps_train.*applies to usps only"):
+        D.data_options("digits", {"usps_train": "rebuilt"})
+    with pytest.raises(ValueError, match="unknown"):
+        D.data_options("mnist", {"input_norms": "pm1"})
+    assert D.data_options("mnist") == {"input_norm": "pm1"}
+    assert D.data_options("usps", {"usps_train": "rebuilt"}) == {"input_norm": "pm1", "usps_train": "rebuilt"}
+    assert D.data_options("digits", {"input_norm": "unit"}) == {"input_norm": "unit", "digits_scale": "unit"}
+
+
+def test_usps_rebuilt_training_split_is_read_only_by_name(tmp_path):
+    root = shared_root("usps.t.bz2", D.USPS_REBUILT[0])
+    with pytest.raises(D.DatasetMissingError) as e:  # the default reads the original usps.bz2, absent here
+        D.load_dataset("usps", root=root, cache_dir=tmp_path)
+    assert "[MISSING] usps.bz2" in str(e.value)
+    d = D.load_dataset("usps", root=root, cache_dir=tmp_path, usps_train="rebuilt")
+    check_common(d, 7291, 2007, 16, 10)
+    assert d.meta["display"] == "USPS (training split rebuilt)" and "rebuilt" in d.meta["split"]
+    assert d.meta["files"] == ["usps-rebuilt/usps.bz2", "usps.t.bz2"]
+    assert torch.bincount(d.y_train).sum() == 7291 and sorted(d.y_train.unique().tolist()) == list(range(10))
+    # the rebuilt file under torchvision's own name is refused, and the message says how to use it
+    fake = tmp_path / "root"
+    fake.mkdir()
+    shutil.copy(root / "usps.t.bz2", fake / "usps.t.bz2")
+    shutil.copy(root / D.USPS_REBUILT[0], fake / "usps.bz2")
+    with pytest.raises(D.DatasetCorruptError, match="rebuilt training split.*usps_train: rebuilt"):
+        D.load_dataset("usps", root=fake, cache_dir=tmp_path / "c2")
+    # asked for by name but absent: the message says where it is read from and what it is
+    with pytest.raises(D.DatasetMissingError, match="usps-rebuilt/usps.bz2.*cannot be downloaded"):
+        D.load_dataset("usps", root=tmp_path / "empty", cache_dir=tmp_path / "c3", usps_train="rebuilt")
+
+
+def test_usps_rebuilt_with_a_wrong_file_is_refused(tmp_path):
+    write_usps(tmp_path)
+    (tmp_path / "usps-rebuilt").mkdir()
+    shutil.copy(tmp_path / "usps.bz2", tmp_path / D.USPS_REBUILT[0])
+    with pytest.raises(D.DatasetCorruptError, match=D.USPS_REBUILT[1]):
+        D.load_dataset("usps", root=tmp_path, cache=False, usps_train="rebuilt")
+    d = load("usps", tmp_path, usps_train="rebuilt")  # verify=False: the same decoding path as the original file
+    assert torch.equal(d.x_train, load("usps", tmp_path).x_train)

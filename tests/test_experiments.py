@@ -7,6 +7,7 @@ import torch
 
 import salrepro
 from salrepro import experiments as ex
+from salrepro.data import load_dataset
 
 
 class Toy:
@@ -141,6 +142,20 @@ def test_config_key_depends_on_every_field():
         ex.make_config("digits", "sal", areas=4, seed=1), ex.make_config("digits", "sal", areas=4, lr=1e-3),
         ex.make_config("digits", "sal", areas=4, options={"divisor": "sum"}),
         ex.make_config("digits", "sal", areas=4, data_options={"digits_scale": "raw"}),
+        *[ex.make_config("digits", "sal", areas=4, data_options={"input_norm": m}) for m in ("unit", "standard", "global")],
     ]
-    assert len({base.key(), *[v.key() for v in variants]}) == 7
+    assert len({base.key(), *[v.key() for v in variants]}) == 10
     assert base.label == "SAL-4" and ex.make_config("d", "moe", areas=2).label == "MoE-2"
+
+
+def test_every_run_names_its_input_map_default_or_not():
+    base = ex.make_config("digits", "bp")
+    assert dict(base.data_options) == {"digits_scale": "unit", "input_norm": "pm1"}
+    assert ex.make_config("digits", "bp", data_options={"input_norm": "pm1"}).key() == base.key()  # default == explicit
+    with pytest.raises(ValueError, match="input_norm"):
+        ex.make_config("digits", "bp", data_options={"input_norm": "zscore"})
+    data = load_dataset("digits", input_norm="unit")
+    c = ex.make_config("digits", "bp", hidden=8, epochs=1, batch_size=64, data_options={"input_norm": "unit"})
+    record = ex.run_one(c, data, device="cpu")
+    assert record["config"]["data_options"] == {"digits_scale": "unit", "input_norm": "unit"}
+    assert ex.runs_frame([record])["input_norm"].tolist() == ["unit"]

@@ -22,7 +22,7 @@ def test_reading_configs_carry_their_choices():
     configs = protocol.reading_configs("digits", {"divisor": "sum", "init": "torch_default", "digits_scale": "raw"}, s)
     bp, sal = configs[0], configs[-1]
     assert dict(bp.options) == {"init": "torch_default"} and dict(sal.options) == {"divisor": "sum", "init": "torch_default"}
-    assert dict(sal.data_options) == {"digits_scale": "raw"}
+    assert dict(sal.data_options) == {"digits_scale": "raw", "input_norm": "pm1"}  # the default map, named
     default = protocol.reading_configs("digits", {}, s)
     assert {c.key() for c in default}.isdisjoint({c.key() for c in configs})  # different readings never share runs
 
@@ -47,6 +47,6 @@ def test_bad_readings_are_rejected():
     with pytest.raises(ParamsError, match="protocol_study.readings.x.divisr: not a choice"):
         validate(bad)
     bad = copy.deepcopy(cfg)
-    bad["protocol_study"]["datasets"] = ["usps"]
-    with pytest.raises(ParamsError, match="protocol_study.datasets: 'usps' is not listed under datasets"):
+    bad["protocol_study"]["datasets"] = ["svhn"]
+    with pytest.raises(ParamsError, match="protocol_study.datasets: 'svhn' is not listed under datasets"):
         validate(bad)

@@ -36,3 +36,5 @@ def test_not_run_reasons_name_the_profile(tmp_path):
     assert len(reasons) == 9 and "digits" not in set(reasons["dataset"])
     assert all("not in the 'quick' profile" in r for r in reasons["reason"])
     assert "files not present here" in reasons.set_index("dataset").loc["mnist", "reason"]
+    assert not any(str(tmp_path) in r for r in reasons["reason"])  # no machine's path in not_run.csv
+    assert "under the data root" in reasons.set_index("dataset").loc["mnist", "reason"]

@@ -31,7 +31,7 @@ import os
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: tqdm.auto warns (with the machine's paths) in kernels without ipywidgets
 
 from . import sal
 from .baselines import BPNet, MoENet

@@ -77,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="weight layers: 2 = the shallow ReLU net of Table 2, more = the residual tanh net of Figures 2-3 (default: 2)")
     run.add_argument("--option", type=_option, action="append", default=[], metavar="NAME=VALUE",
                      help="a method option, repeatable, e.g. --option divisor=sum (see docs/method.md for all and their defaults)")
+    run.add_argument("--data-option", type=_option, action="append", default=[], metavar="NAME=VALUE",
+                     help="a data option (repeatable): input_norm=pm1|unit|standard|global (the input map, default "
+                          "pm1: [-1, 1], calibrated on BP), digits_scale=unit|raw (Digits), usps_train=original|rebuilt (USPS); "
+                          "docs/data.md")
     run.add_argument("--data-root", default=None, help="folder with the dataset files (default: $SALREPRO_DATA, else data/raw)")
     run.add_argument("--download", action="store_true", help="let torchvision download missing files into the data root")
     run.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda (default: auto)")
@@ -112,7 +116,7 @@ def _table(summary: pd.DataFrame) -> str:
 def cmd_run(args) -> int:
     from . import experiments as ex
     from .config import ParamsError, parse_method
-    from .data import load_dataset
+    from .data import data_options, load_dataset
     from .models import build_model
 
     try:
@@ -120,13 +124,19 @@ def cmd_run(args) -> int:
     except ParamsError as e:
         print(f"salrepro run: --method: {e}", file=sys.stderr)
         return EXIT_USAGE
-    data = load_dataset(args.dataset, root=args.data_root, download=args.download)
+    try:
+        data_opts = data_options(args.dataset, dict(args.data_option))
+    except ValueError as e:
+        print(f"salrepro run: --data-option: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    data = load_dataset(args.dataset, root=args.data_root, download=args.download, **data_opts)
     if args.batch_size > data.x_train.shape[0]:
         print(f"salrepro run: --batch-size {args.batch_size} exceeds the {data.x_train.shape[0]} training samples "
               f"of {args.dataset}", file=sys.stderr)
         return EXIT_USAGE
     configs = [ex.make_config(args.dataset, method, areas=areas, depth=args.depth, hidden=args.hidden, seed=s,
-                              epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, options=dict(args.option))
+                              epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, options=dict(args.option),
+                              data_options=data_opts)
                for s in range(args.seeds)]
     try:  # option names and values are checked by the model builder before any training
         build_model(method, data.in_features, data.num_classes, hidden=4, depth=args.depth, areas=areas,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from .data import DATASETS, TRAIN_SIZES
+from .data import DATA_OPTIONS, DATASETS, INPUT_NORMS, TRAIN_SIZES, data_options
 from .models import METHODS, OPTIONS, PRESETS
 
 PROFILES = ("quick", "cpu", "paper", "test")
@@ -84,6 +84,8 @@ SCHEMA = {
         "download": (lambda v: isinstance(v, bool), "true or false"),
     },
     "datasets": None,  # checked by _check_datasets
+    "calibration": {"datasets": _DATASETS_LIST,
+                    "input_norms": (_is_list(lambda v: v in INPUT_NORMS), f"a non-empty list of input maps from {INPUT_NORMS}")},
     "area_sweep": {"datasets": _DATASETS_LIST, "methods": _METHODS_LIST, "hidden": (lambda v: _is_int(v, 1), "an integer >= 1"),
                    **_TRAINING},
     "depth": {"datasets": _DATASETS_LIST, "methods": _METHODS_LIST, "depths": (_is_list(lambda v: _is_int(v, 2)), "a list of integers >= 2"),
@@ -99,7 +101,10 @@ SCHEMA = {
                                     "a mapping from reading name to its choices (method options and data options)")},
     "report": {"sigma": (_is_pos_number, "a number > 0 (verdict: |ours - paper| <= sigma x combined std)")},
 }
-DATASET_OPTIONS = {"digits_scale": (lambda v: v in ("unit", "raw"), "'unit' (0..16 / 16) or 'raw' (0..16)")}
+# data options (data.DATA_OPTIONS): name -> (check, what is allowed)
+DATASET_OPTIONS = {key: ((lambda allowed: lambda v: v in allowed)(allowed),
+                         f"one of {list(allowed)} (default {default!r}{'; ' + ', '.join(only) + ' only' if only else ''}): {what}")
+                   for key, (allowed, default, only, what) in DATA_OPTIONS.items()}
 
 
 def _check(tree: dict, schema: dict, where: str) -> None:
@@ -135,15 +140,20 @@ def _check_datasets(cfg: dict) -> None:
                 raise ParamsError(f"datasets.{name}.{key}: unknown data option; allowed: {sorted(DATASET_OPTIONS)}")
             if not DATASET_OPTIONS[key][0](value):
                 raise ParamsError(f"datasets.{name}.{key}: got {value!r}; allowed: {DATASET_OPTIONS[key][1]}")
-    for stage in STAGES:
+        try:
+            data_options(name, opts)
+        except ValueError as e:
+            raise ParamsError(f"datasets.{name}: {e}") from None
+    for stage in ("calibration", *STAGES):
         for name in cfg[stage]["datasets"]:
             if name not in ds:
                 raise ParamsError(f"{stage}.datasets: {name!r} is not listed under datasets: {sorted(ds)}; add it there first")
-    for stage in ("area_sweep", "depth", "width"):  # moe and preset_sweep train on area_sweep's datasets (checked below)
-        for name in cfg[stage]["datasets"]:
-            if cfg[stage]["batch_size"] > TRAIN_SIZES[name]:
-                raise ParamsError(f"{stage}.batch_size: got {cfg[stage]['batch_size']}; allowed: at most the "
-                                  f"{TRAIN_SIZES[name]} training samples of {name}")
+    trained = [(st, n) for st in ("area_sweep", "depth", "width") for n in cfg[st]["datasets"]]
+    trained += [("area_sweep", n) for n in cfg["calibration"]["datasets"]]  # calibration trains at area_sweep's settings
+    for stage, name in trained:  # moe and preset_sweep train on area_sweep's datasets (checked below)
+        if cfg[stage]["batch_size"] > TRAIN_SIZES[name]:
+            raise ParamsError(f"{stage}.batch_size: got {cfg[stage]['batch_size']}; allowed: at most the "
+                              f"{TRAIN_SIZES[name]} training samples of {name}")
     for stage in ("moe", "preset_sweep"):
         for name in cfg[stage]["datasets"]:
             if name not in cfg["area_sweep"]["datasets"]:

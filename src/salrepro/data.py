@@ -1,7 +1,7 @@
 """Data layer: the ten datasets of the SAL paper's Table 1, as flat gray tensors.
 
     data = load_dataset("mnist")            # -> Dataset (frozen dataclass)
-    data.x_train, data.y_train              # float32 (N, D) in [0, 1], int64 (N,)
+    data.x_train, data.y_train              # float32 (N, D) in [-1, 1], int64 (N,)
     data.x_val, data.y_val, data.in_features, data.num_classes, data.meta
 
 Every dataset is read by a well-kept library, never by a parser of our own:
@@ -13,7 +13,12 @@ PublicTest out of torchvision's split="test" (PublicTest + PrivateTest).
 
 Preprocessing is the same everywhere: RGB images become gray by luma exactly as
 PIL's mode "L" computes it, pixels are scaled to [0, 1] (Digits: 0..16 divided
-by 16), images are flattened row-major at their native resolution. Splits are
+by 16), images are flattened row-major at their native resolution, and then the
+input map `input_norm` is applied (default `pm1`: x * 2 - 1, into [-1, 1], what
+torchvision's Normalize((0.5,), (0.5,)) gives; `unit` keeps [0, 1]; `standard`
+and `global` standardise with statistics of the training split only). The map
+is the protocol's one calibrated choice: docs/data.md gives the BP numbers that
+chose it. Splits are
 the official ones (train/test, PCam train/valid, FER2013 Training/PublicTest);
 Digits and Semeion get one fixed stratified 80/20 split.
 
@@ -29,7 +34,9 @@ Layout of this file, top to bottom:
      torchvision / numpy / PIL / h5py is re-raised as `DatasetCorruptError`
   7. the cache: one file per dataset, `<cache_dir>/<name>.pt`, holding uint8
      pixels plus a key (preprocessing version, options, library versions and
-     size + mtime_ns of every raw file read); a key mismatch rebuilds it; it is
+     size + mtime_ns of every raw file read); a key mismatch rebuilds it. It holds
+     the pixels before the input map: every `input_norm` is served by one cache
+     file (the map is applied on load, and named in each run's identity). It is
      written atomically, so a failed decode never leaves one behind. Being one
      deterministic file per dataset, a DVC stage can own it as an `outs:`.
   8. public API: `load_dataset`, `load_split`, `prepare`, `available`, `table1`.
@@ -47,6 +54,7 @@ A cache built with verify=False is never served to a verify=True call.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import gzip
 import importlib
 import importlib.resources
@@ -76,6 +84,12 @@ PREP_VERSION = "1"
 
 DATASETS = ("cifar10", "pcam", "stl10", "svhn", "mnist", "fashion_mnist", "digits", "usps", "semeion", "fer2013")
 DIGITS_SCALES = ("unit", "raw")  # unit: 0..16 / 16 into [0, 1]; raw: 0..16 kept as float
+INPUT_NORMS = ("pm1", "unit", "standard", "global")  # the input map applied after scaling (see `input_map`)
+USPS_TRAIN = ("original", "rebuilt")  # which file holds USPS's training split (see docs/data.md)
+# The rebuilt USPS training split of shared/data (SOURCES.md there): not torchvision's bytes, so it
+# is read only under its own name and checksum, and only when usps_train="rebuilt" asks for it.
+USPS_REBUILT = ("usps-rebuilt/usps.bz2", "87922cc43ed42d3d18caceec739190db")
+USPS_REBUILT_NOTE = "training split rebuilt"
 ENV_DATA, ENV_CACHE = "SALREPRO_DATA", "SALREPRO_CACHE"
 
 
@@ -365,7 +379,9 @@ def _pil_gray(ds, idx) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _decode_usps(ctx: _Ctx, split: str):
-    ds = tvd.USPS(ctx.root, train=split == "train", download=False)  # .data is what __getitem__ wraps as PIL "L"
+    # torchvision reads <root>/usps.bz2 or <root>/usps.t.bz2: the folder of the file found for this split
+    # (the data root, or usps-rebuilt/ for the rebuilt training split; the MD5 was checked by _verify)
+    ds = tvd.USPS(ctx.files[split][0].parent, train=split == "train", download=False)  # .data is what __getitem__ wraps as PIL "L"
     return _flat(ds.data), np.asarray(ds.targets), {}
 
 
@@ -406,6 +422,7 @@ class _Spec:
     url: str = ""  # where download=True fetches from
     download: bool = True
     optional: tuple = ()  # read when present (only to count Table 1's total)
+    note: str = ""  # said in the missing-files message (e.g. where the rebuilt USPS file comes from)
 
 
 # Published MD5s of the gunzipped MNIST/Fashion-MNIST files (torchvision lists only the .gz ones).
@@ -565,6 +582,8 @@ def _missing_error(spec: _Spec, root: Path, origin: str, splits, missing) -> Dat
     else:
         lines.append("  to get them: " + _FER_HOWTO.format(root=root))
         lines.append(f"  Or set ${ENV_DATA} (or pass root=) to a folder that already holds them.")
+    if spec.note:
+        lines.append(f"  note: {spec.note}")
     return DatasetMissingError("\n".join(lines))
 
 
@@ -574,6 +593,11 @@ def _verify(spec: _Spec, found: dict) -> None:
         if md5 is None:
             continue
         actual = calculate_md5(path)
+        if actual != md5 and spec.name == "usps" and actual == USPS_REBUILT[1]:
+            raise DatasetCorruptError(
+                f"Dataset 'usps': {path} is the rebuilt training split (MD5 {actual}), not torchvision's "
+                f"original (MD5 {md5}). It is read only under its own name: put it at <root>/{USPS_REBUILT[0]} "
+                "and set the data option usps_train: rebuilt (docs/data.md).")
         if actual != md5:
             raise DatasetCorruptError(
                 f"Dataset {spec.name!r} ({spec.display}): file {path} is corrupt or incomplete "
@@ -608,10 +632,62 @@ def _decode_split(ctx: _Ctx, split: str):
 # 7. the cache
 
 
-def _options(spec: _Spec, digits_scale: str) -> dict:
-    if digits_scale not in DIGITS_SCALES:
-        raise ValueError(f"digits_scale must be one of {DIGITS_SCALES}, got {digits_scale!r}")
-    return {"digits_scale": digits_scale} if spec.name == "digits" else {}
+# Every data option: allowed values, default, the datasets it applies to (None: all), what it does.
+DATA_OPTIONS = {
+    "input_norm": (INPUT_NORMS, "pm1", None,
+                   "the input map after scaling to [0, 1]: pm1 (x * 2 - 1, the default), unit ([0, 1]), "
+                   "standard (per feature, training statistics), global (one mean and std, training split)"),
+    "digits_scale": (DIGITS_SCALES, "unit", ("digits",), "Digits' 0..16 values: unit (/ 16, the default) or raw"),
+    "usps_train": (USPS_TRAIN, "original", ("usps",),
+                   "USPS's training split: original (torchvision's usps.bz2, the default) or rebuilt "
+                   f"({USPS_REBUILT[0]}, an approximation: docs/data.md)"),
+}
+# The options that change the decoded pixels, hence the cache file; input_norm is applied on load.
+_CACHED_OPTIONS = ("digits_scale", "usps_train")
+
+
+def data_options(name: str, options: dict | None = None) -> dict:
+    """All data options of dataset `name`, defaults filled in, checked: what names a run's data.
+
+    Raises ValueError naming the option and its allowed values for an unknown option, a value
+    outside the allowed ones, or an option that does not apply to this dataset.
+    """
+    spec, options = _spec(name), dict(options or {})
+    for key, value in options.items():
+        if key not in DATA_OPTIONS:
+            raise ValueError(f"data option {key!r} is unknown; allowed: {sorted(DATA_OPTIONS)}")
+        allowed, _, only, _ = DATA_OPTIONS[key]
+        if only is not None and spec.name not in only:
+            raise ValueError(f"data option {key!r} applies to {', '.join(only)} only, not to {spec.name!r}")
+        if value not in allowed:
+            raise ValueError(f"data option {key!r} must be one of {allowed}, got {value!r}")
+    return {key: options.get(key, default) for key, (_, default, only, _) in DATA_OPTIONS.items()
+            if only is None or spec.name in only}
+
+
+def display_name(name: str, options: dict | None = None) -> str:
+    """The paper's spelling, with "(training split rebuilt)" for USPS on the rebuilt file."""
+    rebuilt = name == "usps" and (options or {}).get("usps_train") == "rebuilt"
+    return f"{DISPLAY_NAMES[name]} ({USPS_REBUILT_NOTE})" if rebuilt else DISPLAY_NAMES[name]
+
+
+def _options(spec: _Spec, options: dict) -> dict:
+    """The options that decide the cached pixels (part of the cache key)."""
+    full = data_options(spec.name, options)
+    return {k: full[k] for k in _CACHED_OPTIONS if k in full}
+
+
+def _spec_for(name: str, options: dict) -> _Spec:
+    """The dataset's spec under its data options (usps_train="rebuilt" reads another training file)."""
+    spec = _spec(name)
+    if data_options(name, options).get("usps_train") == "rebuilt":
+        spec = dataclasses.replace(
+            spec, files={**spec.files, "train": ((USPS_REBUILT,),)},
+            split=f"official train/test ({USPS_REBUILT_NOTE}: {USPS_REBUILT[0]}, not the original bytes)",
+            note=(f"usps_train='rebuilt' reads {USPS_REBUILT[0]} (MD5 {USPS_REBUILT[1]}), the training split rebuilt "
+                  "from another public copy of the same images (docs/data.md); it cannot be downloaded. "
+                  "usps_train='original' (the default) reads torchvision's usps.bz2, which download=True fetches."))
+    return spec
 
 
 def _scale(spec: _Spec, options: dict) -> float:
@@ -730,11 +806,11 @@ def _download(spec: _Spec, root: Path) -> None:
                            f"(needs internet access to {spec.url} and a writable folder)") from e
 
 
-def _prepare(name, root=None, download=False, *, cache=True, cache_dir_=None, digits_scale="unit",
+def _prepare(name, root=None, download=False, *, cache=True, cache_dir_=None, options=None,
              verify=True) -> tuple[dict, Path | None, str]:
     """-> (blob with uint8 tensors and meta, cache file or None, "hit" | "built" | "off")."""
-    spec = _spec(name)
-    options = _options(spec, digits_scale)
+    spec = _spec_for(name, options)
+    options = _options(spec, options)
     root, origin = _root_and_origin(root)
     if download and not _native(spec, root):
         _download(spec, root)
@@ -759,32 +835,79 @@ def _to_float(x: torch.Tensor, scale: float) -> torch.Tensor:
     return out.div_(scale) if scale != 1.0 else out
 
 
+def input_map(x_train: torch.Tensor, x_val: torch.Tensor, input_norm: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The protocol's input map, applied in place to the scaled inputs ([0, 1]; Digits raw: 0..16).
+
+    pm1: x * 2 - 1 (the default: [0, 1] -> [-1, 1]); unit: unchanged; standard: per feature,
+    (x - mean) / std with mean and std (ddof 0) of the training split only, and a feature that is
+    constant on the training split set to 0 in both splits; global: (x - mean) / std with one mean
+    and std over every training value.
+    """
+    if input_norm == "pm1":
+        return x_train.mul_(2).sub_(1), x_val.mul_(2).sub_(1)
+    if input_norm == "unit":
+        return x_train, x_val
+    if input_norm == "standard":
+        mean, std = x_train.double().mean(0), x_train.double().std(0, correction=0)
+        constant = std == 0
+        scale = torch.where(constant, 0.0, 1.0 / torch.where(constant, 1.0, std))
+    elif input_norm == "global":
+        mean, std = x_train.double().mean(), x_train.double().std(correction=0)
+        scale = 1.0 / std if std > 0 else torch.zeros(())
+    else:
+        raise ValueError(f"input_norm must be one of {INPUT_NORMS}, got {input_norm!r}")
+    mean, scale = mean.float(), scale.float()
+    return x_train.sub_(mean).mul_(scale), x_val.sub_(mean).mul_(scale)
+
+
+def _given(name: str, input_norm: str, digits_scale: str, usps_train: str) -> dict:
+    """The keyword arguments of the loaders as data options (those of another dataset are not its own)."""
+    return {"input_norm": input_norm, **({"digits_scale": digits_scale} if name == "digits" else {}),
+            **({"usps_train": usps_train} if name == "usps" else {})}
+
+
 def load_dataset(name: str, root=None, download: bool = False, *, cache: bool = True, cache_dir=None,
-                 digits_scale: str = "unit", verify: bool = True) -> Dataset:
+                 input_norm: str = "pm1", digits_scale: str = "unit", usps_train: str = "original",
+                 verify: bool = True) -> Dataset:
     """Train and validation tensors of one Table 1 dataset, preprocessed and cached.
 
     name: one of DATASETS. root: raw data folder (else $SALREPRO_DATA, else <project>/data/raw).
     download: let torchvision fetch missing files into root (not FER2013; Digits needs none).
     cache / cache_dir: the per-dataset cache file (else $SALREPRO_CACHE, else <project>/data/cache).
+    input_norm: the input map (`input_map`): "pm1" ([-1, 1], default), "unit" ([0, 1]), "standard"
+        or "global" (training-split statistics). Applied on load; the cache holds the pixels before it.
     digits_scale: "unit" (0..16 / 16, default) or "raw" (0..16); Digits only, part of the cache key.
+    usps_train: "original" (torchvision's usps.bz2, default) or "rebuilt" (usps-rebuilt/usps.bz2, an
+        approximation of the training split, see docs/data.md); USPS only, part of the cache key.
     verify: compare raw files with torchvision's MD5s before decoding (False is for synthetic test files).
     """
-    blob, path, status = _prepare(name, root, download, cache=cache, cache_dir_=cache_dir,
-                                  digits_scale=digits_scale, verify=verify)
-    meta = {**blob["meta"], "cache": status, "cache_file": str(path) if path is not None else None}
+    options = data_options(name, _given(name, input_norm, digits_scale, usps_train))
+    blob, path, status = _prepare(name, root, download, cache=cache, cache_dir_=cache_dir, options=options,
+                                  verify=verify)
+    meta = {**blob["meta"], "cache": status, "cache_file": str(path) if path is not None else None,
+            "input_norm": input_norm, "data_options": options, "display": display_name(name, options)}
+    meta["preprocessing"] += f", input map {input_norm}"
     scale = meta["scale"]
-    return Dataset(name=name,
-                   x_train=_to_float(blob["x_train"], scale), y_train=blob["y_train"].clone(),
-                   x_val=_to_float(blob["x_val"], scale), y_val=blob["y_val"].clone(), meta=meta)
+    x_train, x_val = input_map(_to_float(blob["x_train"], scale), _to_float(blob["x_val"], scale), input_norm)
+    return Dataset(name=name, x_train=x_train, y_train=blob["y_train"].clone(),
+                   x_val=x_val, y_val=blob["y_val"].clone(), meta=meta)
 
 
-def load_split(name: str, split: str, root=None, *, digits_scale: str = "unit",
-               verify: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """One split ("train" or "val"), uncached, needing only that split's files (e.g. USPS's test split alone)."""
-    spec = _spec(name)
+def load_split(name: str, split: str, root=None, *, input_norm: str = "pm1", digits_scale: str = "unit",
+               usps_train: str = "original", verify: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """One split ("train" or "val"), uncached, needing only that split's files (e.g. USPS's test split alone).
+
+    input_norm: "pm1" or "unit" only; "standard" and "global" need the training split's statistics
+    (use load_dataset).
+    """
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
-    options = _options(spec, digits_scale)
+    if input_norm not in ("pm1", "unit"):
+        raise ValueError(f"load_split: input_norm must be 'pm1' or 'unit' (got {input_norm!r}); "
+                         "'standard' and 'global' are fitted on the training split: use load_dataset")
+    given = _given(name, input_norm, digits_scale, usps_train)
+    spec = _spec_for(name, given)
+    options = _options(spec, given)
     root, origin = _root_and_origin(root)
     found, missing = _find(spec, root, (split,))
     if missing:
@@ -796,25 +919,29 @@ def load_split(name: str, split: str, root=None, *, digits_scale: str = "unit",
         x, y, _ = _decode_split(ctx, split)
     finally:
         ctx.close()
-    return _to_float(torch.from_numpy(x), _scale(spec, options)), torch.from_numpy(y)
+    x = _to_float(torch.from_numpy(x), _scale(spec, options))
+    return (x.mul_(2).sub_(1) if input_norm == "pm1" else x), torch.from_numpy(y)
 
 
-def prepare(name: str, root=None, download: bool = False, *, cache_dir=None, digits_scale: str = "unit") -> Path:
-    """Build (or confirm) the cache file of a dataset and return its path: the command of a DVC stage."""
-    _, path, status = _prepare(name, root, download, cache=True, cache_dir_=cache_dir, digits_scale=digits_scale)
+def prepare(name: str, root=None, download: bool = False, *, cache_dir=None, **options) -> Path:
+    """Build (or confirm) the cache file of a dataset and return its path: the command of a DVC stage.
+
+    options: the dataset's data options (DATA_OPTIONS; input_norm is accepted and does not change the file)."""
+    _, path, status = _prepare(name, root, download, cache=True, cache_dir_=cache_dir, options=options)
     log.info("%s: cache %s (%s)", name, path, status)
     return path
 
 
-def available(root=None) -> dict[str, bool | Unavailable]:
+def available(root=None, options: dict | None = None) -> dict[str, bool | Unavailable]:
     """Which datasets have their files under the data root; checks presence only (no MD5, no decoding).
 
+    options: {name: data options} (e.g. {"usps": {"usps_train": "rebuilt"}}); defaults otherwise.
     Values are True, or an `Unavailable` reason (a falsy str: "missing: ..." or "partial: ...").
     """
     root = data_root(root)
     out: dict[str, bool | Unavailable] = {}
     for name in DATASETS:
-        spec = _SPECS[name]
+        spec = _spec_for(name, (options or {}).get(name))
         _, missing = _find(spec, root, ("train", "val"))
         if not missing:
             out[name] = True
@@ -834,11 +961,12 @@ def paper_table1() -> pd.DataFrame:
     return pd.read_csv(io.StringIO(text))
 
 
-def table1(root=None, *, cache_dir=None) -> pd.DataFrame:
+def table1(root=None, *, cache_dir=None, options: dict | None = None) -> pd.DataFrame:
     """Table 1 regenerated from the loaders, the paper's columns beside ours.
 
     total_samples counts every labelled official split, including one the protocol
     leaves unused (PCam test, FER2013 PrivateTest), as the paper's totals do.
+    options: {name: data options} (e.g. USPS's rebuilt training split); defaults otherwise.
     status is "loaded", "partial: ..." (some split's files absent: the numbers cover
     the present split only and matches is None) or "missing: ..." / "error: ...".
     """
@@ -847,14 +975,16 @@ def table1(root=None, *, cache_dir=None) -> pd.DataFrame:
     paper = paper_table1().set_index("dataset")
     rows = []
     for name in DATASETS:
-        spec = _SPECS[name]
+        opts = (options or {}).get(name) or {}
+        spec = _spec_for(name, opts)
         p = paper.loc[spec.display]
         row = {"dataset": spec.display, "name": name, "classes": None, "total_samples": None,
                "resolution": None, "channel_processing": None,
                "paper_classes": int(p["classes"]), "paper_total_samples": int(p["total_samples"]),
                "paper_resolution": p["native_resolution"], "paper_channel_processing": p["channel_processing"],
                "matches": None, "status": "", "note": ""}
-        row.update(_table1_ours(spec, root, cache_dir))
+        row["dataset"] = display_name(name, data_options(name, opts))
+        row.update(_table1_ours(spec, opts, root, cache_dir))
         if row.pop("comparable", False):
             row["matches"] = bool(
                 row["classes"] == row["paper_classes"] and row["total_samples"] == row["paper_total_samples"]
@@ -872,11 +1002,11 @@ def _ours(spec: _Spec, ys) -> dict:
             "channel_processing": "RGB->Gray" if spec.rgb else "Gray"}
 
 
-def _table1_ours(spec: _Spec, root, cache_dir_) -> dict:
+def _table1_ours(spec: _Spec, opts: dict, root, cache_dir_) -> dict:
     try:
-        blob, _, _ = _prepare(spec.name, root, cache_dir_=cache_dir_)
+        blob, _, _ = _prepare(spec.name, root, cache_dir_=cache_dir_, options=opts)
     except DatasetMissingError:
-        return _table1_partial(spec, root)
+        return _table1_partial(spec, opts, root)
     except DatasetError as e:
         return {"status": f"error: {str(e).splitlines()[0]}"}
     m = blob["meta"]
@@ -890,7 +1020,7 @@ def _table1_ours(spec: _Spec, root, cache_dir_) -> dict:
     return row
 
 
-def _table1_partial(spec: _Spec, root) -> dict:
+def _table1_partial(spec: _Spec, opts: dict, root) -> dict:
     root_path = data_root(root)
     present = [s for s in ("train", "val") if not _find(spec, root_path, (s,))[1]]
     missing = _missing_text(spec, _find(spec, root_path, ("train", "val"))[1], " split")
@@ -898,7 +1028,8 @@ def _table1_partial(spec: _Spec, root) -> dict:
         more = f" and {len(missing) - 1} more file(s)" if len(missing) > 1 else ""
         return {"status": f"missing: {missing[0]}{more}"}
     try:
-        ys = {s: load_split(spec.name, s, root)[1] for s in present}
+        ys = {s: load_split(spec.name, s, root, **{k: v for k, v in opts.items() if k != "input_norm"})[1]
+              for s in present}
     except DatasetError as e:
         return {"status": f"error: {str(e).splitlines()[0]}"}
     return {**_ours(spec, list(ys.values())), "status": f"partial: {', '.join(missing)} absent",

@@ -26,11 +26,11 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: tqdm.auto warns (with the machine's paths) in kernels without ipywidgets
 
 from . import __version__
 from .batched import train_many
-from .data import DATASETS, IN_FEATURES, NUM_CLASSES
+from .data import DATASETS, IN_FEATURES, NUM_CLASSES, data_options, display_name
 from .models import build_model, count_parameters
 from .train import show_progress, train
 
@@ -58,7 +58,7 @@ class RunConfig:
     batch_size: int = 16
     lr: float = 1e-4
     options: tuple = field(default=())  # sorted (name, value) pairs of method options
-    data_options: tuple = field(default=())  # sorted (name, value) pairs of data options (e.g. digits_scale)
+    data_options: tuple = field(default=())  # sorted (name, value) pairs of data options, defaults filled in (input_norm, ...)
 
     @property
     def label(self) -> str:
@@ -78,8 +78,14 @@ class RunConfig:
 
 
 def make_config(dataset, method, *, options=None, data_options=None, **kw) -> RunConfig:
+    """A run's configuration; its data options are completed with their defaults (data.data_options),
+    so every run names its input map, default or not, and runs under different maps never share a key."""
     return RunConfig(dataset=dataset, method=method, options=tuple(sorted((options or {}).items())),
-                     data_options=tuple(sorted((data_options or {}).items())), **kw)
+                     data_options=tuple(sorted(_data_options(dataset, data_options).items())), **kw)
+
+
+def _data_options(dataset, options) -> dict:
+    return data_options(dataset, options) if dataset in DATASETS else dict(options or {})
 
 
 def grid(dataset, methods, seeds, *, options=None, **shared) -> list[RunConfig]:
@@ -297,9 +303,14 @@ def runs_frame(records) -> pd.DataFrame:
     rows = []
     for r in records:
         c = r["config"]
+        data_opts = c.get("data_options") or {}
         rows.append({
             "dataset": c["dataset"], "method": c["method"], "areas": c["areas"], "depth": c["depth"],
-            "hidden": c["hidden"], "seed": c["seed"], "label": r["label"], "lr": c["lr"], "epochs": c["epochs"],
+            "hidden": c["hidden"], "seed": c["seed"], "label": r["label"],
+            # records from before input_norm existed were all made on [0, 1] inputs
+            "input_norm": data_opts.get("input_norm", "unit"),
+            "display": display_name(c["dataset"], data_opts) if c["dataset"] in DATASETS else c["dataset"],
+            "lr": c["lr"], "epochs": c["epochs"],
             "batch_size": c["batch_size"], "val_accuracy_pct": 100 * r["final"]["val_accuracy"], "train_loss": r["final"]["train_loss"],
             "val_loss": r["final"]["val_loss"], "params_total": r["parameters"]["total"],
             "params_active": r["parameters"]["active"], "seconds": r["seconds"],
@@ -324,6 +335,9 @@ def summarize(records, by=("dataset", "method", "areas", "depth", "hidden")) -> 
     out["params_total"] = g["params_total"].first()
     out["params_active"] = g["params_active"].first()
     out["label"] = g["label"].first()
+    for col in ("input_norm", "display"):
+        if col not in by:
+            out[col] = g[col].first()
     return out.reset_index()
 
 

@@ -51,24 +51,29 @@ def learning_curves(curves: pd.DataFrame, title: str, metric="val_accuracy_pct")
 
 
 def ours_vs_paper(comparison: pd.DataFrame, title: str, metric="val_accuracy_pct"):
-    """Bars: our mean +- std beside the paper's, per method-K."""
-    sns = _sns()
-    c = comparison[comparison["metric"] == metric]
-    long = pd.concat([
-        c.assign(source="ours", value=c["ours_mean"], err=c["ours_std"]),
-        c.assign(source="paper", value=c["paper_mean"], err=c["paper_std"]),
-    ])[["label", "source", "value", "err"]].dropna(subset=["value"])
-    order = _order(long["label"])
-    fig, ax = plt.subplots(figsize=(8, 4))
-    sns.barplot(long, x="label", y="value", hue="source", order=order, ax=ax, errorbar=None)
-    for bar_group, source in zip(ax.containers, ["ours", "paper"]):
-        sub = long[long["source"] == source].set_index("label").reindex([lab for lab in order])
-        xs = [b.get_x() + b.get_width() / 2 for b in bar_group]
-        vals = sub["value"].dropna()
-        if len(xs) == len(vals):
-            ax.errorbar(xs, vals, yerr=sub.loc[vals.index, "err"].fillna(0), fmt="none", ecolor="black", capsize=3)
-    ax.set(xlabel="", ylabel={"val_accuracy_pct": "validation accuracy (%)"}.get(metric, metric),
-           title=f"{title}: ours vs paper (mean +- std over seeds)")
+    """Ours and the paper's mean +- std per method-K, side by side as points with error bars on an
+    axis zoomed to the data (a gap of a few points must be visible), and below it the difference
+    ours - paper with its +- 2 combined-std band (where the report calls a cell "within")."""
+    _sns()
+    c = comparison[comparison["metric"] == metric].dropna(subset=["paper_mean"])
+    c = c.set_index("label").reindex([lab for lab in _order(c["label"])]).reset_index()
+    xs = range(len(c))
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 5.6), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    top.errorbar([x - 0.1 for x in xs], c["ours_mean"], yerr=c["ours_std"].fillna(0), fmt="o", capsize=4, label="ours")
+    top.errorbar([x + 0.1 for x in xs], c["paper_mean"], yerr=c["paper_std"].fillna(0), fmt="s", capsize=4,
+                 color="black", label="paper")
+    ylabel = {"val_accuracy_pct": "validation accuracy (%)"}.get(metric, metric)
+    top.set(ylabel=ylabel, title=f"{title}: ours vs paper (mean +- std over seeds; axis zoomed, not from 0)")
+    top.legend()
+    diff = c["ours_mean"] - c["paper_mean"]
+    band = 2 * c["combined_std"] if "combined_std" in c else None
+    if band is not None:
+        bottom.bar(list(xs), 2 * band, bottom=-band, width=0.5, color="tab:green", alpha=0.15, label="+- 2 combined std")
+    bottom.errorbar(list(xs), diff, yerr=c["ours_std"].fillna(0), fmt="o", capsize=4)
+    bottom.axhline(0, color="black", lw=0.8)
+    bottom.set(ylabel="ours - paper", xticks=list(xs), xticklabels=c["label"])
+    if band is not None:
+        bottom.legend(loc="best", fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -97,8 +102,9 @@ def occupancy(occ: pd.DataFrame, title: str):
     return fig
 
 
-def versus_axis(summary: pd.DataFrame, axis: str, title: str):
-    """Final validation accuracy against depth or width, bp vs sal (mean +- std)."""
+def versus_axis(summary: pd.DataFrame, axis: str, title: str, paper_trend: str | None = None):
+    """Final validation accuracy against depth or width, bp vs sal (mean +- std); `paper_trend`,
+    the paper's own reading of its figure (paper.TRENDS), is printed under the axes for reference."""
     sns = _sns()
     s = summary.copy()
     x = "depth" if axis == "depth" else "hidden"
@@ -110,6 +116,8 @@ def versus_axis(summary: pd.DataFrame, axis: str, title: str):
     ax.set(xlabel=axis, ylabel="final validation accuracy (%)", title=title)
     ax.legend()
     sns.despine(fig)
+    if paper_trend:
+        fig.text(0.01, -0.02, paper_trend, ha="left", va="top", fontsize=9, style="italic", wrap=True)
     fig.tight_layout()
     return fig
 
@@ -151,5 +159,41 @@ def protocol_distances(table: pd.DataFrame):
         ax.invert_yaxis()
         ax.set(title=ds, xlabel="mean |z| over Tables 2/3 cells (lower = closer to the paper)")
     fig.suptitle("Protocol study: distance to the paper per reading (green: shows both claims)")
+    fig.tight_layout()
+    return fig
+
+
+def show(fig, path):
+    """Save `fig` to `path` (PNG) and return it as an image for the notebook to display inline.
+
+    A notebook shows a figure only when a cell displays it; the figure is closed here so that
+    nothing else draws it twice."""
+    from IPython.display import Image
+
+    path = save(fig, path)
+    plt.close(fig)
+    return Image(filename=str(path))
+
+
+def calibration(table: pd.DataFrame, sigma: float = 2.0):
+    """Calibration: BP against the paper's BP row per dataset, metric and input map, as
+    z = (ours - paper) / combined std; the band is where a cell agrees (|z| <= sigma)."""
+    sns = _sns()
+    t = table[table["z"].notna()].copy()
+    names = {"val_accuracy_pct": "validation accuracy", "train_loss": "training loss", "val_loss": "validation loss"}
+    metrics = [m for m in names if m in set(t["metric"])]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4.2), sharey=True, squeeze=False)
+    order = list(dict.fromkeys(t["display"]))
+    maps = list(dict.fromkeys(t["input_norm"]))
+    for i, (ax, metric) in enumerate(zip(axes[0], metrics)):
+        ax.axhspan(-sigma, sigma, color="tab:green", alpha=0.12, lw=0)
+        ax.axhline(0, color="black", lw=0.8)
+        sns.stripplot(t[t["metric"] == metric], x="display", y="z", hue="input_norm", order=order, hue_order=maps,
+                      dodge=True, jitter=False, size=8, ax=ax, legend=i == len(metrics) - 1)
+        ax.set(title=names[metric], xlabel="", ylabel="z = (ours - paper) / combined std" if i == 0 else "")
+        ax.tick_params(axis="x", rotation=30)
+    if ax.get_legend() is not None:
+        sns.move_legend(ax, "upper left", bbox_to_anchor=(1, 1), title="input map")
+    fig.suptitle(f"Calibration: BP against the paper's BP row (shaded: |z| <= {sigma:g}, the cell agrees)")
     fig.tight_layout()
     return fig

@@ -27,6 +27,12 @@ import pandas as pd
 from .data import DISPLAY_NAMES, NUM_CLASSES
 
 METRICS = ("val_accuracy_pct", "train_loss", "val_loss")
+# The paper's own reading of its Figures 2 and 3 (it prints no numbers for them), drawn under our figures.
+TRENDS = {
+    "depth": "Paper (Figure 2, CIFAR-10, FER2013, Semeion, STL-10): SAL trains at every depth to 128 and its "
+             "advantage over BP grows with depth.",
+    "hidden": "Paper (Figure 3, depth 64, widths to 4096): SAL's advantage over BP grows with width.",
+}
 PRINT_FLOOR = 0.005  # half of the last digit the paper prints
 NAMES = {display: name for name, display in DISPLAY_NAMES.items()}
 
@@ -270,6 +276,11 @@ def side_by_side(comparison: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame.from_dict(rows, orient="index")
     out.index.names = ["dataset", "method"]
     return out
+
+
+def claims_markdown(claims: list[dict]) -> str:
+    """Claims as a Markdown list: the claim, its verdict in bold, the evidence."""
+    return "\n".join(f"- {c['claim']}: **{c['verdict']}**. {c['evidence']}" for c in claims)
 
 
 def claims_frame(claims: list[dict]) -> pd.DataFrame:

@@ -15,12 +15,15 @@ import pandas as pd
 
 from . import paper
 from .data import DATASETS, DISPLAY_NAMES, available, project_root
+from .data import data_root as resolve_data_root
 from .experiments import write_json_atomic
+from . import calibration as calibration_stage
 from .stages import read_stage_outputs
 
 def not_run_reasons(params: dict, ran: set, data_root=None) -> pd.DataFrame:
-    """For each paper dataset we have no Table 2/3 numbers for: why."""
-    avail = available(data_root if data_root is not None else params["data"]["root"])
+    """For each paper dataset we have no Table 2/3 numbers for: why (no machine's paths in the text)."""
+    root = resolve_data_root(data_root if data_root is not None else params["data"]["root"])
+    avail = available(root, params["datasets"])
     rows = []
     for ds in DATASETS:
         if ds in ran:
@@ -31,7 +34,8 @@ def not_run_reasons(params: dict, ran: set, data_root=None) -> pd.DataFrame:
                 why += f"; files not present here: {avail[ds]}"
         else:
             why = f"in the profile but not run: {avail[ds] or 'stage output missing'}"
-        why = why.replace(f"{project_root()}/", "")  # machine-independent: paths relative to the project
+        why = why.replace(str(root), "the data root")  # machine-independent: no absolute path of this machine
+        why = why.replace(f"{project_root()}/", "")
         rows.append({"dataset": ds, "display": DISPLAY_NAMES[ds], "reason": why})
     return pd.DataFrame(rows, columns=["dataset", "display", "reason"])
 
@@ -61,13 +65,54 @@ def build_report(results="results/quick", params: dict | None = None, data_root=
         claims += [{**c, "claim": f"{c['claim']} [preset {preset_name}]"}
                    for c in (paper.claim_sal_beats_bp(preset), paper.claim_accuracy_rises_with_k(preset))]
     missing = not_run_reasons(params, ran, data_root) if params else pd.DataFrame()
+    calibration = read_calibration(results, params)
     readings = Path(results, "protocol_study", "readings.csv")
     protocol = pd.read_csv(readings) if readings.exists() else pd.DataFrame()
     if params is not None and len(protocol):
         protocol = protocol[protocol["dataset"].isin(params["protocol_study"]["datasets"])
                             & protocol["reading"].isin(list(params["protocol_study"]["readings"]))]
     return {"comparison": comparison, "preset_comparison": preset_comparison, "preset": preset_name, "claims": claims, "not_run": missing, "stages": stages, "sigma": sigma,
-            "profile": params["profile"] if params else None, "protocol": protocol}
+            "profile": params["profile"] if params else None, "protocol": protocol, "calibration": calibration}
+
+
+def read_calibration(results, params: dict | None = None) -> pd.DataFrame:
+    """The calibration stage's comparison (BP per dataset and input map), limited to the profile's datasets and maps."""
+    path = Path(results, "calibration", "comparison.csv")
+    table = pd.read_csv(path) if path.exists() else pd.DataFrame()
+    if params is not None and len(table):
+        cal = params["calibration"]
+        table = table[table["dataset"].isin(cal["datasets"]) & table["input_norm"].isin(cal["input_norms"])]
+    return table.reset_index(drop=True)
+
+
+def input_maps(summary: pd.DataFrame) -> list[str]:
+    """The input maps a stage's results were trained under (summaries written before input_norm
+    existed have no such column: every run then used [0, 1], now called `unit`)."""
+    if summary.empty:
+        return []
+    return sorted(set(summary["input_norm"])) if "input_norm" in summary else ["unit"]
+
+
+def wrapped(frame: pd.DataFrame):
+    """A table for reading in a notebook or its HTML: long text wraps instead of being cut, left aligned."""
+    return (frame.style.hide(axis="index")
+            .set_properties(**{"text-align": "left", "white-space": "pre-wrap", "vertical-align": "top"})
+            .set_table_styles([{"selector": "th", "props": [("text-align", "left")]}]))
+
+
+def table1_view(table: pd.DataFrame) -> pd.DataFrame:
+    """Table 1 compact enough for a page: each of ours beside the paper's in one column."""
+    def pair(ours, theirs):
+        return [f"{o} ({t})" if pd.notna(o) else f"— ({t})" for o, t in zip(table[ours], table[theirs])]
+
+    return pd.DataFrame({
+        "dataset": table["dataset"], "classes (paper)": pair("classes", "paper_classes"),
+        "samples (paper)": pair("total_samples", "paper_total_samples"),
+        "resolution (paper)": pair("resolution", "paper_resolution"),
+        "channels (paper)": pair("channel_processing", "paper_channel_processing"),
+        "matches": table["matches"].map({True: "yes", False: "NO"}).fillna("—"),
+        "status": [f"{s}; {n}" if n else s for s, n in zip(table["status"], table["note"])],
+    })
 
 
 def cell_counts(comparison: pd.DataFrame) -> dict:
@@ -81,16 +126,30 @@ def cell_counts(comparison: pd.DataFrame) -> dict:
     return out
 
 
+def accuracy_agreement(comparison: pd.DataFrame) -> str:
+    """'N of M accuracy cells agree with the paper.' (counted as cell_counts counts them)."""
+    c = cell_counts(comparison).get("val_accuracy_pct", {"within": 0, "cells": 0})
+    return f"{c['within']} of {c['cells']} accuracy cells agree with the paper."
+
+
 def summary_markdown(rep: dict) -> str:
     """A few lines: the verdict of the replication, generated from the data."""
     lines = []
     comp = rep["comparison"]
+    calib = rep.get("calibration", pd.DataFrame())
+    text = ""
+    if len(calib):
+        text = ("Calibration (BP, the one method with no open choice, under each input map):\n\n"
+                + calibration_stage.conclusion(calib, rep["sigma"]) + "\n\n")
     if comp.empty:
-        return "No Table 2/3 results yet: run `dvc repro`."
+        return text + "No Table 2/3 results yet: run `dvc repro`."
     ds = ", ".join(DISPLAY_NAMES[d] for d in dict.fromkeys(comp.loc[comp["seeds"] > 0, "dataset"]))
     counts = cell_counts(comp)
-    lines.append(f"Profile `{rep['profile']}`; Tables 2/3 run on: {ds}. A cell agrees when |ours - paper| "
-                 f"<= {rep['sigma']:g} combined standard deviations.")
+    maps = input_maps(rep["stages"]["area_sweep"])
+    lines.append(f"Profile `{rep['profile']}`; Tables 2/3 run on: {ds}, inputs under `input_norm` "
+                 f"{', '.join(f'`{m}`' for m in maps)}"
+                 + (" (the first protocol, [0, 1]: not the calibrated map; see the calibration above)" if maps == ["unit"] else "")
+                 + f". A cell agrees when |ours - paper| <= {rep['sigma']:g} combined standard deviations.")
     names = {"val_accuracy_pct": "validation accuracy", "train_loss": "training loss", "val_loss": "validation loss"}
     lines.append("Cells that agree with the paper: " + "; ".join(
         f"{names[m]} {v['within']}/{v['cells']}" for m, v in counts.items()) + ".")
@@ -111,7 +170,7 @@ def summary_markdown(rep: dict) -> str:
         lines.append(f"Claim \"{c['claim']}\": **{c['verdict']}**.")
     if len(rep["not_run"]):
         lines.append("Not run here: " + ", ".join(rep["not_run"]["display"]) + " (see the report for why).")
-    text = "\n".join(f"- {line}" for line in lines)
+    text += "Verdicts:\n\n" + "\n".join(f"- {line}" for line in lines)
     if len(rep.get("protocol", [])):
         from .protocol import conclusion
 
@@ -126,7 +185,9 @@ def write_report(rep: dict, out_dir="results/quick/report") -> dict:
     rep["preset_comparison"].to_csv(out / "preset_comparison.csv", index=False)
     rep["not_run"].to_csv(out / "not_run.csv", index=False)
     (out / "summary.md").write_text(summary_markdown(rep) + "\n")
-    metrics = {"cells_within": cell_counts(rep["comparison"]),
+    calib = rep.get("calibration", pd.DataFrame())
+    metrics = {**({"calibration": calibration_stage.headline(calib)["cells_within"]} if len(calib) else {}),
+               "cells_within": cell_counts(rep["comparison"]),
                f"cells_within_preset_{rep['preset']}": cell_counts(rep["preset_comparison"]),
                "claims": {c["claim"]: c["verdict"] for c in rep["claims"]}}
     write_json_atomic(out / "report.json", {**metrics, "claims_detail": rep["claims"]})

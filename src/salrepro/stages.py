@@ -155,7 +155,7 @@ def dataset_table(params_file="params.yaml", out_dir="results/quick/datasets") -
 
     cfg = load_params(params_file)
     with tempfile.TemporaryDirectory() as tmp:
-        table = table1(cfg["data"]["root"], cache_dir=tmp)
+        table = table1(cfg["data"]["root"], cache_dir=tmp, options=cfg["datasets"])
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     table.to_csv(Path(out_dir) / "table1.csv", index=False)
     return table

@@ -18,7 +18,7 @@ import os
 import sys
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: tqdm.auto warns (with the machine's paths) in kernels without ipywidgets
 
 from .nets import cross_entropy
 

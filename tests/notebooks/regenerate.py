@@ -20,7 +20,7 @@ import papermill
 
 HERE = Path(__file__).resolve().parent
 NOTEBOOKS = HERE.parent.parent / "notebooks"
-ORDER = ["datasets", "area_sweep", "preset_sweep", "depth", "width", "moe", "protocol_study", "report"]  # moe, preset_sweep read area_sweep's runs
+ORDER = ["datasets", "calibration", "area_sweep", "preset_sweep", "depth", "width", "moe", "protocol_study", "report"]  # moe, preset_sweep read area_sweep's runs
 SOURCE = {"preset_sweep": "area_sweep"}  # golden name -> notebook it executes (with stage=name)
 
 
@@ -28,8 +28,8 @@ def parameters(name: str) -> dict:
     common = {"params_file": "params-test.yaml"}
     if name == "datasets":
         return {**common, "out_dir": "_out/datasets"}
-    if name == "protocol_study":
-        return {**common, "out_dir": "_out/protocol_study", "figures_dir": "_out/figures"}
+    if name in ("protocol_study", "calibration"):
+        return {**common, "out_dir": f"_out/{name}", "figures_dir": "_out/figures"}
     if name == "report":  # reads the committed copy of the stages' summaries: independent of test order
         return {**common, "results_dir": "results", "out_dir": "_out/report", "readme": None}
     if name == "preset_sweep":
@@ -42,7 +42,8 @@ def main(names) -> None:
     for name in names or ORDER:
         if name == "report":  # freeze the stages' summaries the report test reads
             shutil.rmtree(HERE / "results", ignore_errors=True)
-            for summary in [*(HERE / "_out").glob("*/*/summary.csv"), HERE / "_out/protocol_study/readings.csv"]:
+            for summary in [*(HERE / "_out").glob("*/*/summary.csv"), HERE / "_out/protocol_study/readings.csv",
+                            HERE / "_out/calibration/comparison.csv"]:
                 target = HERE / "results" / summary.relative_to(HERE / "_out")
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy(summary, target)

@@ -1,0 +1,131 @@
+"""Calibration: the shared protocol checked on BP, the one method with no open choice.
+
+The paper's BP baseline (input -> 256 -> classes, ReLU, plain SGD, Table 2's
+settings) leaves nothing to read into its prose, so its row in Tables 2 and 3
+measures the protocol itself: the input map, the splits, the loss. This stage
+trains BP on every dataset of the profile under every input map
+(`data.INPUT_NORMS`: pm1, unit, standard, global) and puts its three cells
+(validation accuracy, training loss, validation loss) beside the paper's, with
+z and the verdict of the report (`paper.compare_cell`). The map whose BP row
+agrees with the paper is the one every other stage must use; the conclusion
+names it and counts the cells.
+
+    table = run_calibration("params.yaml", "results/quick/calibration")
+    print(conclusion(table))
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from . import experiments as ex
+from . import paper
+from .config import load_params
+from .data import DATA_OPTIONS, load_dataset
+from .experiments import write_json_atomic
+
+DEFAULT_MAP = DATA_OPTIONS["input_norm"][1]
+METRIC_NAMES = {"val_accuracy_pct": "accuracy", "train_loss": "training loss", "val_loss": "validation loss"}
+
+
+def calibration_configs(dataset: str, input_norm: str, s: dict) -> list[ex.RunConfig]:
+    """BP at Table 2's settings (the area sweep's), one run per seed, under one input map."""
+    return [ex.make_config(dataset, "bp", hidden=s["hidden"], seed=i, epochs=s["epochs"], batch_size=s["batch_size"],
+                           lr=s["lr"], data_options={**s["data_options"], "input_norm": input_norm})
+            for i in range(s["seeds"])]
+
+
+def compare(summary: pd.DataFrame, sigma: float) -> pd.DataFrame:
+    """BP's three cells per (dataset, map) beside the paper's BP row (paper.compare_area_sweep)."""
+    parts = [paper.compare_area_sweep(g, sigma).assign(input_norm=norm)
+             for norm, g in summary.groupby("input_norm", sort=False)]
+    out = pd.concat(parts, ignore_index=True)
+    out = out[out["method"] == "bp"]
+    displays = summary.drop_duplicates("dataset").set_index("dataset")["display"]
+    out["display"] = out["dataset"].map(displays)
+    cols = ["dataset", "display", "input_norm", "metric", "ours_mean", "ours_std", "seeds", "diverged",
+            "paper_mean", "paper_std", "diff", "z", "verdict"]
+    return out[cols].reset_index(drop=True)
+
+
+def run_calibration(params_file="params.yaml", out_dir="results/quick/calibration", progress=None) -> pd.DataFrame:
+    """Train (or resume) BP on every dataset and map of `calibration:`; write the tables; return the comparison."""
+    cfg = load_params(params_file)
+    cal, sweep = cfg["calibration"], cfg["area_sweep"]
+    out = Path(out_dir)
+    summaries = []
+    for dataset in cal["datasets"]:
+        s = {**{k: sweep[k] for k in ("seeds", "epochs", "batch_size", "lr", "hidden")},
+             "data_options": cfg["datasets"][dataset]}
+        for norm in cal["input_norms"]:
+            data = load_dataset(dataset, root=cfg["data"]["root"], download=cfg["data"]["download"],
+                                **{**cfg["datasets"][dataset], "input_norm": norm})
+            records = ex.run_all(calibration_configs(dataset, norm, s), data, store=out / dataset / "runs",
+                                 device=cfg["device"], progress=progress, desc=f"calibration {dataset} {norm}")
+            summaries.append(ex.summarize(records, by=("dataset", "method", "areas", "depth", "hidden", "input_norm")))
+    summary = pd.concat(summaries, ignore_index=True)
+    table = compare(summary, cfg["report"]["sigma"])
+    out.mkdir(parents=True, exist_ok=True)
+    summary.to_csv(out / "summary.csv", index=False)
+    table.round(6).to_csv(out / "comparison.csv", index=False)
+    (out / "conclusion.md").write_text(conclusion(table, cfg["report"]["sigma"]) + "\n")
+    write_json_atomic(out / "metrics.json", headline(table))
+    return table
+
+
+def agreement(table: pd.DataFrame) -> pd.DataFrame:
+    """Per map: cells within, cells compared, mean |z|, over every dataset; best first."""
+    cells = table[table["z"].notna()]
+    g = cells.groupby("input_norm", sort=False)
+    out = pd.DataFrame({"within": g["verdict"].apply(lambda v: int(v.str.startswith("within").sum())),
+                        "cells": g.size(), "mean_abs_z": g["z"].apply(lambda z: float(z.abs().mean()))})
+    return out.sort_values(["within", "mean_abs_z"], ascending=[False, True])
+
+
+def best_map(table: pd.DataFrame) -> str:
+    """The map whose BP cells agree with the paper most often (ties: the smaller mean |z|)."""
+    return str(agreement(table).index[0])
+
+
+def headline(table: pd.DataFrame) -> dict:
+    """metrics.json: per map, the cells that agree; per dataset and map, BP's accuracy."""
+    agree = agreement(table)
+    acc = table[table["metric"] == "val_accuracy_pct"]
+    return {"best_map": best_map(table),
+            "cells_within": {r.Index: {"within": int(r.within), "cells": int(r.cells), "mean_abs_z": round(r.mean_abs_z, 3)}
+                             for r in agree.itertuples()},
+            "bp_accuracy": {ds: {r.input_norm: round(float(r.ours_mean), 2) for r in g.itertuples()}
+                            for ds, g in acc.groupby("dataset", sort=False)}}
+
+
+def conclusion(table: pd.DataFrame, sigma: float = 2.0) -> str:
+    """Plain-language conclusion, generated: the map that reproduces the paper's BP row, and the counts."""
+    agree = agreement(table)
+    best = best_map(table)
+    datasets = list(dict.fromkeys(table["display"]))
+    r = next(x for x in agree.itertuples() if x.Index == best)
+    lines = [f"The input map that reproduces the paper's BP row is `{best}`: {r.within} of {r.cells} BP cells "
+             f"(accuracy, training loss, validation loss on {len(datasets)} dataset(s): {', '.join(datasets)}) agree "
+             f"within {sigma:g} combined standard deviations (mean |z| {r.mean_abs_z:.1f})"
+             + ("; it is the protocol's default." if best == DEFAULT_MAP else
+                f"; the protocol's default is `{DEFAULT_MAP}`, which agrees in "
+                f"{int(agree.loc[DEFAULT_MAP, 'within']) if DEFAULT_MAP in agree.index else 0} cells.")]
+    others = [f"`{x.Index}` {x.within}/{x.cells} (mean |z| {x.mean_abs_z:.1f})" for x in agree.itertuples() if x.Index != best]
+    if others:
+        lines.append("The other maps: " + ", ".join(others) + ".")
+    acc = table[table["metric"] == "val_accuracy_pct"]
+    for ds, g in acc.groupby("display", sort=False):
+        p = g.iloc[0]
+        cells = ", ".join(f"{x.input_norm} {x.ours_mean:.1f}" + (f" +- {x.ours_std:.1f}" if pd.notna(x.ours_std) else "")
+                          for x in g.itertuples())
+        lines.append(f"{ds}: BP accuracy % {cells}; paper {p.paper_mean:.2f} +- {p.paper_std:.2f}.")
+    return "\n".join(f"- {line}" for line in lines)
+
+
+def side_by_side(table: pd.DataFrame) -> pd.DataFrame:
+    """For display: one row per (dataset, map), ours and the paper's 'mean ± std' and the verdict per metric."""
+    out = paper.side_by_side(table.assign(label=table["input_norm"]))
+    out.index.names = ["dataset", "input map"]
+    return out

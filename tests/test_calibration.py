@@ -28,11 +28,13 @@ def test_best_map_has_the_most_agreeing_cells_then_the_smallest_z():
     assert agree.index.tolist() == ["pm1", "standard", "unit"]  # 6 within each for pm1 and standard: |z| decides
     assert agree.loc["unit", "within"] == 0 and agree.loc["pm1", "cells"] == 6
     text = calibration.conclusion(table)
-    assert text.startswith("- The input map that reproduces the paper's BP row is `pm1`: 6 of 6 BP cells")
-    assert "it is the protocol's default" in text and "`unit` 0/6" in text
+    assert "Maps under which every BP cell agrees with the paper: `pm1`, `standard`; closest: `pm1` 6/6" in text
+    assert "The protocol's default `pm1`: `pm1` 6/6 (mean |z| 0.5) -- it reproduces the paper's BP row." in text
+    assert "Maps that miss: `unit` 0/6" in text
     table.loc[table["input_norm"] == "pm1", ["verdict", "z"]] = ["outside", 3.0]
     text = calibration.conclusion(table)
-    assert "is `standard`" in text and "the protocol's default is `pm1`, which agrees in 0 cells" in text
+    assert "every BP cell agrees with the paper: `standard`; closest: `standard` 6/6" in text
+    assert "it does NOT reproduce the paper's BP row" in text and "`pm1` 0/6" in text
 
 
 def test_run_calibration_trains_bp_per_map_and_resumes(tmp_path):
@@ -50,7 +52,7 @@ def test_run_calibration_trains_bp_per_map_and_resumes(tmp_path):
     again = calibration.run_calibration(TEST_PARAMS, out, progress=False)  # every run stored: nothing retrains
     assert {p: p.stat().st_mtime_ns for p in runs} == stamp
     pd.testing.assert_frame_equal(again, table)
-    assert (out / "conclusion.md").read_text().startswith("- The input map that reproduces the paper's BP row is")
+    assert (out / "conclusion.md").read_text().startswith("- Calibration over 3 BP cells per map")
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["best_map"] in maps and set(metrics["cells_within"]) == set(maps)
     shown = calibration.side_by_side(table)

@@ -67,7 +67,7 @@ def test_sweep_runs_a_params_section(tmp_path, capsys):
     params.write_text(open("tests/notebooks/params-test.yaml").read())
     assert cli.main(["sweep", "area_sweep", "--params", str(params), "--results", str(tmp_path / "r"), "--no-progress"]) == 0
     assert "SAL-4" in capsys.readouterr().out
-    assert json.loads((tmp_path / "r/area_sweep/digits/metrics.json").read_text())["SAL-4"]
+    assert json.loads((tmp_path / "r/area_sweep/digits/metrics.json").read_text())["val_accuracy_pct"]["SAL-4"]
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -84,3 +84,106 @@ def test_any_argument_list_ends_in_a_documented_exit_code(argv, capsys):
     code = cli.main(argv)
     assert code in (0, cli.EXIT_USAGE, cli.EXIT_DATA, cli.EXIT_DIVERGED)
     assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("device", ["tpu", "cuda:7", "gpu"])
+def test_an_unusable_device_is_one_line_and_exit_2(device, capsys):
+    assert cli.main(["run", "--device", device, "--epochs", "1", "--seeds", "1", "--no-progress"]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"device {device!r}" in err and "devices here: auto, cpu" in err
+
+
+def test_cuda_without_a_gpu_is_one_line_and_exit_2(capsys, monkeypatch):
+    monkeypatch.setattr(cli_torch(), "cuda", type("NoCuda", (), {"is_available": staticmethod(lambda: False),
+                                                                 "device_count": staticmethod(lambda: 0)}))
+    assert cli.main(["run", "--device", "cuda", "--epochs", "1", "--no-progress"]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert err == "salrepro run: device 'cuda': no such device on this machine; devices here: auto, cpu"
+
+
+def cli_torch():
+    from salrepro import experiments
+    return experiments.torch
+
+
+def test_a_store_that_is_a_file_or_unwritable_is_one_line_naming_it(tmp_path, capsys):
+    afile = tmp_path / "file"
+    afile.write_text("x")
+    assert cli.main(["run", "--store", str(afile), "--epochs", "1", "--no-progress"]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(afile) in err and "is a file" in err
+    below_a_file = afile / "runs"
+    assert cli.main(["run", "--store", str(below_a_file), "--epochs", "1", "--no-progress"]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(below_a_file) in err and "cannot write there" in err
+
+
+def _interrupt_after(n_epochs, monkeypatch):
+    """Ctrl-C after n model-epochs of training (raised from the progress callback, as a real Ctrl-C would land)."""
+    from salrepro import batched
+    real = batched.train_many
+    seen = {"epochs": 0}
+
+    def train_many(*a, on_epoch=None, **kw):
+        def tick(epoch):
+            seen["epochs"] += 1
+            if seen["epochs"] > n_epochs:
+                raise KeyboardInterrupt
+            on_epoch(epoch)
+        return real(*a, on_epoch=tick, **kw)
+
+    from salrepro import experiments
+    monkeypatch.setattr(experiments, "train_many", train_many)
+
+
+def test_ctrl_c_says_what_was_kept_and_how_to_resume(tmp_path, capsys, monkeypatch):
+    args = ["run", "--method", "bp", "--seeds", "2", "--epochs", "3", "--hidden", "8", "--lr", "0.05", "--no-progress"]
+    _interrupt_after(2, monkeypatch)
+    assert cli.main(args) == cli.EXIT_INTERRUPTED
+    assert "nothing was kept (no --store): add --store DIR" in capsys.readouterr().err
+    _interrupt_after(2, monkeypatch)
+    store = tmp_path / "runs"
+    assert cli.main(args + ["--store", str(store)]) == cli.EXIT_INTERRUPTED
+    err = capsys.readouterr().err
+    assert f"0 finished run(s) kept in {store} and the unfinished batch's checkpoint" in err
+    assert "rerun the same command to resume" in err
+    monkeypatch.undo()
+    assert cli.main(args + ["--store", str(store)]) == cli.EXIT_OK
+    err = capsys.readouterr().err
+    assert "resumed from its checkpoint after epoch 2 of 3" in err
+    assert cli.main(args + ["--store", str(store)]) == cli.EXIT_OK  # everything stored now
+    assert "2 of 2 run(s) already stored: reused, not retrained" in capsys.readouterr().err
+
+
+def test_progress_moves_at_every_epoch_of_a_batch(monkeypatch):
+    from salrepro import experiments as ex
+    from salrepro.data import load_dataset
+    updates = []
+    real_update = ex.tqdm.update
+    monkeypatch.setattr(ex.tqdm, "update", lambda self, n=1: (updates.append(n), real_update(self, n))[1])
+    configs = [ex.make_config("digits", "bp", seed=s, hidden=8, epochs=3, batch_size=64) for s in range(2)]
+    ex.run_all(configs, load_dataset("digits"), progress=False)
+    assert updates == [2, 2, 2]  # one update per epoch for the two models trained together
+
+
+def test_check_refuses_bad_params_and_missing_data_in_one_line(tmp_path, capsys):
+    import yaml
+    cfg = yaml.safe_load(open("params.yaml"))
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(cfg))
+    stamp = tmp_path / "stamp"
+    assert cli.main(["check", "--params", str(good), "--stamp", str(stamp)]) == cli.EXIT_OK and stamp.exists()
+    cfg["area_sweep"]["lrr"] = 0.5
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    assert cli.main(["check", "--params", str(bad)]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "area_sweep.lrr: unknown key" in err
+    cfg = yaml.safe_load(open("params.yaml"))
+    cfg["datasets"]["mnist"] = {}
+    cfg["data"]["root"] = str(tmp_path / "no-data")
+    missing = tmp_path / "missing.yaml"
+    missing.write_text(yaml.safe_dump(cfg))
+    assert cli.main(["check", "--params", str(missing)]) == cli.EXIT_DATA
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "datasets.mnist: cannot run: missing" in err

@@ -40,3 +40,52 @@ def test_push_then_pull_into_a_fresh_clone(tmp_path):
     assert hashlib.md5(pulled.read_bytes()).hexdigest() == digest
     status = sh("dvc", "status", "prepare@digits", cwd=second)
     assert "changed" not in status
+
+
+def repro(cwd, env=None):
+    import os
+    env = {k: v for k, v in os.environ.items() if k != "SALREPRO_DATA"} | (env or {})
+    return subprocess.run(["dvc", "repro"], cwd=cwd, capture_output=True, text=True, env=env)
+
+
+def changed_files(cwd) -> list[str]:
+    return sorted(line.strip() for line in sh("git", "status", "--porcelain", "--untracked-files=all", cwd=cwd).splitlines())
+
+
+def test_bad_params_stop_dvc_repro_before_any_output_is_removed(tmp_path):
+    """A bad value, an unknown key or a dataset without files: `dvc repro` fails with one line naming
+    the key, and nothing committed is touched (only the edited params.yaml differs from HEAD)."""
+    clone = tmp_path / "clone"
+    sh("git", "clone", "-q", str(ROOT), str(clone), cwd=tmp_path)
+    first = repro(clone)  # a fresh clone: the committed results are up to date, nothing trains
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert changed_files(clone) == []
+    params = clone / "params.yaml"
+    good = params.read_text()
+    cases = [
+        (good.replace("  lr: 0.0001\n", '  lr: "fast"\n', 1), "area_sweep.lr: got 'fast'"),
+        (good.replace("  lr: 0.0001\n", "  lr: 0.0001\n  lrr: 0.5\n", 1), "area_sweep.lrr: unknown key (a typo?)"),
+        (good.replace("  root: null", "  root: /nonexistent-data-root", 1).replace("  digits: {}", "  digits: {}\n  mnist: {}", 1),
+         "datasets.mnist: cannot run: missing"),
+    ]
+    for text, needle in cases:
+        assert text != good
+        params.write_text(text)
+        r = repro(clone)
+        said = r.stdout + r.stderr
+        assert r.returncode != 0 and needle in said, said[-2000:]
+        assert "Traceback" not in said
+        assert sum(needle in line for line in said.splitlines()) == 1
+        assert changed_files(clone) == ["M params.yaml"]  # every committed output still there, unchanged
+        params.write_text(good)
+    assert repro(clone).returncode == 0 and changed_files(clone) == []
+
+
+def test_dvc_plots_show_renders_offline(tmp_path):
+    """The plots page embeds the figures as images and loads no script from the network."""
+    clone = tmp_path / "clone"
+    sh("git", "clone", "-q", str(ROOT), str(clone), cwd=tmp_path)
+    sh("dvc", "plots", "show", cwd=clone)
+    page = (clone / "dvc_plots" / "index.html").read_text()
+    assert "<script" not in page and page.count("<img") >= 5
+    assert changed_files(clone) == []  # dvc_plots/ is ignored

@@ -26,6 +26,7 @@ layer has many, `blas.py`, else one in-place matmul per area present).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from pathlib import Path
@@ -37,6 +38,8 @@ from . import sal
 from .baselines import BPNet, MoENet
 from .nets import branch, combine, cross_entropy
 from .sal import Groups, SALNet, area_forward, global_error, layer_error
+
+log = logging.getLogger("salrepro")
 from .train import check_training_args, keep_freed_memory, show_progress, unpack
 
 
@@ -373,7 +376,7 @@ def batchable(model) -> bool:
 # The loop: train() for N models at once
 # ---------------------------------------------------------------------------
 def train_many(models, data, *, epochs: int, batch_size: int, lr: float, seeds, progress=None, device=None,
-               desc="batch", checkpoint=None) -> list[list[dict]]:
+               desc="batch", checkpoint=None, on_epoch=None) -> list[list[dict]]:
     """Train N models of one method and shape on one dataset, each with its
     own seed's data order, as one batched computation. Returns one history
     per model, as `train` would (and the models hold the trained weights).
@@ -406,6 +409,11 @@ def train_many(models, data, *, epochs: int, batch_size: int, lr: float, seeds, 
     start = 1
     if checkpoint is not None and Path(checkpoint).exists():
         start = _resume(checkpoint, net, gens, histories, alive, seeds) + 1
+        if start > 1:
+            log.info("%s: resumed from its checkpoint after epoch %d of %d (%s)", desc, start - 1, epochs, checkpoint)
+            if on_epoch is not None:  # the epochs already done count as progress
+                for e in range(1, start):
+                    on_epoch(e)
     bar = tqdm(range(start, epochs + 1), desc=desc, disable=not show_progress(progress), leave=False,
                initial=start - 1, total=epochs)
     for epoch in bar:
@@ -436,6 +444,8 @@ def train_many(models, data, *, epochs: int, batch_size: int, lr: float, seeds, 
         bar.set_postfix(acc=f"{max(val_acc):.3f}")
         if checkpoint is not None and epoch < epochs:
             _save(checkpoint, epoch, net, gens, histories, alive, seeds)
+        if on_epoch is not None:
+            on_epoch(epoch)
     net.load_into(models)
     return histories
 

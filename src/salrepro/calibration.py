@@ -101,20 +101,32 @@ def headline(table: pd.DataFrame) -> dict:
 
 
 def conclusion(table: pd.DataFrame, sigma: float = 2.0) -> str:
-    """Plain-language conclusion, generated: the map that reproduces the paper's BP row, and the counts."""
+    """Plain-language conclusion, generated: which maps reproduce the paper's BP row (every cell
+    within), which is closest, where the default stands, and BP's accuracy per dataset and map."""
     agree = agreement(table)
-    best = best_map(table)
     datasets = list(dict.fromkeys(table["display"]))
-    r = next(x for x in agree.itertuples() if x.Index == best)
-    lines = [f"The input map that reproduces the paper's BP row is `{best}`: {r.within} of {r.cells} BP cells "
-             f"(accuracy, training loss, validation loss on {len(datasets)} dataset(s): {', '.join(datasets)}) agree "
-             f"within {sigma:g} combined standard deviations (mean |z| {r.mean_abs_z:.1f})"
-             + ("; it is the protocol's default." if best == DEFAULT_MAP else
-                f"; the protocol's default is `{DEFAULT_MAP}`, which agrees in "
-                f"{int(agree.loc[DEFAULT_MAP, 'within']) if DEFAULT_MAP in agree.index else 0} cells.")]
-    others = [f"`{x.Index}` {x.within}/{x.cells} (mean |z| {x.mean_abs_z:.1f})" for x in agree.itertuples() if x.Index != best]
-    if others:
-        lines.append("The other maps: " + ", ".join(others) + ".")
+    scope = (f"{int(agree['cells'].max())} BP cells per map (accuracy, training loss and validation loss on "
+             f"{len(datasets)} dataset(s): {', '.join(datasets)}); a cell agrees within {sigma:g} combined standard deviations")
+    full = [m for m, r in agree.iterrows() if r["within"] == r["cells"]]
+    best = best_map(table)
+
+    def count(m):
+        r = agree.loc[m]
+        return f"`{m}` {int(r['within'])}/{int(r['cells'])} (mean |z| {r['mean_abs_z']:.1f})"
+
+    lines = [f"Calibration over {scope}."]
+    if full:
+        lines.append(f"Maps under which every BP cell agrees with the paper: {', '.join(f'`{m}`' for m in full)}; "
+                     f"closest: {count(best)}.")
+    else:
+        lines.append(f"No map reproduces the paper's BP row in every cell; the closest is {count(best)}.")
+    default_ok = DEFAULT_MAP in full or DEFAULT_MAP == best
+    lines.append(f"The protocol's default `{DEFAULT_MAP}`: "
+                 + (count(DEFAULT_MAP) if DEFAULT_MAP in agree.index else "not run")
+                 + (" -- it reproduces the paper's BP row." if default_ok else " -- it does NOT reproduce the paper's BP row."))
+    misses = [count(m) for m in agree.index if m not in full and m != best]
+    if misses:
+        lines.append("Maps that miss: " + ", ".join(misses) + ".")
     acc = table[table["metric"] == "val_accuracy_pct"]
     for ds, g in acc.groupby("display", sort=False):
         p = g.iloc[0]

@@ -3,16 +3,19 @@
     salrepro run --dataset digits --method sal-16 --seeds 5
     salrepro sweep area_sweep --dataset digits
     salrepro datasets
+    salrepro check                      # params.yaml and its data, before anything runs
 
-Exit codes: 0 done; 1 unexpected error; 2 bad arguments or parameters;
-3 dataset missing or corrupt; 4 finished but some runs diverged;
-130 interrupted (finished runs are kept in the store).
+Exit codes: 0 done; 1 unexpected error; 2 bad arguments, parameters, device or
+store; 3 dataset missing or corrupt; 4 finished but some runs diverged;
+130 interrupted (with a run store, finished runs are kept and a rerun resumes).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+import time
 
 import pandas as pd
 
@@ -58,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="salrepro", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,sweep,datasets}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,sweep,datasets,check,retrain}")
 
     run = sub.add_parser("run", help="train one configuration for several seeds and print a table of results",
                          description="Train one configuration (method, K, shape, training settings) for several "
@@ -83,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "docs/data.md")
     run.add_argument("--data-root", default=None, help="folder with the dataset files (default: $SALREPRO_DATA, else data/raw)")
     run.add_argument("--download", action="store_true", help="let torchvision download missing files into the data root")
-    run.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda (default: auto)")
+    run.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N (default: auto)")
     run.add_argument("--store", default=None,
                      help="folder for the run records; finished runs there are reused, so an interrupted command resumes")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -104,6 +107,28 @@ def build_parser() -> argparse.ArgumentParser:
                         description="List the paper's ten datasets: present or missing under the data root, "
                                     "and what to do about the missing ones.")
     ds.add_argument("--data-root", default=None, help="folder to look in (default: $SALREPRO_DATA, else data/raw)")
+
+    check = sub.add_parser("check", help="check a params file and its data before anything runs (the pipeline's first stage)",
+                           description="Check every key and value of a params file (unknown keys included), its device, "
+                                       "and that every dataset it lists has its files under the data root; print one "
+                                       "line. The pipeline runs this first, so that a bad params.yaml stops `dvc repro` "
+                                       "before DVC removes any stage's outputs.")
+    check.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml)")
+
+    from .retrain import ORDER
+    retrain = sub.add_parser("retrain", help="retrain a profile (or some stages) from scratch, then `dvc repro` renders it",
+                             description="Train every run of the profile's stages again, ignoring the stored run records, "
+                                         "into results/<profile>/.retrain/; each stage's runs/ folders are swapped into "
+                                         "place only when all its runs are finished, so an interruption leaves the "
+                                         "committed results as they were, and the same command resumes. Then run "
+                                         "`dvc repro` to render the notebooks from the new runs.")
+    retrain.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml, the quick profile)")
+    retrain.add_argument("--stage", action="append", choices=ORDER, default=None,
+                         help="a stage to retrain (repeatable; default: all, in pipeline order). moe and preset_sweep "
+                              "reuse the area sweep's runs: retrain area_sweep with them to retrain those too")
+    retrain.add_argument("--no-progress", action="store_true", help="no progress bars")
+    check.add_argument("--stamp", default=None,
+                       help="file to write when the check passes (the DVC stage's output, which every stage depends on)")
     return parser
 
 
@@ -124,6 +149,9 @@ def cmd_run(args) -> int:
     except ParamsError as e:
         print(f"salrepro run: --method: {e}", file=sys.stderr)
         return EXIT_USAGE
+    ex.resolve_device(args.device)  # refused (SetupError) before any data is read
+    if args.store is not None:
+        ex.check_store(args.store)
     try:
         data_opts = data_options(args.dataset, dict(args.data_option))
     except ValueError as e:
@@ -169,6 +197,58 @@ def cmd_sweep(args) -> int:
     return EXIT_DIVERGED if diverged else EXIT_OK
 
 
+def cmd_retrain(args) -> int:
+    from .retrain import ORDER, retrain
+
+    t0 = time.perf_counter()
+    done = retrain(args.params, args.stage or ORDER, progress=False if args.no_progress else None)
+    for d in done:
+        print(f"{d['stage']}{'@' + d['dataset'] if d['dataset'] else ''}: new runs in {d['runs']}")
+    print(f"retrained in {time.perf_counter() - t0:.0f} s; now `dvc repro` renders the notebooks from the new runs")
+    return EXIT_OK
+
+
+def cmd_check(args) -> int:
+    from pathlib import Path
+
+    from .config import load_params
+    from .data import _spec, available
+    from .experiments import resolve_device
+
+    cfg = load_params(args.params)  # every key, unknown ones included: ParamsError
+    resolve_device(cfg["device"] if cfg["device"] != "auto" else None)
+    status = available(cfg["data"]["root"], cfg["datasets"])
+    for name in cfg["datasets"]:
+        if not status[name] and not (cfg["data"]["download"] and _spec(name).download):
+            print(f"salrepro check: {args.params}: datasets.{name}: cannot run: {status[name]} "
+                  "(set $SALREPRO_DATA or data.root to a folder that has it, or data.download: true)", file=sys.stderr)
+            return EXIT_DATA
+    if args.stamp:
+        Path(args.stamp).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.stamp).write_text("params checked\n")  # constant: a passing check never reruns the stages after it
+    print(f"{args.params}: ok (profile {cfg['profile']}; datasets {', '.join(cfg['datasets'])})")
+    return EXIT_OK
+
+
+def _interrupted(args) -> str:
+    """What an interruption kept, and how to go on."""
+    from pathlib import Path
+
+    store = getattr(args, "store", None)
+    if args.command == "sweep":
+        return "interrupted; finished runs are kept in the stage's runs/ folders: rerun the same command to resume"
+    if args.command == "retrain":
+        return ("interrupted; the committed results are untouched, and the runs finished so far are kept in "
+                "results/<profile>/.retrain/: rerun the same command to resume")
+    if store is None:
+        return "interrupted; nothing was kept (no --store): add --store DIR to make a run resumable"
+    runs = [p for p in Path(store).glob("*.json") if not p.name.startswith(".")]
+    ckpt = list(Path(store).glob(".ckpt-*.pt"))
+    return (f"interrupted; {len(runs)} finished run(s) kept in {store}"
+            + (" and the unfinished batch's checkpoint (last finished epoch)" if ckpt else "")
+            + ": rerun the same command to resume")
+
+
 def cmd_datasets(args) -> int:
     from .data import DATASETS, DISPLAY_NAMES, available, data_root
 
@@ -186,25 +266,41 @@ def cmd_datasets(args) -> int:
     return EXIT_OK
 
 
+class _Say(logging.Handler):
+    """The package's log lines on the current stderr, as 'salrepro: ...'."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"salrepro: {record.getMessage()}", file=sys.stderr)
+
+
 def main(argv=None) -> int:
     from .config import ParamsError
     from .data import DatasetError
+    from .experiments import SetupError
 
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse: --help (0) or a usage error (2)
         return int(e.code or 0)
+    logger = logging.getLogger("salrepro")
+    if not any(isinstance(h, _Say) for h in logger.handlers):  # resumes and reuses are said on stderr
+        logger.addHandler(_Say())
+        logger.setLevel(logging.INFO)
     try:
-        return {"run": cmd_run, "sweep": cmd_sweep, "datasets": cmd_datasets}[args.command](args)
+        commands = {"run": cmd_run, "sweep": cmd_sweep, "datasets": cmd_datasets, "check": cmd_check, "retrain": cmd_retrain}
+        return commands[args.command](args)
     except ParamsError as e:
         print(f"salrepro {args.command}: bad parameters: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except SetupError as e:
+        print(f"salrepro {args.command}: {e}", file=sys.stderr)
         return EXIT_USAGE
     except DatasetError as e:
         print(f"salrepro {args.command}: {e}", file=sys.stderr)
         return EXIT_DATA
     except KeyboardInterrupt:
-        print(f"salrepro {args.command}: interrupted; finished runs are kept in the store", file=sys.stderr)
+        print(f"salrepro {args.command}: {_interrupted(args)}", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import platform
@@ -30,9 +31,11 @@ from tqdm import tqdm  # text bars: tqdm.auto warns (with the machine's paths) i
 
 from . import __version__
 from .batched import train_many
-from .data import DATASETS, IN_FEATURES, NUM_CLASSES, data_options, display_name
+from .data import DATA_OPTIONS, DATASETS, IN_FEATURES, NUM_CLASSES, data_options, display_name
 from .models import build_model, count_parameters
 from .train import show_progress, train
+
+log = logging.getLogger("salrepro")
 
 # Bump when a change to the package changes results (not when it only speeds
 # things up): stored runs of another version are recomputed, never reused.
@@ -68,8 +71,15 @@ class RunConfig:
     def key(self) -> str:
         """Stable identity of the run (configuration + results version)."""
         fields = {**asdict(self), "options": list(self.options), "data_options": list(self.data_options)}
-        if not self.data_options:  # runs on the default data keep the keys they had before data options existed
-            del fields["data_options"]
+        opts = dict(self.data_options)
+        if opts.get("input_norm", "unit") == "unit":
+            # Before input_norm existed every run used [0, 1] inputs ("unit") and named only the data
+            # options it changed: such runs keep the keys they had, so the pre-calibration results stay
+            # readable. Every other map names all its options.
+            legacy = {k: v for k, v in opts.items() if k != "input_norm" and v != DATA_OPTIONS[k][1]}
+            fields["data_options"] = sorted(legacy.items())
+            if not legacy:
+                del fields["data_options"]
         blob = json.dumps({**fields, "v": RESULTS_VERSION}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -93,11 +103,40 @@ def grid(dataset, methods, seeds, *, options=None, **shared) -> list[RunConfig]:
     return [make_config(dataset, m, areas=k, seed=s, options=options, **shared) for m, k in methods for s in seeds]
 
 
+class SetupError(ValueError):
+    """A device or a run store that cannot be used; the message names it and says what can."""
+
+
+def devices_here() -> list[str]:
+    """The device names this machine can train on."""
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return ["auto", "cpu"] + (["cuda"] + [f"cuda:{i}" for i in range(n)] if n else [])
+
+
 def resolve_device(device: str | None) -> torch.device:
-    """`auto` (or None): CUDA when present, else CPU."""
+    """`auto` (or None): CUDA when present, else CPU; 'cpu', 'cuda', 'cuda:N' when this machine has it.
+    Anything else raises SetupError naming the devices that exist here."""
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    here = devices_here()
+    if device not in here:
+        kind = "no such device on this machine" if str(device).startswith("cuda") else "not a device salrepro trains on"
+        raise SetupError(f"device {device!r}: {kind}; devices here: {', '.join(here)}")
     return torch.device(device)
+
+
+def check_store(store) -> Path:
+    """The run store folder, created if needed; SetupError (naming the path) when it is a file or not writable."""
+    path = Path(store)
+    if path.exists() and not path.is_dir():
+        raise SetupError(f"store {path}: is a file, not a folder; give a folder for the run records")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=f".tmp-{os.getpid()}-probe"):
+            pass
+    except OSError as e:
+        raise SetupError(f"store {path}: cannot write there ({e.strerror or e}); give a writable folder") from None
+    return path
 
 
 def _model(config: RunConfig, data, dev):
@@ -124,17 +163,18 @@ def _record(config: RunConfig, model, history, seconds, dev, batched_with=1) -> 
     }
 
 
-def run_one(config: RunConfig, data, *, device="auto", progress=False) -> dict:
+def run_one(config: RunConfig, data, *, device="auto", progress=False, on_epoch=None) -> dict:
     """Train one model from scratch, alone, and return its result record."""
     dev = resolve_device(device)
     model = _model(config, data, dev)
     t0 = time.perf_counter()
     history = train(model, data, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-                    seed=config.seed, progress=progress, device=dev)
+                    seed=config.seed, progress=progress, device=dev, on_epoch=on_epoch)
     return _record(config, model, history, time.perf_counter() - t0, dev)
 
 
-def run_batch(configs: list[RunConfig], data, *, device="auto", progress=False, checkpoint=None) -> list[dict]:
+def run_batch(configs: list[RunConfig], data, *, device="auto", progress=False, checkpoint=None,
+              on_epoch=None) -> list[dict]:
     """Train models that share method, shape and training settings (seeds and,
     for SAL, K may differ) as one batched computation; one record each, equal
     to what `run_one` gives (tested to 1e-5)."""
@@ -144,7 +184,7 @@ def run_batch(configs: list[RunConfig], data, *, device="auto", progress=False, 
     t0 = time.perf_counter()
     histories = train_many(models, data, epochs=c0.epochs, batch_size=c0.batch_size, lr=c0.lr,
                            seeds=[c.seed for c in configs], progress=progress, device=dev,
-                           desc=f"{c0.dataset} {c0.method} x{len(configs)}", checkpoint=checkpoint)
+                           desc=f"{c0.dataset} {c0.method} x{len(configs)}", checkpoint=checkpoint, on_epoch=on_epoch)
     seconds = (time.perf_counter() - t0) / len(configs)
     return [_record(c, m, h, seconds, dev, len(configs)) for c, m, h in zip(configs, models, histories)]
 
@@ -261,7 +301,8 @@ def run_all(configs, data_for, *, store=None, read_from=(), device="auto", progr
     """
     configs = list(configs)
     loader = data_for if callable(data_for) else (lambda name: data_for)
-    store = Path(store) if store is not None else None
+    resolve_device(device)  # an unusable device is refused before anything is read or trained
+    store = check_store(store) if store is not None else None
     if store is not None:
         remove_stale_temporaries(store)
     stores = ([store] if store else []) + [Path(s) for s in read_from]
@@ -272,25 +313,30 @@ def run_all(configs, data_for, *, store=None, read_from=(), device="auto", progr
     batches = plan_batches(configs, budget) if batched else [[i] for i in range(len(configs))]
     records: list[dict | None] = [next((r for s in stores if (r := load_stored(s, c)) is not None), None) for c in configs]
     todo = [b for b in batches if any(records[i] is None for i in b)]
-    bar = tqdm(total=sum(len(b) for b in todo), desc=desc, disable=not show_progress(progress))
+    reused = sum(r is not None for r in records) - sum(records[i] is not None for b in todo for i in b)
+    if reused:
+        log.info("%s: %d of %d run(s) already stored: reused, not retrained", desc, reused, len(configs))
+    # progress in model-epochs, so that a batch trained together moves the bar at every epoch
+    bar = tqdm(total=sum(len(b) * configs[b[0]].epochs for b in todo), desc=desc, unit="model-epoch",
+               disable=not show_progress(progress))
     for batch in todo:
         chosen = [configs[i] for i in batch]
         c = chosen[0]
         bar.set_postfix_str(f"{c.dataset} {c.method} d{c.depth} w{c.hidden} x{len(chosen)}")
         data = loader(c.dataset)
         ckpt = None
+        on_epoch = (lambda epoch, n=len(chosen): bar.update(n))
         if batch_key(c) is None:  # fa, dfa: alone, by the plain loop
-            done = [run_one(c, data, device=device)]
+            done = [run_one(c, data, device=device, on_epoch=on_epoch)]
         else:  # a checkpoint at every epoch end: an interrupted batch resumes mid-training
             ckpt = store / f".ckpt-{batch_id(chosen)}.pt" if store else None
-            done = run_batch(chosen, data, device=device, checkpoint=ckpt)
+            done = run_batch(chosen, data, device=device, checkpoint=ckpt, on_epoch=on_epoch)
         for i, record in zip(batch, done):
             records[i] = record
             if store:
                 write_json_atomic(store / configs[i].filename(), record)
         if store and ckpt is not None:
             ckpt.unlink(missing_ok=True)
-        bar.update(len(chosen))
     bar.close()
     return records
 

@@ -170,9 +170,10 @@ def show(fig, path):
     nothing else draws it twice."""
     from IPython.display import Image
 
+    title = fig._suptitle.get_text() if fig._suptitle is not None else next((a.get_title() for a in fig.axes if a.get_title()), "")
     path = save(fig, path)
     plt.close(fig)
-    return Image(filename=str(path))
+    return Image(filename=str(path), alt=title or Path(path).stem)  # the alt text of the HTML page's <img>
 
 
 def calibration(table: pd.DataFrame, sigma: float = 2.0):

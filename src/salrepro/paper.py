@@ -130,15 +130,16 @@ def _direction(a, b, metric="val_accuracy_pct") -> tuple[str, float]:
     return ("supported" if z > SIG_SE else "contradicted" if z < -SIG_SE else "inconclusive"), diff
 
 
-def _overall(claim, per_dataset: list[str], evidence: list[str], need: float = 0.5) -> dict:
+def _overall(cid, claim, per_dataset: list[str], evidence: list[str], need: float = 0.5) -> dict:
+    """cid: a short name for the claim (the key of report.json and `dvc metrics show`)."""
     if not per_dataset:
-        return {"claim": claim, "verdict": "not testable", "evidence": "no dataset in our results can test it"}
+        return {"id": cid, "claim": claim, "verdict": "not testable", "evidence": "no dataset in our results can test it"}
     n = len(per_dataset)
     counts = {v: per_dataset.count(v) for v in ("supported", "contradicted", "inconclusive")}
     verdict = "supported" if counts["supported"] > need * n else "not supported"
     head = (f"of {n} dataset(s): {counts['supported']} support it, {counts['contradicted']} contradict it, "
             f"{counts['inconclusive']} inconclusive (a difference under {SIG_SE:g} standard errors of the seed means). ")
-    return {"claim": claim, "verdict": verdict, "evidence": head + "; ".join(evidence)}
+    return {"id": cid, "claim": claim, "verdict": verdict, "evidence": head + "; ".join(evidence)}
 
 
 def claim_sal_beats_bp(summary: pd.DataFrame) -> dict:
@@ -155,7 +156,7 @@ def claim_sal_beats_bp(summary: pd.DataFrame) -> dict:
         p_bp, p_best = _paper_acc(ds, "bp", 1), max((_paper_acc(ds, "sal", k) or -1) for k in (1, 2, 4, 8, 16))
         ev.append(f"{DISPLAY_NAMES[ds]}: best SAL-{best['areas']} {best['val_accuracy_pct_mean']:.1f}% vs BP "
                   f"{bp['val_accuracy_pct_mean']:.1f}% ({verdict})" + (f", paper {p_best:.1f}% vs {p_bp:.1f}%" if p_bp else ""))
-    return _overall("SAL beats the BP baseline (nine of ten datasets)", per, ev, need=0.85 if len(per) >= 10 else 0.5)
+    return _overall("sal_beats_bp", "SAL beats the BP baseline (nine of ten datasets)", per, ev, need=0.85 if len(per) >= 10 else 0.5)
 
 
 def _smallest_and_largest_k(summary: pd.DataFrame):
@@ -175,7 +176,7 @@ def claim_accuracy_rises_with_k(summary: pd.DataFrame) -> dict:
         p_lo, p_hi = _paper_acc(ds, "sal", int(lo["areas"])), _paper_acc(ds, "sal", int(hi["areas"]))
         ev.append(f"{DISPLAY_NAMES[ds]}: SAL-{lo['areas']} {lo['val_accuracy_pct_mean']:.1f}% -> SAL-{hi['areas']} "
                   f"{hi['val_accuracy_pct_mean']:.1f}% ({verdict})" + (f", paper {p_lo:.1f}% -> {p_hi:.1f}%" if p_lo and p_hi else ""))
-    return _overall("Accuracy rises with the number of areas K", per, ev)
+    return _overall("accuracy_rises_with_k", "Accuracy rises with the number of areas K", per, ev)
 
 
 def claim_train_loss_falls_with_k(summary: pd.DataFrame) -> dict:
@@ -186,7 +187,7 @@ def claim_train_loss_falls_with_k(summary: pd.DataFrame) -> dict:
         per.append(verdict)
         ev.append(f"{DISPLAY_NAMES[ds]}: SAL-{lo['areas']} {lo['train_loss_mean']:.2f} -> SAL-{hi['areas']} "
                   f"{hi['train_loss_mean']:.2f} ({verdict})")
-    return _overall("Training loss falls as K grows", per, ev)
+    return _overall("train_loss_falls_with_k", "Training loss falls as K grows", per, ev)
 
 
 def claim_gap_grows_with(summary: pd.DataFrame, axis: str) -> dict:
@@ -213,7 +214,7 @@ def claim_gap_grows_with(summary: pd.DataFrame, axis: str) -> dict:
         per.append(verdict)
         ev.append(f"{DISPLAY_NAMES[ds]}: SAL - BP gap " + ", ".join(
             f"{name} {v}: {r1['val_accuracy_pct_mean'] - r2['val_accuracy_pct_mean']:+.1f}" for v, r1, r2 in gaps) + f" ({verdict})")
-    return _overall(f"SAL's advantage over BP grows with {name}", per, ev)
+    return _overall(f"gap_grows_with_{name}", f"SAL's advantage over BP grows with {name}", per, ev)
 
 
 def claim_trains_at_depth(summary: pd.DataFrame) -> dict:
@@ -231,7 +232,7 @@ def claim_trains_at_depth(summary: pd.DataFrame) -> dict:
         per.append("supported" if ok else "contradicted")
         ev.append(f"{DISPLAY_NAMES[ds]} (chance {chance[ds]:.0f}%): "
                   + ", ".join(f"depth {k}: {a:.1f} +- {se:.1f}%" for k, a, se in above))
-    return _overall("SAL trains at every depth (accuracy above chance)", per, ev)
+    return _overall("trains_at_every_depth", "SAL trains at every depth (accuracy above chance)", per, ev)
 
 
 def _majority(verdicts: list[str]) -> str:
@@ -254,7 +255,7 @@ def claim_sal_beats_moe(summary: pd.DataFrame) -> dict:
         ev.append(f"{DISPLAY_NAMES[ds]}: " + ", ".join(
             f"K={k} SAL {a['val_accuracy_pct_mean']:.1f} vs MoE {b['val_accuracy_pct_mean']:.1f} ({v})"
             for (k, a, b), v in zip(pairs, verdicts)))
-    return _overall("SAL beats a BP-trained top-1 MoE at equal K", per, ev)
+    return _overall("sal_beats_moe", "SAL beats a BP-trained top-1 MoE at equal K", per, ev)
 
 
 def side_by_side(comparison: pd.DataFrame) -> pd.DataFrame:

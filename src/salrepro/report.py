@@ -62,7 +62,7 @@ def build_report(results="results/quick", params: dict | None = None, data_root=
     preset_name = params["preset_sweep"]["preset"] if params else "preset"
     preset_comparison = paper.compare_area_sweep(preset, sigma) if not preset.empty else pd.DataFrame()
     if not preset.empty:  # the same claims, tested under the named preset (SAL-METHOD.md's defaults stay the defaults)
-        claims += [{**c, "claim": f"{c['claim']} [preset {preset_name}]"}
+        claims += [{**c, "id": f"{c['id']}_preset_{preset_name}", "claim": f"{c['claim']} [preset {preset_name}]"}
                    for c in (paper.claim_sal_beats_bp(preset), paper.claim_accuracy_rises_with_k(preset))]
     missing = not_run_reasons(params, ran, data_root) if params else pd.DataFrame()
     calibration = read_calibration(results, params)
@@ -189,8 +189,9 @@ def write_report(rep: dict, out_dir="results/quick/report") -> dict:
     metrics = {**({"calibration": calibration_stage.headline(calib)["cells_within"]} if len(calib) else {}),
                "cells_within": cell_counts(rep["comparison"]),
                f"cells_within_preset_{rep['preset']}": cell_counts(rep["preset_comparison"]),
-               "claims": {c["claim"]: c["verdict"] for c in rep["claims"]}}
-    write_json_atomic(out / "report.json", {**metrics, "claims_detail": rep["claims"]})
+               "claims": {c["id"]: c["verdict"] for c in rep["claims"]}}
+    write_json_atomic(out / "report.json", metrics)  # headline numbers only: what `dvc metrics show` prints
+    write_json_atomic(out / "claims.json", rep["claims"])  # each claim in words, with its evidence
     return metrics
 
 

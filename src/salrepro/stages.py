@@ -86,25 +86,33 @@ def write_curves(curves: pd.DataFrame, stage: str, folder: Path) -> None:
         g[["epoch", "val_accuracy_pct", "train_loss", "val_loss"]].round(6).to_csv(folder / f"{name}.csv", index=False)
 
 
-def headline_metrics(stage: str, summary: pd.DataFrame) -> dict:
-    """Nested {label: {metric: value}} (depth/width: {label: {depth_8: {...}}})."""
-    out: dict = {}
+def headline_metrics(stage: str, summary: pd.DataFrame, comparison: pd.DataFrame | None = None) -> dict:
+    """What `dvc metrics show` prints: mean final validation accuracy per method (depth and width:
+    per method and shape) and, for Tables 2/3, how many accuracy cells agree with the paper.
+    The full numbers (stds, losses) are in summary.csv."""
+    acc: dict = {}
     for r in summary.itertuples():
-        vals = {m: round(float(getattr(r, f"{m}_mean")), 4) for m in paper.METRICS}
-        vals.update({f"{m}_std": round(float(getattr(r, f"{m}_std")), 4) if pd.notna(getattr(r, f"{m}_std")) else None
-                     for m in paper.METRICS})
+        v = round(float(r.val_accuracy_pct_mean), 2)
         if stage == "depth":
-            out.setdefault(r.label, {})[f"depth_{r.depth}"] = vals
+            acc.setdefault(r.label, {})[f"depth_{r.depth}"] = v
         elif stage == "width":
-            out.setdefault(r.label, {})[f"width_{r.hidden}"] = {**vals, "params_active": int(r.params_active),
-                                                                 "params_total": int(r.params_total)}
+            acc.setdefault(r.label, {})[f"width_{r.hidden}"] = v
         else:
-            out[r.label] = vals
+            acc[r.label] = v
+    out = {"val_accuracy_pct": acc}
+    if comparison is not None:
+        cells = comparison[(comparison["metric"] == "val_accuracy_pct") & comparison["z"].notna()]
+        out["accuracy_cells_within"] = int(cells["verdict"].str.startswith("within").sum())
+        out["accuracy_cells"] = int(len(cells))
     return out
 
 
-def run_stage(stage: str, dataset: str, *, params_file="params.yaml", out_dir=None, progress=None) -> StageOutput:
-    """Run (or resume) one stage instance and write its outputs to `out_dir`."""
+def run_stage(stage: str, dataset: str, *, params_file="params.yaml", out_dir=None, progress=None,
+              area_sweep_runs=None) -> StageOutput:
+    """Run (or resume) one stage instance and write its outputs to `out_dir`.
+
+    area_sweep_runs: the area sweep's runs folder, whose runs moe (its SAL runs) and preset_sweep (its
+    BP runs) reuse; default: `<out_dir>/../../area_sweep/<dataset>/runs`, beside this stage's folder."""
     cfg = load_params(params_file)
     s = stage_settings(cfg, stage, dataset)
     out_dir = Path(out_dir if out_dir is not None else f"results/{cfg['profile']}/{stage}/{dataset}")
@@ -113,14 +121,15 @@ def run_stage(stage: str, dataset: str, *, params_file="params.yaml", out_dir=No
     if any(c.batch_size > data.x_train.shape[0] for c in configs):
         raise ValueError(f"{stage}.batch_size: {s['batch_size']} exceeds the {data.x_train.shape[0]} training samples of {dataset}")
     # moe and preset_sweep share runs with the area sweep (its SAL runs; its BP runs)
-    read_from = [out_dir.parent.parent / "area_sweep" / dataset / "runs"] if stage in ("moe", "preset_sweep") else []
+    shared = Path(area_sweep_runs) if area_sweep_runs is not None else out_dir.parent.parent / "area_sweep" / dataset / "runs"
+    read_from = [shared] if stage in ("moe", "preset_sweep") else []
     records = ex.run_all(configs, data, store=out_dir / "runs", read_from=read_from, device=s["device"],
                          progress=progress, desc=f"{stage} {dataset}")
     summary = ex.summarize(records)
     curves = ex.curves_frame(records)
     occupancy = ex.occupancy_frame(records)
     comparison = paper.compare_area_sweep(summary, cfg["report"]["sigma"]) if stage in TABLE2_STAGES else None
-    metrics = headline_metrics(stage, summary)
+    metrics = headline_metrics(stage, summary, comparison)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary.to_csv(out_dir / "summary.csv", index=False)
     curves.to_csv(out_dir / "curves_all.csv", index=False)
@@ -151,11 +160,13 @@ def dataset_table(params_file="params.yaml", out_dir="results/quick/datasets") -
     cache file of its own), saved as table1.csv."""
     import tempfile
 
-    from .data import table1
+    from .data import data_root, table1
 
     cfg = load_params(params_file)
     with tempfile.TemporaryDirectory() as tmp:
         table = table1(cfg["data"]["root"], cache_dir=tmp, options=cfg["datasets"])
+    root = str(data_root(cfg["data"]["root"]))  # no path of the rendering machine in the committed table
+    table["status"] = table["status"].str.replace(root, "the data root", regex=False)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     table.to_csv(Path(out_dir) / "table1.csv", index=False)
     return table

@@ -94,7 +94,7 @@ def check_training_args(epochs, batch_size, lr, n_train: int) -> None:
 
 
 def train(model, data, *, epochs: int, batch_size: int, lr: float, seed: int = 0, progress: bool | None = None,
-          device=None) -> list[dict]:
+          device=None, on_epoch=None) -> list[dict]:
     """Train `model` with its own learning rule; return one dict per epoch:
     epoch, train_loss (mean over the epoch's samples, each batch's loss taken
     before its update), val_loss, val_accuracy, occupancy {routed layer: [count per area]}.
@@ -129,6 +129,8 @@ def train(model, data, *, epochs: int, batch_size: int, lr: float, seed: int = 0
             }
         )
         bar.set_postfix(loss=f"{history[-1]['train_loss']:.3f}", acc=f"{val['accuracy']:.3f}")
+        if on_epoch is not None:
+            on_epoch(epoch)
         if diverged(model, history[-1]):
             history[-1]["diverged"] = True  # stop: a NaN or Inf never comes back
             break

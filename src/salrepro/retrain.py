@@ -1,0 +1,105 @@
+"""Retraining a profile from scratch, without putting its committed results at risk.
+
+`dvc repro` reuses the run records committed under `results/<profile>/*/runs/`
+(one JSON file per trained model), so on a fresh clone it trains nothing. To
+check that the numbers come out of the code rather than out of those files:
+
+    salrepro retrain                        # every stage of params.yaml's profile
+    salrepro retrain --stage area_sweep     # one stage (all its datasets)
+    dvc repro                               # then render the notebooks from the new runs
+
+Each stage instance trains into a staging folder,
+`results/<profile>/.retrain/<stage>/...`, reading no stored run. Only when
+all of its runs are finished is each of its `runs/` folders swapped into
+place (the old one renamed aside, the new one renamed in, the old one
+deleted), so an interruption leaves the committed results exactly as they
+were; running the same command again resumes the staging folder where it
+stopped (runs stored, batches from their epoch checkpoints).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+from .calibration import run_calibration
+from .config import STAGES, load_params
+from .protocol import run_study
+from .stages import run_stage
+
+log = logging.getLogger("salrepro")
+ORDER = ("calibration", "area_sweep", "preset_sweep", "moe", "depth", "width", "protocol_study")  # moe and
+# preset_sweep reuse the area sweep's runs: retrained first, it is in place before they read it
+assert set(ORDER) == {"calibration", "protocol_study", *STAGES}
+
+
+def staging_root(results: Path) -> Path:
+    return Path(results) / ".retrain"
+
+
+def restore_interrupted_swaps(results: Path) -> None:
+    """A swap interrupted between its two renames left `runs.old` and no `runs`: put the old one back."""
+    for old in Path(results).glob("**/runs.old"):
+        live = old.with_name("runs")
+        if live.exists():
+            shutil.rmtree(old)
+        else:
+            os.replace(old, live)
+
+
+def swap_in(new: Path, live: Path) -> None:
+    """Put the finished `new` runs folder in the place of `live`."""
+    old = live.with_name(live.name + ".old")
+    live.parent.mkdir(parents=True, exist_ok=True)
+    if live.exists():
+        os.replace(live, old)
+    os.replace(new, live)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _instances(cfg: dict, stages) -> list[tuple[str, str | None]]:
+    out = []
+    for stage in ORDER:
+        if stage not in stages:
+            continue
+        if stage in ("calibration", "protocol_study"):
+            out.append((stage, None))
+        else:
+            out += [(stage, ds) for ds in cfg[stage]["datasets"]]
+    return out
+
+
+def retrain(params_file="params.yaml", stages=ORDER, results=None, progress=None) -> list[dict]:
+    """Retrain the stages of a profile from scratch (see the module doc); returns what was swapped in, with times."""
+    cfg = load_params(params_file)
+    unknown = [s for s in stages if s not in ORDER]
+    if unknown:
+        raise ValueError(f"unknown stage(s) {unknown}; allowed: {list(ORDER)}")
+    results = Path(results if results is not None else f"results/{cfg['profile']}")
+    staging = staging_root(results)
+    restore_interrupted_swaps(results)
+    done = []
+    for stage, dataset in _instances(cfg, stages):
+        t0 = time.perf_counter()
+        if stage == "calibration":
+            out = staging / "calibration"
+            run_calibration(params_file, out, progress=progress)
+        elif stage == "protocol_study":
+            out = staging / "protocol_study"
+            run_study(params_file, out, progress=progress)
+        else:
+            out = staging / stage / dataset
+            run_stage(stage, dataset, params_file=params_file, out_dir=out, progress=progress,
+                      area_sweep_runs=results / "area_sweep" / dataset / "runs")  # in place, retrained first
+        for new in sorted(out.glob("**/runs")):
+            live = results / new.relative_to(staging)
+            swap_in(new, live)
+            done.append({"stage": stage, "dataset": dataset, "runs": str(live), "seconds": time.perf_counter() - t0})
+        log.info("%s%s: retrained in %.0f s; its runs are in place", stage, f"@{dataset}" if dataset else "",
+                 time.perf_counter() - t0)
+        shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(staging, ignore_errors=True)
+    return done

@@ -23,19 +23,19 @@ def test_push_then_pull_into_a_fresh_clone(tmp_path):
     remote = tmp_path / "remote"
     first, second = tmp_path / "first", tmp_path / "second"
     sh("git", "clone", "-q", str(ROOT), str(first), cwd=tmp_path)
-    sh("dvc", "repro", "--single-item", "prepare@digits", cwd=first)  # the DVC-cached data stage
+    sh("dvc", "repro", "prepare@digits", cwd=first)  # the DVC-cached data stage (after the params check it depends on)
     produced = first / "data/cache/digits.pt"
     digest = hashlib.md5(produced.read_bytes()).hexdigest()
     lock = yaml.safe_load((first / "dvc.lock").read_text())
     assert lock["stages"]["prepare@digits"]["outs"][0]["md5"] == digest
     sh("dvc", "remote", "add", "--local", "-d", "store", str(remote), cwd=first)
-    sh("dvc", "push", "prepare@digits", cwd=first)
+    sh("dvc", "push", "check", "prepare@digits", cwd=first)
     assert any(p.is_file() for p in remote.rglob("*"))
 
     sh("git", "clone", "-q", str(ROOT), str(second), cwd=tmp_path)
     assert not (second / "data/cache/digits.pt").exists()
     sh("dvc", "remote", "add", "--local", "-d", "store", str(remote), cwd=second)
-    sh("dvc", "pull", "prepare@digits", cwd=second)
+    sh("dvc", "pull", "check", "prepare@digits", cwd=second)
     pulled = second / "data/cache/digits.pt"
     assert hashlib.md5(pulled.read_bytes()).hexdigest() == digest
     status = sh("dvc", "status", "prepare@digits", cwd=second)

@@ -81,3 +81,23 @@ def test_diverged_runs_are_reported_not_averaged():
     s.loc[1, ["seeds", "val_accuracy_pct_mean"]] = [0, float("nan")]
     c = paper.compare_area_sweep(s)
     assert c[(c["label"] == "SAL-16") & (c["metric"] == "val_accuracy_pct")]["verdict"].iloc[0] == "diverged (2 of 2 runs diverged)"
+
+
+def test_results_on_the_rebuilt_usps_split_say_so_in_tables_and_claims():
+    s = summary([("usps", "bp", 1, 81.0, 0.4, 0.8), ("usps", "sal", 1, 85.0, 0.4, 0.6),
+                 ("usps", "sal", 16, 86.0, 0.4, 0.5)]).assign(display="USPS (training split rebuilt)")
+    comp = paper.compare_area_sweep(s)
+    assert set(comp["display"]) == {"USPS (training split rebuilt)"}
+    assert "USPS (training split rebuilt): best SAL-16" in paper.claim_sal_beats_bp(s)["evidence"]
+    assert set(paper.compare_area_sweep(s.drop(columns="display"))["display"]) == {"USPS"}  # no data options known
+
+
+def test_summaries_name_the_rebuilt_usps_split_from_the_runs_data_options():
+    from salrepro import experiments as ex
+    record = {"config": {"dataset": "usps", "method": "bp", "areas": 1, "depth": 2, "hidden": 8, "seed": 0, "lr": 0.1,
+                         "epochs": 1, "batch_size": 16, "options": {},
+                         "data_options": {"input_norm": "pm1", "usps_train": "rebuilt"}},
+              "label": "BP", "final": {"val_accuracy": 0.8, "train_loss": 0.5, "val_loss": 0.6},
+              "parameters": {"total": 1, "active": 1}, "seconds": 1.0, "diverged": None, "history": []}
+    s = ex.summarize([record])
+    assert s["display"].tolist() == ["USPS (training split rebuilt)"] and s["input_norm"].tolist() == ["pm1"]

@@ -43,8 +43,6 @@ def compare(summary: pd.DataFrame, sigma: float) -> pd.DataFrame:
              for norm, g in summary.groupby("input_norm", sort=False)]
     out = pd.concat(parts, ignore_index=True)
     out = out[out["method"] == "bp"]
-    displays = summary.drop_duplicates("dataset").set_index("dataset")["display"]
-    out["display"] = out["dataset"].map(displays)
     cols = ["dataset", "display", "input_norm", "metric", "ours_mean", "ours_std", "seeds", "diverged",
             "paper_mean", "paper_std", "diff", "z", "verdict"]
     return out[cols].reset_index(drop=True)

@@ -46,6 +46,16 @@ def paper_table2() -> pd.DataFrame:
     return df
 
 
+def display_of(table: pd.DataFrame, dataset: str) -> str:
+    """How results on `dataset` are named: the table's `display` column where it has one (e.g. "USPS
+    (training split rebuilt)", from the runs' data options), else the paper's spelling."""
+    if "display" in table:
+        names = table.loc[table["dataset"] == dataset, "display"].dropna()
+        if len(names):
+            return str(names.iloc[0])
+    return DISPLAY_NAMES[dataset]
+
+
 def label(method: str, areas: int) -> str:
     return {"sal": f"SAL-{areas}", "moe": f"MoE-{areas}"}.get(method, method.upper())
 
@@ -72,7 +82,7 @@ def compare_area_sweep(summary: pd.DataFrame, sigma: float = 2.0) -> pd.DataFram
         for method, areas in keys:
             for metric in METRICS:
                 p = ref[(ref["method"] == method) & (ref["areas"] == areas) & (ref["metric"] == metric)]
-                row = {"dataset": ds, "display": DISPLAY_NAMES[ds], "label": label(method, areas), "method": method,
+                row = {"dataset": ds, "display": display_of(summary, ds), "label": label(method, areas), "method": method,
                        "areas": areas, "metric": metric, "ours_mean": np.nan, "ours_std": np.nan, "seeds": 0, "diverged": 0,
                        "paper_mean": np.nan, "paper_std": np.nan, "diff": np.nan, "combined_std": np.nan, "z": np.nan}
                 if (method, areas) in ours.index:
@@ -154,7 +164,7 @@ def claim_sal_beats_bp(summary: pd.DataFrame) -> dict:
         verdict, diff = _direction(best, bp)
         per.append(verdict)
         p_bp, p_best = _paper_acc(ds, "bp", 1), max((_paper_acc(ds, "sal", k) or -1) for k in (1, 2, 4, 8, 16))
-        ev.append(f"{DISPLAY_NAMES[ds]}: best SAL-{best['areas']} {best['val_accuracy_pct_mean']:.1f}% vs BP "
+        ev.append(f"{display_of(summary, ds)}: best SAL-{best['areas']} {best['val_accuracy_pct_mean']:.1f}% vs BP "
                   f"{bp['val_accuracy_pct_mean']:.1f}% ({verdict})" + (f", paper {p_best:.1f}% vs {p_bp:.1f}%" if p_bp else ""))
     return _overall("sal_beats_bp", "SAL beats the BP baseline (nine of ten datasets)", per, ev, need=0.85 if len(per) >= 10 else 0.5)
 
@@ -174,7 +184,7 @@ def claim_accuracy_rises_with_k(summary: pd.DataFrame) -> dict:
         verdict, _ = _direction(hi, lo)
         per.append(verdict)
         p_lo, p_hi = _paper_acc(ds, "sal", int(lo["areas"])), _paper_acc(ds, "sal", int(hi["areas"]))
-        ev.append(f"{DISPLAY_NAMES[ds]}: SAL-{lo['areas']} {lo['val_accuracy_pct_mean']:.1f}% -> SAL-{hi['areas']} "
+        ev.append(f"{display_of(summary, ds)}: SAL-{lo['areas']} {lo['val_accuracy_pct_mean']:.1f}% -> SAL-{hi['areas']} "
                   f"{hi['val_accuracy_pct_mean']:.1f}% ({verdict})" + (f", paper {p_lo:.1f}% -> {p_hi:.1f}%" if p_lo and p_hi else ""))
     return _overall("accuracy_rises_with_k", "Accuracy rises with the number of areas K", per, ev)
 
@@ -185,7 +195,7 @@ def claim_train_loss_falls_with_k(summary: pd.DataFrame) -> dict:
     for ds, lo, hi in _smallest_and_largest_k(summary):
         verdict, _ = _direction(lo, hi, "train_loss")  # supported when K=1's loss is above the largest K's
         per.append(verdict)
-        ev.append(f"{DISPLAY_NAMES[ds]}: SAL-{lo['areas']} {lo['train_loss_mean']:.2f} -> SAL-{hi['areas']} "
+        ev.append(f"{display_of(summary, ds)}: SAL-{lo['areas']} {lo['train_loss_mean']:.2f} -> SAL-{hi['areas']} "
                   f"{hi['train_loss_mean']:.2f} ({verdict})")
     return _overall("train_loss_falls_with_k", "Training loss falls as K grows", per, ev)
 
@@ -212,7 +222,7 @@ def claim_gap_grows_with(summary: pd.DataFrame, axis: str) -> dict:
         z = (g1 - g0) / se if se else math.copysign(math.inf, g1 - g0) if g1 != g0 else 0.0
         verdict = "supported" if z > SIG_SE else "contradicted" if z < -SIG_SE else "inconclusive"
         per.append(verdict)
-        ev.append(f"{DISPLAY_NAMES[ds]}: SAL - BP gap " + ", ".join(
+        ev.append(f"{display_of(summary, ds)}: SAL - BP gap " + ", ".join(
             f"{name} {v}: {r1['val_accuracy_pct_mean'] - r2['val_accuracy_pct_mean']:+.1f}" for v, r1, r2 in gaps) + f" ({verdict})")
     return _overall(f"gap_grows_with_{name}", f"SAL's advantage over BP grows with {name}", per, ev)
 
@@ -230,7 +240,7 @@ def claim_trains_at_depth(summary: pd.DataFrame) -> dict:
                  for r in d.itertuples()]
         ok = all(a - SIG_SE * se > chance[ds] for _, a, se in above)
         per.append("supported" if ok else "contradicted")
-        ev.append(f"{DISPLAY_NAMES[ds]} (chance {chance[ds]:.0f}%): "
+        ev.append(f"{display_of(summary, ds)} (chance {chance[ds]:.0f}%): "
                   + ", ".join(f"depth {k}: {a:.1f} +- {se:.1f}%" for k, a, se in above))
     return _overall("trains_at_every_depth", "SAL trains at every depth (accuracy above chance)", per, ev)
 
@@ -252,7 +262,7 @@ def claim_sal_beats_moe(summary: pd.DataFrame) -> dict:
         pairs = [(k, _row(s, ds, "sal", k), _row(s, ds, "moe", k)) for k in ks]
         verdicts = [_direction(a, b)[0] for _, a, b in pairs]
         per.append(_majority([v for (k, _, _), v in zip(pairs, verdicts) if k > 1] or verdicts))
-        ev.append(f"{DISPLAY_NAMES[ds]}: " + ", ".join(
+        ev.append(f"{display_of(summary, ds)}: " + ", ".join(
             f"K={k} SAL {a['val_accuracy_pct_mean']:.1f} vs MoE {b['val_accuracy_pct_mean']:.1f} ({v})"
             for (k, a, b), v in zip(pairs, verdicts)))
     return _overall("sal_beats_moe", "SAL beats a BP-trained top-1 MoE at equal K", per, ev)

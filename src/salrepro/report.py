@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import calibration as calibration_stage
 from . import paper
 from .data import DATASETS, DISPLAY_NAMES, available, project_root
 from .data import data_root as resolve_data_root
 from .experiments import write_json_atomic
-from . import calibration as calibration_stage
 from .stages import read_stage_outputs
 
 def not_run_reasons(params: dict, ran: set, data_root=None) -> pd.DataFrame:
@@ -143,7 +143,7 @@ def summary_markdown(rep: dict) -> str:
                 + calibration_stage.conclusion(calib, rep["sigma"]) + "\n\n")
     if comp.empty:
         return text + "No Table 2/3 results yet: run `dvc repro`."
-    ds = ", ".join(DISPLAY_NAMES[d] for d in dict.fromkeys(comp.loc[comp["seeds"] > 0, "dataset"]))
+    ds = ", ".join(paper.display_of(comp, d) for d in dict.fromkeys(comp.loc[comp["seeds"] > 0, "dataset"]))
     counts = cell_counts(comp)
     maps = input_maps(rep["stages"]["area_sweep"])
     lines.append(f"Profile `{rep['profile']}`; Tables 2/3 run on: {ds}, inputs under `input_norm` "
@@ -156,7 +156,7 @@ def summary_markdown(rep: dict) -> str:
     acc = comp[(comp["metric"] == "val_accuracy_pct") & (comp["seeds"] > 0)]
     for d, g in acc.groupby("dataset", sort=False):
         cells = ", ".join(f"{r.label} {r.ours_mean:.1f} ({r.paper_mean:.1f})" for r in g.itertuples() if pd.notna(r.paper_mean))
-        lines.append(f"{DISPLAY_NAMES[d]} accuracy %, ours (paper): {cells}.")
+        lines.append(f"{paper.display_of(comp, d)} accuracy %, ours (paper): {cells}.")
     pre = rep.get("preset_comparison", pd.DataFrame())
     if len(pre):
         pacc = pre[(pre["metric"] == "val_accuracy_pct") & (pre["seeds"] > 0)]
@@ -165,7 +165,7 @@ def summary_markdown(rep: dict) -> str:
                      f"accuracy cells that agree {pc['within']}/{pc['cells']}.")
         for d, g in pacc.groupby("dataset", sort=False):
             cells = ", ".join(f"{r.label} {r.ours_mean:.1f}" for r in g.itertuples() if r.method == "sal")
-            lines.append(f"{DISPLAY_NAMES[d]} accuracy % under `{rep['preset']}`: {cells}.")
+            lines.append(f"{paper.display_of(pre, d)} accuracy % under `{rep['preset']}`: {cells}.")
     for c in rep["claims"]:
         lines.append(f"Claim \"{c['claim']}\": **{c['verdict']}**.")
     if len(rep["not_run"]):

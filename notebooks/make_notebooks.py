@@ -191,7 +191,7 @@ nb([
        "`params.yaml` (`preset_sweep.preset`; docs/method.md). SAL-METHOD.md's defaults stay the defaults: this "
        "is the reading the protocol study found closest to the paper, shown beside them."),
     code('paper.side_by_side(rep["preset_comparison"]) if len(rep["preset_comparison"]) else "no preset-sweep results"'),
-    check('print({m: v for m, v in metrics["cells_within"].items()})\nprint({c: v for c, v in metrics["claims"].items()})'),
+    check('print(metrics["cells_within"], "of", metrics["cells_per_metric"])\nprint(metrics["claims"])'),
     md("## Claims of the paper's text"),
     code('report.wrapped(paper.claims_frame(rep["claims"]))'),
     md("## What we could not run, and why"),

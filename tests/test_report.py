@@ -38,3 +38,24 @@ def test_not_run_reasons_name_the_profile(tmp_path):
     assert "files not present here" in reasons.set_index("dataset").loc["mnist", "reason"]
     assert not any(str(tmp_path) in r for r in reasons["reason"])  # no machine's path in not_run.csv
     assert "under the data root" in reasons.set_index("dataset").loc["mnist", "reason"]
+
+
+def test_report_metrics_are_headline_numbers_only(tmp_path):
+    """report.json is what `dvc metrics show` prints: counts and verdicts, no prose."""
+    import json
+
+    from salrepro.config import load_params
+    params = load_params("tests/notebooks/params-test.yaml")
+    rep = report.build_report("tests/notebooks/results", params)
+    report.write_report(rep, tmp_path)
+    metrics = json.loads((tmp_path / "report.json").read_text())
+
+    def leaves(d):
+        for v in d.values():
+            yield from (leaves(v) if isinstance(v, dict) else [v])
+
+    values = list(leaves(metrics))
+    assert values and all(isinstance(v, (int, float)) or (isinstance(v, str) and len(v) <= 16) for v in values)
+    assert set(metrics["calibration_within"]) == set(params["calibration"]["input_norms"])
+    claims = json.loads((tmp_path / "claims.json").read_text())
+    assert {c["id"] for c in claims} == set(metrics["claims"]) and all(c["evidence"] for c in claims)

@@ -186,9 +186,13 @@ def write_report(rep: dict, out_dir="results/quick/report") -> dict:
     rep["not_run"].to_csv(out / "not_run.csv", index=False)
     (out / "summary.md").write_text(summary_markdown(rep) + "\n")
     calib = rep.get("calibration", pd.DataFrame())
-    metrics = {**({"calibration": calibration_stage.headline(calib)["cells_within"]} if len(calib) else {}),
-               "cells_within": cell_counts(rep["comparison"]),
-               f"cells_within_preset_{rep['preset']}": cell_counts(rep["preset_comparison"]),
+    counts, preset = cell_counts(rep["comparison"]), cell_counts(rep["preset_comparison"])
+    metrics = {**({"calibration_within": {m: v["within"] for m, v in calibration_stage.headline(calib)["cells_within"].items()},
+                   "calibration_cells_per_map": int(len(calib[calib["z"].notna()]) // max(calib["input_norm"].nunique(), 1))}
+                  if len(calib) else {}),
+               "cells_within": {m: v["within"] for m, v in counts.items()},
+               f"cells_within_preset_{rep['preset']}": {m: v["within"] for m, v in preset.items()},
+               "cells_per_metric": max((v["cells"] for v in counts.values()), default=0),
                "claims": {c["id"]: c["verdict"] for c in rep["claims"]}}
     write_json_atomic(out / "report.json", metrics)  # headline numbers only: what `dvc metrics show` prints
     write_json_atomic(out / "claims.json", rep["claims"])  # each claim in words, with its evidence

@@ -187,3 +187,12 @@ def test_check_refuses_bad_params_and_missing_data_in_one_line(tmp_path, capsys)
     assert cli.main(["check", "--params", str(missing)]) == cli.EXIT_DATA
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "datasets.mnist: cannot run: missing" in err
+
+
+def test_an_unexpected_error_exits_1_with_its_traceback():
+    """Exit code 1 is for bugs: the traceback is kept, for the report."""
+    import subprocess
+    import sys
+    code = "import sys; from salrepro import cli; cli.cmd_datasets = lambda a: 1 / 0; sys.exit(cli.main(['datasets']))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == cli.EXIT_ERROR == 1 and "ZeroDivisionError" in r.stderr

@@ -177,3 +177,36 @@ def test_runs_under_unit_keep_the_keys_they_had_before_input_norm_existed():
         unit = ex.make_config(data_options={**stored_options, "input_norm": "unit"}, **kw)
         assert unit.key() == r["key"] and unit.filename() == path.name
         assert ex.make_config(data_options={**stored_options, "input_norm": "pm1"}, **kw).key() != r["key"]
+
+
+@pytest.mark.parametrize("depth", [2, 4])
+def test_a_batch_mixing_every_k_equals_each_model_alone(depth):
+    """Every Table 2/3 number comes from one batch that mixes SAL-1..16: its models' areas are padded to
+    the largest K, and a padded area must never receive a sample (routing masks it)."""
+    data = salrepro.load_dataset("digits")
+    configs = [ex.make_config("digits", "sal", areas=K, depth=depth, seed=s, epochs=2, batch_size=16, lr=0.01, hidden=64)
+               for K, s in ((2, 0), (16, 0), (1, 1), (8, 2), (4, 3), (2, 4))]
+    assert len(ex.plan_batches(configs)) == 1  # all trained together
+    for c, rec in zip(configs, ex.run_batch(configs, data, device="cpu")):
+        alone = ex.run_one(c, data, device="cpu")
+        for h_b, h_a in zip(rec["history"], alone["history"]):
+            assert h_b["occupancy"] == h_a["occupancy"]  # same samples in the same areas, none in a padded one
+            for key in ("train_loss", "val_loss", "val_accuracy"):
+                assert h_b[key] == pytest.approx(h_a[key], rel=1e-5)
+
+
+def test_a_diverged_seed_is_kept_out_of_its_group_mean():
+    """A group holding a finished and a diverged seed: the mean and std are the finished seeds' alone."""
+
+    def record(seed, acc, diverged):  # the diverged seed's last numbers are finite: only its flag keeps it out
+        final = {"val_accuracy": acc, "train_loss": 0.5, "val_loss": 0.6}
+        return {"config": {"dataset": "digits", "method": "sal", "areas": 4, "depth": 2, "hidden": 8, "seed": seed,
+                           "lr": 0.1, "epochs": 3, "batch_size": 16, "options": {}, "data_options": {"input_norm": "pm1"}},
+                "label": "SAL-4", "final": final, "parameters": {"total": 1, "active": 1}, "seconds": 1.0,
+                "diverged": 2 if diverged else None, "history": []}
+
+    s = ex.summarize([record(0, 0.40, False), record(1, 0.9, True), record(2, 0.50, False)])
+    assert len(s) == 1
+    row = s.iloc[0]
+    assert row["seeds"] == 2 and row["diverged"] == 1
+    assert row["val_accuracy_pct_mean"] == pytest.approx(45.0) and row["val_accuracy_pct_std"] == pytest.approx(50 ** 0.5)

@@ -101,3 +101,21 @@ def test_summaries_name_the_rebuilt_usps_split_from_the_runs_data_options():
               "parameters": {"total": 1, "active": 1}, "seconds": 1.0, "diverged": None, "history": []}
     s = ex.summarize([record])
     assert s["display"].tolist() == ["USPS (training split rebuilt)"] and s["input_norm"].tolist() == ["pm1"]
+
+
+@pytest.mark.parametrize("sigma", [1.0, 2.0, 3.0])
+def test_cell_verdict_is_pinned_to_sigma(sigma):
+    combined = (0.6**2 + 0.8**2) ** 0.5  # = 1.0
+    assert paper.compare_cell(50.0 + 0.99 * sigma, 0.6, 50.0, 0.8, sigma)["verdict"] == "within"
+    assert paper.compare_cell(50.0 + 1.01 * sigma * combined, 0.6, 50.0, 0.8, sigma)["verdict"] == "outside"
+
+
+def test_claim_verdicts_are_pinned_to_two_standard_errors():
+    """A difference is significant at SIG_SE = 2 standard errors of the seed means, not 1.9, not 3."""
+    assert paper.SIG_SE == 2.0
+    se = (2 * 1.0**2 / 5) ** 0.5  # both rows std 1, 5 seeds
+    for z, expected in ((2.1, "supported"), (1.9, "inconclusive"), (-2.1, "contradicted")):
+        s = summary([("digits", "bp", 1, 40.0, 1.0, 2.0), ("digits", "sal", 4, 40.0 + z * se, 1.0, 2.0)])
+        c = paper.claim_sal_beats_bp(s)
+        assert f"({expected})" in c["evidence"]
+        assert c["verdict"] == ("supported" if expected == "supported" else "not supported")

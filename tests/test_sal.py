@@ -34,9 +34,10 @@ def _dact(role, a):
     return 1.0
 
 
-def reference_step(layers, roles, x, y, lr, divisor, num_classes):
+def reference_step(layers, roles, x, y, lr, divisor, num_classes, selector_lr_scale=1.0):
     """One SAL step. `layers`: list of dicts of float64 tensors W (K,m,n),
-    b (K,m), and optionally Wr (r,n), P (r,K), F (C,m). Returns new dicts."""
+    b (K,m), and optionally Wr (r,n), P (r,K), F (C,m). Returns new dicts.
+    The selector learns at lr x selector_lr_scale."""
     B = x.shape[0]
     new = [{k: v.clone() for k, v in L.items()} for L in layers]
     records = []  # per sample: list of (input, area, pre-activation list, z)
@@ -95,7 +96,7 @@ def reference_step(layers, roles, x, y, lr, divisor, num_classes):
                 Ds = 1 if divisor == "sum" else B
                 for j in range(len(z)):
                     for c in range(n):
-                        new[li]["Wr"][j, c] -= lr / Ds * g[j] * h[c]
+                        new[li]["Wr"][j, c] -= lr * selector_lr_scale / Ds * g[j] * h[c]
     return new
 
 
@@ -265,3 +266,36 @@ def test_per_area_loop_fallback_matches_reference(monkeypatch, divisor):
     model.train_step(x, y, 0.5)
     for layer, r in zip(model.layers, ref):
         torch.testing.assert_close(layer.weight.double(), r["W"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("scale", [0.0, 10.0])
+def test_selector_lr_scale_matches_float64_reference(scale):
+    """selector_lr_scale multiplies the selector's learning rate (eq. 9) and nothing else."""
+    n_in, C, hidden, B, lr = 12, 5, 8, 24, 0.5
+    model = salrepro.build_model("sal", n_in, C, hidden=hidden, areas=4, seed=3, selector_lr_scale=scale)
+    x, y = batch(n_in, C, B)
+    ref = reference_step(as_reference(model), model.roles, x.double(), y, lr, "batch", C, selector_lr_scale=scale)
+    router0 = model.layers[0].router.detach().clone()
+    model.train_step(x, y, lr)
+    torch.testing.assert_close(model.layers[0].router.double(), ref[0]["Wr"], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(model.layers[0].weight.double(), ref[0]["W"], rtol=1e-5, atol=1e-6)
+    assert torch.equal(model.layers[0].router.detach(), router0) == (scale == 0.0)
+
+
+@pytest.mark.parametrize("depth", [2, 4])
+def test_feedback_scale_matches_float64_reference(depth):
+    """feedback_scale scales every random feedback matrix F (eq. 6); the step with the scaled F matches
+    the reference, and differs from the unscaled step (hidden layers learn feedback_scale times faster)."""
+    n_in, C, hidden, B, lr = 12, 5, 8, 24, 0.5
+    plain = salrepro.build_model("sal", n_in, C, hidden=hidden, depth=depth, areas=4, seed=3)
+    model = salrepro.build_model("sal", n_in, C, hidden=hidden, depth=depth, areas=4, seed=3, feedback_scale=10.0)
+    for a, b in zip(plain.layers, model.layers):
+        if a.feedback is not None:
+            torch.testing.assert_close(b.feedback, 10.0 * a.feedback)
+    x, y = batch(n_in, C, B)
+    ref = reference_step(as_reference(model), model.roles, x.double(), y, lr, "batch", C)
+    model.train_step(x, y, lr)
+    plain.train_step(x, y, lr)
+    for layer, r in zip(model.layers, ref):
+        torch.testing.assert_close(layer.weight.double(), r["W"], rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(model.layers[0].weight, plain.layers[0].weight)

@@ -179,7 +179,8 @@ nb([
        "(*within* when |ours - paper| <= sigma combined standard deviations; the paper's printed std is floored at "
        "half its last digit). Then a verdict on each claim of the paper's text that our data can test, and the "
        "cells we could not run, with the reason."),
-    params('params_file = "params.yaml"\nresults_dir = "results/quick"\nout_dir = "results/quick/report"\nreadme = None  # a path: also write the summary into that README'),
+    params('params_file = "params.yaml"\nresults_dir = "results/quick"\nout_dir = "results/quick/report"\n'
+           'readme = None  # a path: also write the generated blocks into that README (this stage alone writes it)'),
     code("from IPython.display import Markdown, display\n\nfrom salrepro import calibration, paper, report\nfrom salrepro.config import load_params\n\n"
          "params = load_params(params_file)\nrep = report.build_report(results_dir, params)\nmetrics = report.write_report(rep, out_dir)"),
     md("## Calibration: BP under each input map\n\nBP has no open choice, so its row calibrates the protocol "
@@ -197,7 +198,7 @@ nb([
     md("## What we could not run, and why"),
     code('report.wrapped(rep["not_run"])'),
     md("## Summary (the README's verdict block)"),
-    code('summary = report.summary_markdown(rep)\nif readme:\n    report.update_readme(readme, summary, f"replication-{rep[\'profile\']}")\ndisplay(Markdown(summary))'),
+    code('if readme:\n    report.write_readme_blocks(readme, results_dir)\ndisplay(Markdown(report.summary_markdown(rep)))'),
 ], "report")
 
 # ------------------------------------------------------------------ protocol study
@@ -210,10 +211,8 @@ nb([
        "(mean |z| over all cells of Tables 2 and 3 for the dataset; RMS accuracy difference) and whether it shows "
        "the paper's qualitative claims (SAL above BP; accuracy rising with K), each tested for significance. "
        "The defaults are never moved to fit the paper."),
-    params('params_file = "params.yaml"\nout_dir = "results/quick/protocol_study"\nfigures_dir = "figures/quick"\nprogress = False\n'
-           'readme = None  # a path: also write the conclusion into that README (block protocol-study-<profile>)'),
-    code("from IPython.display import Markdown, display\n\nfrom salrepro import figures, protocol, report\nfrom salrepro.config import load_params\n\n"
-         "profile = load_params(params_file)[\"profile\"]\n"
+    params('params_file = "params.yaml"\nout_dir = "results/quick/protocol_study"\nfigures_dir = "figures/quick"\nprogress = False'),
+    code("from IPython.display import Markdown, display\n\nfrom salrepro import figures, protocol, report\n\n"
          "table = protocol.run_study(params_file, out_dir, progress=progress)\n"
          "table[[\"dataset\", \"reading\", \"choices\", \"mean_abs_z\", \"acc_rmse_pp\", \"cells_within\", \"cells\", "
          "\"sal_above_bp\", \"rises_with_k\"]].round(2)"),
@@ -223,6 +222,5 @@ nb([
     md("## Evidence for the claims, per reading"),
     code('report.wrapped(table[["dataset", "reading", "sal_above_bp_evidence", "rises_with_k_evidence"]])'),
     md("## Conclusion"),
-    code("text = protocol.conclusion(table)\nif readme:\n    report.update_readme(readme, text, block_name=f\"protocol-study-{profile}\")\n"
-         "display(Markdown(text))"),
+    code("display(Markdown(protocol.conclusion(table)))"),
 ], "protocol_study")

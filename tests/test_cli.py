@@ -196,3 +196,16 @@ def test_an_unexpected_error_exits_1_with_its_traceback():
     code = "import sys; from salrepro import cli; cli.cmd_datasets = lambda a: 1 / 0; sys.exit(cli.main(['datasets']))"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == cli.EXIT_ERROR == 1 and "ZeroDivisionError" in r.stderr
+
+
+def test_prepare_and_readme_subcommands(tmp_path, capsys):
+    cache = tmp_path / "cache"
+    assert cli.main(["prepare", "digits", "--cache-dir", str(cache)]) == cli.EXIT_OK
+    assert (cache / "digits.pt").exists() and "digits:" in capsys.readouterr().out
+    assert cli.main(["prepare", "mnist", "--cache-dir", str(cache)]) == cli.EXIT_USAGE  # not in the quick profile
+    assert "not listed under datasets" in capsys.readouterr().err
+    readme = tmp_path / "README.md"
+    readme.write_text("top\n<!-- replication-quick:begin (generated; do not edit) -->\nOLD-BLOCK-TEXT\n<!-- replication-quick:end -->\n")
+    assert cli.main(["readme", "--profile", "quick", "--readme", str(readme)]) == cli.EXIT_OK
+    text = readme.read_text()
+    assert "OLD-BLOCK-TEXT" not in text and open("results/quick/report/summary.md").read().strip() in text

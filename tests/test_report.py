@@ -4,7 +4,7 @@ import pandas as pd
 import yaml
 
 from salrepro import report
-from salrepro.stages import read_stage_outputs
+from salrepro.report import read_stage_outputs
 
 
 def test_update_readme_replaces_only_the_block(tmp_path):

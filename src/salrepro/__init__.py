@@ -11,7 +11,12 @@ shared network shapes), `models` (build_model, count_parameters), `train`
 (the training loop), `data` (the paper's ten datasets).
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("salrepro")  # one source: pyproject.toml
+except PackageNotFoundError:  # pragma: no cover - running from a source tree that was never installed
+    __version__ = "unknown"
 
 from .models import METHODS, OPTIONS, PRESETS, ParameterCount, build_model, count_parameters, describe
 from .train import evaluate, train

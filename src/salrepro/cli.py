@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="salrepro", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,sweep,datasets,check,retrain}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,sweep,datasets,check,retrain,prepare,readme}")
 
     run = sub.add_parser("run", help="train one configuration for several seeds and print a table of results",
                          description="Train one configuration (method, K, shape, training settings) for several "
@@ -127,6 +127,20 @@ def build_parser() -> argparse.ArgumentParser:
                          help="a stage to retrain (repeatable; default: all, in pipeline order). moe and preset_sweep "
                               "reuse the area sweep's runs: retrain area_sweep with them to retrain those too")
     retrain.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    prep = sub.add_parser("prepare", help="build the preprocessed cache of one dataset (the pipeline's data stage)",
+                          description="Decode one dataset of the params file into its cache file (data/cache/NAME.pt, "
+                                      "a DVC output), with the data options the params file gives it.")
+    prep.add_argument("name", help="dataset name, as listed under datasets: in the params file (e.g. digits)")
+    prep.add_argument("--params", default="params.yaml", help="params file giving the data root and options")
+    prep.add_argument("--cache-dir", default="data/cache",
+                      help="where the cache file goes (default: data/cache, the DVC output; $SALREPRO_CACHE is ignored here)")
+    readme = sub.add_parser("readme", help="copy a profile's generated report blocks into README.md",
+                            description="Write results/PROFILE/report/summary.md into README.md's block "
+                                        "replication-PROFILE and the protocol study's conclusion into protocol-study-PROFILE "
+                                        "(what the report stage does when it runs).")
+    readme.add_argument("--profile", default="quick")
+    readme.add_argument("--readme", default="README.md")
     check.add_argument("--stamp", default=None,
                        help="file to write when the check passes (the DVC stage's output, which every stage depends on)")
     return parser
@@ -205,6 +219,28 @@ def cmd_retrain(args) -> int:
     for d in done:
         print(f"{d['stage']}{'@' + d['dataset'] if d['dataset'] else ''}: new runs in {d['runs']}")
     print(f"retrained in {time.perf_counter() - t0:.0f} s; now `dvc repro` renders the notebooks from the new runs")
+    return EXIT_OK
+
+
+def cmd_prepare(args) -> int:
+    from .config import load_params
+    from .data import prepare
+
+    cfg = load_params(args.params)
+    if args.name not in cfg["datasets"]:
+        print(f"salrepro prepare: {args.name!r} is not listed under datasets: in {args.params}", file=sys.stderr)
+        return EXIT_USAGE
+    path = prepare(args.name, cfg["data"]["root"], cfg["data"]["download"], cache_dir=args.cache_dir,
+                   **cfg["datasets"][args.name])
+    print(f"{args.name}: {path}")
+    return EXIT_OK
+
+
+def cmd_readme(args) -> int:
+    from .report import write_readme_blocks
+
+    written = write_readme_blocks(args.readme, f"results/{args.profile}")
+    print(f"{args.readme}: " + (", ".join(written) if written else "no block written (no markers or no report)"))
     return EXIT_OK
 
 
@@ -288,7 +324,8 @@ def main(argv=None) -> int:
         logger.addHandler(_Say())
         logger.setLevel(logging.INFO)
     try:
-        commands = {"run": cmd_run, "sweep": cmd_sweep, "datasets": cmd_datasets, "check": cmd_check, "retrain": cmd_retrain}
+        commands = {"run": cmd_run, "sweep": cmd_sweep, "datasets": cmd_datasets, "check": cmd_check, "retrain": cmd_retrain,
+                    "prepare": cmd_prepare, "readme": cmd_readme}
         return commands[args.command](args)
     except ParamsError as e:
         print(f"salrepro {args.command}: bad parameters: {e}", file=sys.stderr)

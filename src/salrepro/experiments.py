@@ -29,13 +29,22 @@ import pandas as pd
 import torch
 from tqdm import tqdm  # text bars: tqdm.auto warns (with the machine's paths) in kernels without ipywidgets
 
-from . import __version__
 from .batched import train_many
 from .data import DATA_OPTIONS, DATASETS, IN_FEATURES, NUM_CLASSES, data_options, display_name
 from .models import build_model, count_parameters
 from .train import show_progress, train
 
 log = logging.getLogger("salrepro")
+
+
+def package_version() -> str:
+    """salrepro's version, from the installed package's metadata (pyproject.toml)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("salrepro")
+    except PackageNotFoundError:  # pragma: no cover
+        return "unknown"
 
 # Bump when a change to the package changes results (not when it only speeds
 # things up): stored runs of another version are recomputed, never reused.
@@ -159,7 +168,7 @@ def _record(config: RunConfig, model, history, seconds, dev, batched_with=1) -> 
         "seconds": seconds,  # wall time of this run (a batch's time divided among its models)
         "batched_with": batched_with,
         "device": describe_device(dev),
-        "version": {"salrepro": __version__, "results": RESULTS_VERSION, "torch": torch.__version__},
+        "version": {"salrepro": package_version(), "results": RESULTS_VERSION, "torch": torch.__version__},
     }
 
 

@@ -15,10 +15,23 @@ import pandas as pd
 
 from . import calibration as calibration_stage
 from . import paper
+from .config import STAGES
 from .data import DATASETS, DISPLAY_NAMES, available, project_root
 from .data import data_root as resolve_data_root
 from .experiments import write_json_atomic
-from .stages import read_stage_outputs
+
+def read_stage_outputs(results="results", params: dict | None = None) -> dict[str, pd.DataFrame]:
+    """The summary.csv of every stage instance under `results/`, concatenated
+    per stage (the report's input); with `params`, only the datasets each
+    stage lists (outputs of another profile are left out)."""
+    out = {}
+    for stage in STAGES:
+        files = sorted(Path(results, stage).glob("*/summary.csv"))
+        if params is not None:
+            files = [f for f in files if f.parent.name in params[stage]["datasets"]]
+        out[stage] = pd.concat([pd.read_csv(f) for f in files], ignore_index=True) if files else pd.DataFrame()
+    return out
+
 
 def not_run_reasons(params: dict, ran: set, data_root=None) -> pd.DataFrame:
     """For each paper dataset we have no Table 2/3 numbers for: why (no machine's paths in the text)."""
@@ -217,3 +230,17 @@ def update_readme(readme: str | Path, body: str, block_name: str) -> bool:
     if new != text:
         path.write_text(new)
     return True
+
+
+def write_readme_blocks(readme: str | Path, results: str | Path) -> list[str]:
+    """Copy a profile's generated text into README.md: its report summary into the block
+    replication-<profile>, the protocol study's conclusion into protocol-study-<profile>.
+    The report stage alone calls this, so one stage writes README.md. Returns the blocks written."""
+    results = Path(results)
+    profile = results.name
+    written = []
+    for block, source in ((f"replication-{profile}", results / "report" / "summary.md"),
+                          (f"protocol-study-{profile}", results / "protocol_study" / "conclusion.md")):
+        if source.exists() and update_readme(readme, source.read_text(), block):
+            written.append(block)
+    return written

@@ -23,7 +23,7 @@ import pandas as pd
 
 from . import experiments as ex
 from . import paper
-from .config import STAGES, load_params, parse_method, stage_settings
+from .config import load_params, parse_method, stage_settings
 from .data import load_dataset
 from .experiments import write_json_atomic
 from .models import OPTIONS
@@ -141,19 +141,6 @@ def run_stage(stage: str, dataset: str, *, params_file="params.yaml", out_dir=No
     return StageOutput(s, records, summary, curves, occupancy, comparison, metrics)
 
 
-def read_stage_outputs(results="results", params: dict | None = None) -> dict[str, pd.DataFrame]:
-    """The summary.csv of every stage instance under `results/`, concatenated
-    per stage (the report's input); with `params`, only the datasets each
-    stage lists (outputs of another profile are left out)."""
-    out = {}
-    for stage in STAGES:
-        files = sorted(Path(results, stage).glob("*/summary.csv"))
-        if params is not None:
-            files = [f for f in files if f.parent.name in params[stage]["datasets"]]
-        out[stage] = pd.concat([pd.read_csv(f) for f in files], ignore_index=True) if files else pd.DataFrame()
-    return out
-
-
 def dataset_table(params_file="params.yaml", out_dir="results/quick/datasets") -> pd.DataFrame:
     """Table 1 from the loaders for all ten datasets (those present under the
     data root decoded into a temporary cache, so that this stage writes no
@@ -170,42 +157,3 @@ def dataset_table(params_file="params.yaml", out_dir="results/quick/datasets") -
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     table.to_csv(Path(out_dir) / "table1.csv", index=False)
     return table
-
-
-
-def main(argv=None) -> int:
-    """`python -m salrepro.stages prepare NAME` (the DVC data stage) and
-    `python -m salrepro.stages readme` (the README's replication summary)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m salrepro.stages", description=main.__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    prep = sub.add_parser("prepare", help="build the preprocessed cache of one dataset (data/cache/NAME.pt)")
-    prep.add_argument("name", help="dataset name, e.g. digits")
-    prep.add_argument("--params", default="params.yaml", help="params file giving the data root and options")
-    prep.add_argument("--cache-dir", default="data/cache",
-                      help="where the cache file goes (default: data/cache, the DVC output; $SALREPRO_CACHE is ignored here)")
-    readme = sub.add_parser("readme", help="copy results/PROFILE/report/summary.md into README.md's block replication-PROFILE")
-    readme.add_argument("--profile", default="quick")
-    readme.add_argument("--readme", default="README.md")
-    args = parser.parse_args(argv)
-    if args.command == "prepare":
-        from .data import prepare
-
-        cfg = load_params(args.params)
-        if args.name not in cfg["datasets"]:
-            parser.error(f"{args.name!r} is not listed under datasets: in {args.params}")
-        path = prepare(args.name, cfg["data"]["root"], cfg["data"]["download"], cache_dir=args.cache_dir,
-                       **cfg["datasets"][args.name])
-        print(f"{args.name}: {path}")
-    else:
-        from .report import update_readme
-
-        body = Path(f"results/{args.profile}/report/summary.md").read_text()
-        if not update_readme(args.readme, body, f"replication-{args.profile}"):
-            print(f"{args.readme}: no replication-{args.profile} markers; nothing written")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

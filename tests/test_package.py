@@ -1,0 +1,50 @@
+"""The package's structure: no import cycle between its modules, nothing imported from the package above."""
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parent.parent / "src" / "salrepro"
+
+
+def imports(path: Path) -> set[str]:
+    """The salrepro modules a module imports, at top level or inside functions."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            if node.module:
+                out.add(node.module.split(".")[0])
+            else:  # `from . import sal` imports a module; `from . import __version__` takes a name from __init__
+                modules = {q.stem for q in path.parent.glob("*.py")}
+                out.update(a.name if a.name in modules else "__init__" for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("salrepro"):
+            parts = node.module.split(".")
+            out.add(parts[1] if len(parts) > 1 else "__init__")
+    return out
+
+
+def graph() -> dict[str, set[str]]:
+    modules = {p.stem for p in SRC.glob("*.py")}
+    return {p.stem: {m for m in imports(p) if m in modules or m == "__init__"} for p in SRC.glob("*.py")}
+
+
+def test_no_module_imports_the_package_above_it():
+    upward = {m for m, deps in graph().items() if m != "__init__" and "__init__" in deps}
+    assert not upward, f"modules importing from salrepro/__init__: {sorted(upward)}"
+
+
+def test_no_import_cycle():
+    g = {m: deps - {"__init__"} for m, deps in graph().items() if m != "__init__"}
+    state: dict[str, int] = {}
+
+    def visit(m, path):
+        state[m] = 1
+        for d in sorted(g.get(m, ())):
+            if state.get(d) == 1:
+                raise AssertionError("import cycle: " + " -> ".join(path + [m, d]))
+            if d not in state:
+                visit(d, path + [m])
+        state[m] = 2
+
+    for m in sorted(g):
+        if m not in state:
+            visit(m, [])

@@ -189,7 +189,7 @@ nb([
     md("## Tables 2 and 3, ours beside the paper"),
     code('paper.side_by_side(rep["comparison"]) if len(rep["comparison"]) else "no area-sweep results"'),
     md("## Tables 2 and 3 under the named preset (`preset_sweep`)\n\nThe same grid with SAL under the preset of "
-       "`params.yaml` (`preset_sweep.preset`; docs/method.md). SAL-METHOD.md's defaults stay the defaults: this "
+       "`params.yaml` (`preset_sweep.preset`; docs/method.md). the defaults of docs/method.md stay the defaults: this "
        "is the reading the protocol study found closest to the paper, shown beside them."),
     code('paper.side_by_side(rep["preset_comparison"]) if len(rep["preset_comparison"]) else "no preset-sweep results"'),
     check('print(metrics["cells_within"], "of", metrics["cells_per_metric"])\nprint(metrics["claims"])'),
@@ -204,7 +204,7 @@ nb([
 # ------------------------------------------------------------------ protocol study
 nb([
     md("# Protocol study: which reading of the paper reproduces it?\n\n"
-       "The paper's text leaves choices open (SAL-METHOD.md): the update divisor, the feedback scale, the router "
+       "The paper's text leaves choices open (docs/method.md): the update divisor, the feedback scale, the router "
        "width and prototype normalisation, the selector's learning rate, the initialisation, the input scaling of "
        "Digits. Each *reading* below changes some of them from the defaults; each runs Table 2/3's grid (BP and "
        "SAL-1..16, the area sweep's training settings). For each we measure the distance to the paper's rows "

@@ -1,6 +1,6 @@
 """SAL layer and learning rule (sal.py) against an independent reference.
 
-The reference below is written from SAL-METHOD.md alone, in float64, one
+The reference below is written from docs/method.md alone, in float64, one
 sample at a time with Python loops; it shares no code with salrepro.
 """
 

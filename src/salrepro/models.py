@@ -28,7 +28,7 @@ OPTIONS = {
 }
 
 
-# Named readings of the paper's open choices. Not defaults: SAL-METHOD.md's
+# Named readings of the paper's open choices. Not defaults: docs/method.md's
 # defaults stay the defaults. `paper_fit` is the reading the protocol study
 # found closest to the paper's Tables 2/3 on Digits and Semeion (see
 # docs/method.md, "Readings"); use it as build_model(..., **PRESETS["paper_fit"]).

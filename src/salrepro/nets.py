@@ -1,4 +1,4 @@
-"""The network shapes every method shares (SAL-METHOD.md, "Stacking").
+"""The network shapes every method shares (docs/method.md, "Stacking").
 
 Two topologies, chosen by depth:
 

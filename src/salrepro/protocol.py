@@ -1,6 +1,6 @@
 """Protocol study: which reading of the paper's text reproduces its numbers?
 
-SAL-METHOD.md leaves choices open (update divisor, feedback scale, router
+docs/method.md leaves choices open (update divisor, feedback scale, router
 width, prototype normalisation, selector learning rate, initialisation,
 Digits input scaling). A *reading* is one set of those choices; the study
 runs Table 2/3's grid (bp and SAL-1..16, the area sweep's training settings)
@@ -13,7 +13,7 @@ under each reading and measures, per dataset:
   above BP, and accuracy rising with K (SAL-16 against SAL-1), each tested
   for significance as in the report.
 
-The defaults of SAL-METHOD.md are never moved to fit the paper: a reading
+The defaults of docs/method.md are never moved to fit the paper: a reading
 that fits better is reported as such, by name.
 """
 
@@ -97,7 +97,7 @@ def run_study(params_file="params.yaml", out_dir="results/quick/protocol_study",
 
 
 def _describe(reading: dict) -> str:
-    return ", ".join(f"{k}={v}" for k, v in reading.items()) or "SAL-METHOD.md defaults"
+    return ", ".join(f"{k}={v}" for k, v in reading.items()) or "the defaults of docs/method.md"
 
 
 def conclusion(table: pd.DataFrame) -> str:

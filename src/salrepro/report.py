@@ -74,7 +74,7 @@ def build_report(results="results/quick", params: dict | None = None, data_root=
     preset = stages["preset_sweep"]
     preset_name = params["preset_sweep"]["preset"] if params else "preset"
     preset_comparison = paper.compare_area_sweep(preset, sigma) if not preset.empty else pd.DataFrame()
-    if not preset.empty:  # the same claims, tested under the named preset (SAL-METHOD.md's defaults stay the defaults)
+    if not preset.empty:  # the same claims, tested under the named preset (the defaults of docs/method.md stay the defaults)
         claims += [{**c, "id": f"{c['id']}_preset_{preset_name}", "claim": f"{c['claim']} [preset {preset_name}]"}
                    for c in (paper.claim_sal_beats_bp(preset), paper.claim_accuracy_rises_with_k(preset))]
     missing = not_run_reasons(params, ran, data_root) if params else pd.DataFrame()

@@ -8,7 +8,7 @@ error reaches every layer directly through a fixed random *feedback* matrix
 (direct feedback alignment), and each layer's router (the *selector*) learns
 from its own local loss.
 
-The equations of SAL-METHOD.md, each in one place:
+The equations of docs/method.md, each in one place:
 
   (1) routing projection       z = x W_r^T                  AreaLayer.route
   (2) frozen prototypes        s = z P                      AreaLayer.route
@@ -20,7 +20,7 @@ The equations of SAL-METHOD.md, each in one place:
   (8) area bias update         b[k] -= lr/D sum delta       area_update
   (9) selector loss            L_aux = CE(z, y) on W_r      selector_update
 
-SAL-METHOD.md numbers no equation (5); we give the number to the global
+The paper's text numbers no equation (5); we give the number to the global
 error, the one quantity the prose defines between (4) and (6).
 
 Every update is explicit tensor algebra under `torch.no_grad()`: no autograd
@@ -327,7 +327,7 @@ class SALNet(Net):
     hidden layer of deep nets), a one-area output layer, and the
     backprop-free learning rule.
 
-    Options (SAL-METHOD.md; defaults in brackets):
+    Options (docs/method.md; defaults in brackets):
       divisor            ["batch"] D in (7), (8), (9): B, |S_k| ("area") or 1 ("sum")
       feedback_scale     [1.0]  multiplies the Kaiming-uniform feedback F
       router_width       [None = C] r, the routing dimension

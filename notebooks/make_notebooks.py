@@ -28,7 +28,9 @@ IMPORTS = "from IPython.display import Markdown, display\n\nimport salrepro\nfro
 nb([
     md("# Table 1: the datasets\n\nThe paper's ten datasets (Table 1), regenerated from our loaders: classes, "
        "total samples, native resolution and channel processing, with the paper's numbers beside ours. A dataset "
-       "whose files are not present under the data root is listed with the reason and how to get it."),
+       "whose files are not present under the data root is listed with the reason and how to get it.\n\n"
+       "Expected time: seconds (Digits); about a minute when every dataset is present. Expected result: every "
+       "dataset present matches the paper's Table 1 (USPS on its rebuilt training split included)."),
     params('params_file = "params.yaml"  # the profile\'s parameters\nout_dir = "results/quick/datasets"'),
     code(IMPORTS + "\n\ntable = stages.dataset_table(params_file, out_dir)\nreport.wrapped(report.table1_view(table))"),
     md("Rows the profile needs must say `loaded`; the check below prints them."),
@@ -178,7 +180,9 @@ nb([
     md("# The replication report\n\nEvery number we produced beside the paper's, the difference, and a verdict per cell "
        "(*within* when |ours - paper| <= sigma combined standard deviations; the paper's printed std is floored at "
        "half its last digit). Then a verdict on each claim of the paper's text that our data can test, and the "
-       "cells we could not run, with the reason."),
+       "cells we could not run, with the reason.\n\n"
+       "Expected time: seconds (it reads the stages' tables). Expected result: the calibration first (under `pm1` "
+       "BP lands on the paper's row), then the verdicts of Tables 2/3 and of each testable claim."),
     params('params_file = "params.yaml"\nresults_dir = "results/quick"\nout_dir = "results/quick/report"\n'
            'readme = None  # a path: also write the generated blocks into that README (this stage alone writes it)'),
     code("from IPython.display import Markdown, display\n\nfrom salrepro import calibration, paper, report\nfrom salrepro.config import load_params\n\n"
@@ -210,7 +214,9 @@ nb([
        "SAL-1..16, the area sweep's training settings). For each we measure the distance to the paper's rows "
        "(mean |z| over all cells of Tables 2 and 3 for the dataset; RMS accuracy difference) and whether it shows "
        "the paper's qualitative claims (SAL above BP; accuracy rising with K), each tested for significance. "
-       "The defaults are never moved to fit the paper."),
+       "The defaults are never moved to fit the paper.\n\n"
+       "Expected time: about a minute for the quick profile (2 seeds, 4 readings on Digits); about 2 hours on 2 CPU "
+       "cores for the cpu profile (15 readings, 5 seeds, Digits and Semeion)."),
     params('params_file = "params.yaml"\nout_dir = "results/quick/protocol_study"\nfigures_dir = "figures/quick"\nprogress = False'),
     code("from IPython.display import Markdown, display\n\nfrom salrepro import figures, protocol, report\n\n"
          "table = protocol.run_study(params_file, out_dir, progress=progress)\n"

@@ -119,11 +119,11 @@ nb([
     params('dataset = "digits"\nparams_file = "params.yaml"\nout_dir = "results/quick/depth/digits"\nfigures_dir = "figures/quick"\nprogress = False'),
     code(IMPORTS + "\n\nout = stages.run_stage(\"depth\", dataset, params_file=params_file, out_dir=out_dir, progress=progress)\n"
          "title = salrepro.data.display_name(dataset, out.settings[\"data_options\"])\n"
-         "{k: out.settings[k] for k in (\"methods\", \"depths\", \"width\", \"seeds\", \"epochs\", \"batch_size\", \"lr\", \"options\", \"data_options\")}"),
+         "{k: out.settings[k] for k in (\"methods\", \"depths\", \"hidden\", \"seeds\", \"epochs\", \"batch_size\", \"lr\", \"options\", \"data_options\")}"),
     md("## Final validation accuracy against depth"),
     code('out.summary.pivot_table(index="depth", columns="label", values=["val_accuracy_pct_mean", "val_accuracy_pct_std", "params_active"]).round(2)'),
     check('print(out.summary[["label", "depth", "val_accuracy_pct_mean"]].round(1).to_string(index=False))'),
-    code('fig = figures.versus_axis(out.summary, "depth", f"{title}: accuracy against depth (width {out.settings[\'width\']})",\n'
+    code('fig = figures.versus_axis(out.summary, "depth", f"{title}: accuracy against depth (width {out.settings[\'hidden\']})",\n'
          '                          paper_trend=paper.TRENDS["depth"])\n'
          'figures.show(fig, f"{figures_dir}/depth-{dataset}.png")'),
     md("## Verdict"),

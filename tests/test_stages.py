@@ -21,7 +21,7 @@ def test_depth_width_and_moe_grids():
     s = settings("depth")
     depth = stages.stage_configs("depth", s)
     assert len(depth) == len(s["methods"]) * len(s["depths"]) * s["seeds"]
-    assert {c.hidden for c in depth} == {s["width"]} and {c.depth for c in depth} == set(s["depths"])
+    assert {c.hidden for c in depth} == {s["hidden"]} and {c.depth for c in depth} == set(s["depths"])
     w = settings("width")
     assert {c.hidden for c in stages.stage_configs("width", w)} == set(w["widths"])
     moe = stages.stage_configs("moe", settings("moe"))

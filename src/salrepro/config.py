@@ -89,7 +89,7 @@ SCHEMA = {
     "area_sweep": {"datasets": _DATASETS_LIST, "methods": _METHODS_LIST, "hidden": (lambda v: _is_int(v, 1), "an integer >= 1"),
                    **_TRAINING},
     "depth": {"datasets": _DATASETS_LIST, "methods": _METHODS_LIST, "depths": (_is_list(lambda v: _is_int(v, 2)), "a list of integers >= 2"),
-              "width": (lambda v: _is_int(v, 1), "an integer >= 1"), **_TRAINING},
+              "hidden": (lambda v: _is_int(v, 1), "an integer >= 1 (the hidden width, as in area_sweep)"), **_TRAINING},
     "width": {"datasets": _DATASETS_LIST, "methods": _METHODS_LIST, "widths": (_is_list(lambda v: _is_int(v, 1)), "a list of integers >= 1"),
               "depth": (lambda v: _is_int(v, 2), "an integer >= 2"), **_TRAINING},
     "moe": {"datasets": _DATASETS_LIST, "areas": (_is_list(lambda v: _is_int(v, 1)), "a list of integers >= 1 (K of sal-K and moe-K)"),
@@ -160,7 +160,7 @@ def _check_datasets(cfg: dict) -> None:
                 raise ParamsError(f"{stage}.datasets: {name!r} must also be in area_sweep.datasets (runs are shared with it)")
 
 
-def _check_options(cfg: dict) -> None:
+def _check_stage_options(cfg: dict) -> None:
     for stage in (s for s in STAGES if "options" in SCHEMA[s]):
         opts = cfg[stage]["options"]
         methods = [parse_method(m)[0] for m in cfg[stage].get("methods", [])] or ["sal", "moe"]
@@ -189,7 +189,7 @@ def validate(cfg: dict) -> dict:
         raise ParamsError(f"params: expected a mapping at the top level, got {type(cfg).__name__}")
     _check(cfg, SCHEMA, "")
     _check_datasets(cfg)
-    _check_options(cfg)
+    _check_stage_options(cfg)
     _check_readings(cfg)
     return cfg
 

@@ -61,7 +61,7 @@ def stage_configs(stage: str, s: dict) -> list[ex.RunConfig]:
             out += [ex.make_config(ds, m, areas=k, hidden=s["hidden"], seed=i, options=method_options(m, s["options"]), **train)
                     for i in seeds]
     elif stage in ("depth", "width"):
-        shapes = [(d, s["width"]) for d in s["depths"]] if stage == "depth" else [(s["depth"], w) for w in s["widths"]]
+        shapes = [(d, s["hidden"]) for d in s["depths"]] if stage == "depth" else [(s["depth"], w) for w in s["widths"]]
         for spec in s["methods"]:
             m, k = parse_method(spec)
             out += [ex.make_config(ds, m, areas=k, depth=d, hidden=w, seed=i, options=method_options(m, s["options"]), **train)

@@ -59,3 +59,22 @@ def test_report_metrics_are_headline_numbers_only(tmp_path):
     assert set(metrics["calibration_within"]) == set(params["calibration"]["input_norms"])
     claims = json.loads((tmp_path / "claims.json").read_text())
     assert {c["id"] for c in claims} == set(metrics["claims"]) and all(c["evidence"] for c in claims)
+
+
+def test_readme_has_each_generated_block_once_and_its_snippet_runs(tmp_path):
+    """README.md: every generated block appears once, its text nowhere else in the file; the
+    'Using the package' snippet runs as printed."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    blocks = re.findall(r"<!-- ([\w-]+):begin", readme)
+    assert blocks and len(blocks) == len(set(blocks))
+    bodies = {n: readme.split(f"<!-- {n}:begin (generated; do not edit) -->")[1].split(f"<!-- {n}:end -->")[0]
+              for n in blocks}
+    for profile in {n.rsplit("-", 1)[1] for n in blocks}:  # within one profile's blocks, no generated line twice
+        lines = [ln for n, b in bodies.items() if n.endswith(f"-{profile}") for ln in b.splitlines() if len(ln) > 60]
+        assert len(lines) == len(set(lines)), f"a line printed twice in the {profile} blocks"
+    snippet = readme.split("## Using the package")[1].split("```python")[1].split("```")[0]
+    snippet = snippet.replace("epochs=25", "epochs=1")  # the same calls, one epoch
+    exec(compile(snippet, "README.md", "exec"), {})

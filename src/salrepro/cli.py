@@ -137,8 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="where the cache file goes (default: data/cache, the DVC output; $SALREPRO_CACHE is ignored here)")
     readme = sub.add_parser("readme", help="copy a profile's generated report blocks into README.md",
                             description="Write results/PROFILE/report/summary.md into README.md's block "
-                                        "replication-PROFILE and the protocol study's conclusion into protocol-study-PROFILE "
-                                        "(what the report stage does when it runs).")
+                                        "replication-PROFILE (what the report stage does when it runs).")
     readme.add_argument("--profile", default="quick")
     readme.add_argument("--readme", default="README.md")
     check.add_argument("--stamp", default=None,

@@ -233,14 +233,9 @@ def update_readme(readme: str | Path, body: str, block_name: str) -> bool:
 
 
 def write_readme_blocks(readme: str | Path, results: str | Path) -> list[str]:
-    """Copy a profile's generated text into README.md: its report summary into the block
-    replication-<profile>, the protocol study's conclusion into protocol-study-<profile>.
-    The report stage alone calls this, so one stage writes README.md. Returns the blocks written."""
+    """Copy a profile's report summary (calibration, verdicts, protocol study: each once) into
+    README.md's block replication-<profile>. The report stage alone calls this, so one stage
+    writes README.md. Returns the blocks written."""
     results = Path(results)
-    profile = results.name
-    written = []
-    for block, source in ((f"replication-{profile}", results / "report" / "summary.md"),
-                          (f"protocol-study-{profile}", results / "protocol_study" / "conclusion.md")):
-        if source.exists() and update_readme(readme, source.read_text(), block):
-            written.append(block)
-    return written
+    block, source = f"replication-{results.name}", results / "report" / "summary.md"
+    return [block] if source.exists() and update_readme(readme, source.read_text(), block) else []

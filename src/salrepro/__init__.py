@@ -11,16 +11,12 @@ shared network shapes), `models` (build_model, count_parameters), `train`
 (the training loop), `data` (the paper's ten datasets).
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("salrepro")  # one source: pyproject.toml
-except PackageNotFoundError:  # pragma: no cover - running from a source tree that was never installed
-    __version__ = "unknown"
 
 from .models import METHODS, OPTIONS, PRESETS, ParameterCount, build_model, count_parameters, describe
 from .train import evaluate, train
-from .experiments import RunConfig, grid, run_all, run_one, summarize
+from .experiments import RunConfig, grid, package_version, run_all, run_one, summarize
+
+__version__ = package_version()  # one source: pyproject.toml, through the installed package's metadata
 
 try:  # the data layer
     from .data import DATASETS, Dataset, load_dataset

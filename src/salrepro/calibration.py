@@ -27,7 +27,7 @@ from .data import DATA_OPTIONS, load_dataset
 from .experiments import write_json_atomic
 
 DEFAULT_MAP = DATA_OPTIONS["input_norm"][1]
-METRIC_NAMES = {"val_accuracy_pct": "accuracy", "train_loss": "training loss", "val_loss": "validation loss"}
+METRIC_NAMES = paper.METRIC_NAMES
 
 
 def calibration_configs(dataset: str, input_norm: str, s: dict) -> list[ex.RunConfig]:
@@ -77,8 +77,8 @@ def agreement(table: pd.DataFrame) -> pd.DataFrame:
     """Per map: cells within, cells compared, mean |z|, over every dataset; best first."""
     cells = table[table["z"].notna()]
     g = cells.groupby("input_norm", sort=False)
-    out = pd.DataFrame({"within": g["verdict"].apply(lambda v: int(v.str.startswith("within").sum())),
-                        "cells": g.size(), "mean_abs_z": g["z"].apply(lambda z: float(z.abs().mean()))})
+    out = pd.DataFrame.from_dict({m: paper.agreement_count(x) for m, x in g}, orient="index")
+    out["mean_abs_z"] = g["z"].apply(lambda z: float(z.abs().mean()))
     return out.sort_values(["within", "mean_abs_z"], ascending=[False, True])
 
 

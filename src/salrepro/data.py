@@ -835,6 +835,11 @@ def _to_float(x: torch.Tensor, scale: float) -> torch.Tensor:
     return out.div_(scale) if scale != 1.0 else out
 
 
+def pointwise_map(x: torch.Tensor, input_norm: str) -> torch.Tensor:
+    """The maps that need no statistics, in place: pm1 (x * 2 - 1) and unit (unchanged)."""
+    return x.mul_(2).sub_(1) if input_norm == "pm1" else x
+
+
 def input_map(x_train: torch.Tensor, x_val: torch.Tensor, input_norm: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The protocol's input map, applied in place to the scaled inputs ([0, 1]; Digits raw: 0..16).
 
@@ -843,10 +848,8 @@ def input_map(x_train: torch.Tensor, x_val: torch.Tensor, input_norm: str) -> tu
     constant on the training split set to 0 in both splits; global: (x - mean) / std with one mean
     and std over every training value.
     """
-    if input_norm == "pm1":
-        return x_train.mul_(2).sub_(1), x_val.mul_(2).sub_(1)
-    if input_norm == "unit":
-        return x_train, x_val
+    if input_norm in ("pm1", "unit"):
+        return pointwise_map(x_train, input_norm), pointwise_map(x_val, input_norm)
     if input_norm == "standard":
         mean, std = x_train.double().mean(0), x_train.double().std(0, correction=0)
         constant = std == 0
@@ -919,8 +922,7 @@ def load_split(name: str, split: str, root=None, *, input_norm: str = "pm1", dig
         x, y, _ = _decode_split(ctx, split)
     finally:
         ctx.close()
-    x = _to_float(torch.from_numpy(x), _scale(spec, options))
-    return (x.mul_(2).sub_(1) if input_norm == "pm1" else x), torch.from_numpy(y)
+    return pointwise_map(_to_float(torch.from_numpy(x), _scale(spec, options)), input_norm), torch.from_numpy(y)
 
 
 def prepare(name: str, root=None, download: bool = False, *, cache_dir=None, **options) -> Path:
@@ -978,12 +980,11 @@ def table1(root=None, *, cache_dir=None, options: dict | None = None) -> pd.Data
         opts = (options or {}).get(name) or {}
         spec = _spec_for(name, opts)
         p = paper.loc[spec.display]
-        row = {"dataset": spec.display, "name": name, "classes": None, "total_samples": None,
+        row = {"dataset": display_name(name, data_options(name, opts)), "name": name, "classes": None, "total_samples": None,
                "resolution": None, "channel_processing": None,
                "paper_classes": int(p["classes"]), "paper_total_samples": int(p["total_samples"]),
                "paper_resolution": p["native_resolution"], "paper_channel_processing": p["channel_processing"],
                "matches": None, "status": "", "note": ""}
-        row["dataset"] = display_name(name, data_options(name, opts))
         row.update(_table1_ours(spec, opts, root, cache_dir))
         if row.pop("comparable", False):
             row["matches"] = bool(

@@ -14,6 +14,8 @@ matplotlib.use("Agg")  # headless: figures are written to files (the notebooks s
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from .paper import METRIC_NAMES  # noqa: E402
+
 
 def _sns():
     import seaborn as sns  # a dev extra: only the notebooks draw
@@ -181,7 +183,7 @@ def calibration(table: pd.DataFrame, sigma: float = 2.0):
     z = (ours - paper) / combined std; the band is where a cell agrees (|z| <= sigma)."""
     sns = _sns()
     t = table[table["z"].notna()].copy()
-    names = {"val_accuracy_pct": "validation accuracy", "train_loss": "training loss", "val_loss": "validation loss"}
+    names = METRIC_NAMES
     metrics = [m for m in names if m in set(t["metric"])]
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4.2), sharey=True, squeeze=False)
     order = list(dict.fromkeys(t["display"]))

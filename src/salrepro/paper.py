@@ -27,6 +27,7 @@ import pandas as pd
 from .data import DISPLAY_NAMES, NUM_CLASSES
 
 METRICS = ("val_accuracy_pct", "train_loss", "val_loss")
+METRIC_NAMES = {"val_accuracy_pct": "validation accuracy", "train_loss": "training loss", "val_loss": "validation loss"}
 # The paper's own reading of its Figures 2 and 3 (it prints no numbers for them), drawn under our figures.
 TRENDS = {
     "depth": "Paper (Figure 2, CIFAR-10, FER2013, Semeion, STL-10): SAL trains at every depth to 128 and its "
@@ -66,6 +67,13 @@ def compare_cell(ours_mean, ours_std, paper_mean, paper_std, sigma=2.0) -> dict:
     combined = math.sqrt(ours_std**2 + max(paper_std, PRINT_FLOOR) ** 2)
     return {"diff": diff, "combined_std": combined, "z": diff / combined,
             "verdict": "within" if abs(diff) <= sigma * combined else "outside"}
+
+
+def agreement_count(comparison: pd.DataFrame) -> dict:
+    """{"within": cells that agree, "cells": cells compared}: the cells with a z (ours and the paper's
+    both there; a diverged seed's note does not change its cell's verdict)."""
+    cells = comparison[comparison["z"].notna()]
+    return {"within": int(cells["verdict"].str.startswith("within").sum()), "cells": int(len(cells))}
 
 
 def compare_area_sweep(summary: pd.DataFrame, sigma: float = 2.0) -> pd.DataFrame:

@@ -56,10 +56,11 @@ def score(summary: pd.DataFrame, sigma: float) -> dict:
     acc = cells[cells["metric"] == "val_accuracy_pct"]
     sal_bp = paper.claim_sal_beats_bp(summary)
     rises = paper.claim_accuracy_rises_with_k(summary)
+    count = paper.agreement_count(comp)
     return {
         "mean_abs_z": float(cells["z"].abs().mean()) if len(cells) else math.nan,
         "acc_rmse_pp": float(math.sqrt((acc["diff"] ** 2).mean())) if len(acc) else math.nan,
-        "cells_within": int(cells["verdict"].str.startswith("within").sum()), "cells": int(len(cells)),
+        "cells_within": count["within"], "cells": count["cells"],
         "sal_above_bp": sal_bp["verdict"] == "supported", "rises_with_k": rises["verdict"] == "supported",
         "sal_above_bp_evidence": sal_bp["evidence"].split(". ", 1)[-1],
         "rises_with_k_evidence": rises["evidence"].split(". ", 1)[-1],

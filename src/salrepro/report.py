@@ -131,12 +131,8 @@ def table1_view(table: pd.DataFrame) -> pd.DataFrame:
 def cell_counts(comparison: pd.DataFrame) -> dict:
     if comparison.empty:
         return {}
-    first = comparison["verdict"].str.split().str[0]
-    c = comparison[first.isin(["within", "outside"])]
-    out = {}
-    for metric, g in c.groupby("metric"):
-        out[metric] = {"within": int(g["verdict"].str.startswith("within").sum()), "cells": int(len(g))}
-    return out
+    c = comparison[comparison["z"].notna()]
+    return {metric: paper.agreement_count(g) for metric, g in c.groupby("metric")}
 
 
 def accuracy_agreement(comparison: pd.DataFrame) -> str:
@@ -163,7 +159,7 @@ def summary_markdown(rep: dict) -> str:
                  f"{', '.join(f'`{m}`' for m in maps)}"
                  + (" (the first protocol, [0, 1]: not the calibrated map; see the calibration above)" if maps == ["unit"] else "")
                  + f". A cell agrees when |ours - paper| <= {rep['sigma']:g} combined standard deviations.")
-    names = {"val_accuracy_pct": "validation accuracy", "train_loss": "training loss", "val_loss": "validation loss"}
+    names = paper.METRIC_NAMES
     lines.append("Cells that agree with the paper: " + "; ".join(
         f"{names[m]} {v['within']}/{v['cells']}" for m, v in counts.items()) + ".")
     acc = comp[(comp["metric"] == "val_accuracy_pct") & (comp["seeds"] > 0)]

@@ -101,9 +101,8 @@ def headline_metrics(stage: str, summary: pd.DataFrame, comparison: pd.DataFrame
             acc[r.label] = v
     out = {"val_accuracy_pct": acc}
     if comparison is not None:
-        cells = comparison[(comparison["metric"] == "val_accuracy_pct") & comparison["z"].notna()]
-        out["accuracy_cells_within"] = int(cells["verdict"].str.startswith("within").sum())
-        out["accuracy_cells"] = int(len(cells))
+        count = paper.agreement_count(comparison[comparison["metric"] == "val_accuracy_pct"])
+        out["accuracy_cells_within"], out["accuracy_cells"] = count["within"], count["cells"]
     return out
 
 

@@ -5,7 +5,7 @@ import torch
 
 import salrepro
 from salrepro import blas
-from salrepro.sal import Groups
+from salrepro.dispatch import Groups
 
 pytestmark = pytest.mark.skipif(blas._gemm_batch() is None, reason="torch built without MKL: the torch path is used")
 

@@ -107,9 +107,9 @@ def test_batched_finite_flags_exactly_the_models_with_a_nan_or_inf():
                       for s, k in enumerate([1, 4, 2, 4, 2])])  # first-layer area rows: 0 | 1-4 | 5-6 | 7-10 | 11-12
     assert net.finite().tolist() == [True] * 5
     with torch.no_grad():
-        net.layers[0]["weight"][3, 2, 1] = float("nan")  # model 1
-        net.layers[0]["weight"][6, 0, 0] = float("inf")  # model 2
-        net.layers[1]["bias"][3, 0] = -float("inf")  # model 3 (output layer: one row per model)
+        net.layers[0].weight[3, 2, 1] = float("nan")  # model 1
+        net.layers[0].weight[6, 0, 0] = float("inf")  # model 2
+        net.layers[1].bias[3, 0] = -float("inf")  # model 3 (output layer: one row per model)
     assert net.finite().tolist() == [True, False, False, False, True]
 
 

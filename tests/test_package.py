@@ -48,3 +48,31 @@ def test_no_import_cycle():
     for m in sorted(g):
         if m not in state:
             visit(m, [])
+
+
+def _calls(path: Path) -> set[str]:
+    """Names of the functions and methods a module calls, and whether it uses `@`."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call):
+            f = node.func
+            out.add(f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", ""))
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.MatMult):
+            out.add("@")
+    return out
+
+
+def test_the_method_file_holds_no_dispatch():
+    """sal.py states the equations; how the products run (MKL, grouped matmul, CUDA) is dispatch.py's."""
+    calls = _calls(SRC / "sal.py")
+    assert not calls & {"grouped_mm", "nonzero_static", "area_accumulate", "usable", "gemm", "bmm", "baddbmm",
+                        "baddbmm_", "addmm_", "linear"}
+    assert "blas" not in imports(SRC / "sal.py")
+
+
+def test_the_batched_engine_writes_no_equation_of_its_own():
+    """batched.py stacks tensors and calls the method's functions; it computes no product, softmax or update itself."""
+    calls = _calls(SRC / "batched.py")
+    assert not calls & {"@", "bmm", "baddbmm", "baddbmm_", "addmm_", "softmax", "masked_fill", "grouped_mm",
+                        "global_error", "layer_error", "area_update", "selector_update", "area_forward", "sub_"}
+    assert {"forward_trace", "learn", "bp_step", "moe_branch"} <= calls

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import salrepro
-from salrepro.sal import AreaLayer, Groups, area_forward
+from salrepro.dispatch import Groups
+from salrepro.sal import AreaLayer, area_forward
 
 
 @settings(max_examples=60, deadline=None)

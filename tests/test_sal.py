@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import salrepro
+import salrepro.dispatch
 from salrepro.sal import AreaLayer
 
 torch.set_default_dtype(torch.float32)
@@ -242,8 +243,7 @@ def test_selector_learns_to_separate_classes():
 @pytest.mark.parametrize("divisor", ["batch", "area", "sum"])
 def test_grouped_update_path_matches_reference(monkeypatch, divisor):
     """The sync-free grouped update (the CUDA path), forced on CPU."""
-    real = salrepro.sal.area_update
-    monkeypatch.setattr(salrepro.sal, "area_update", lambda *a, **k: real(*a, **{**k, "grouped": True}))
+    monkeypatch.setattr(salrepro.dispatch, "accumulate_path", lambda *a: "grouped")
     model = salrepro.build_model("sal", 12, 5, hidden=8, depth=3, areas=16, seed=5, divisor=divisor)
     x, y = batch(12, 5, 6)  # 6 samples, 16 areas: most areas empty
     ref = reference_step(as_reference(model), model.roles, x.double(), y, 0.5, divisor, 5)
@@ -259,7 +259,7 @@ def test_grouped_update_path_matches_reference(monkeypatch, divisor):
 @pytest.mark.parametrize("divisor", ["batch", "area"])
 def test_per_area_loop_fallback_matches_reference(monkeypatch, divisor):
     """Without grouped_mm (older torch, unaligned widths) the loop path gives the same step."""
-    monkeypatch.setattr(salrepro.sal, "_HAS_GROUPED_MM", False)
+    monkeypatch.setattr(salrepro.dispatch, "_HAS_GROUPED_MM", False)
     model = salrepro.build_model("sal", 12, 5, hidden=8, depth=3, areas=4, seed=4, divisor=divisor)
     x, y = batch(12, 5, 24)
     ref = reference_step(as_reference(model), model.roles, x.double(), y, 0.5, divisor, 5)

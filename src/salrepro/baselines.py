@@ -23,8 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .nets import RESIDUAL, Net, branch, combine, init_area_weights, init_matrix, layer_generator, random_feedback, times_phi_prime, widths_for
-from .sal import Groups, area_forward
+from .dispatch import Groups, accumulate_, dense, rows
+from .nets import (RESIDUAL, Net, branch, combine, cross_entropy, init_area_weights, init_matrix, layer_generator,
+                   random_feedback, times_phi_prime, widths_for)
+from .sal import area_forward
 
 
 # ---------------------------------------------------------------------------
@@ -80,6 +82,32 @@ def sgd_(params, grads, lr: float) -> None:
 # ---------------------------------------------------------------------------
 # Backpropagation
 # ---------------------------------------------------------------------------
+def bp_step(layers, roles, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:
+    """One SGD step of backpropagation on mean cross-entropy, for one model
+    (x (B, in), weight (1, out, in)) or N stacked ones (x (N, B, in), weight
+    (N, out, in)); returns each model's loss before the step.
+
+    Autograd gives only the gradient of the loss with respect to each layer's
+    pre-activation a_l (backpropagation proper); the update W_l -= lr
+    dL/da_l^T h_l, b_l -= lr sum dL/da_l is then SGD on dL/dW_l, written in
+    place without a full weight gradient (the step is memory-bound).
+    """
+    inputs, pre, h = [], [], x
+    for layer, role in zip(layers, roles):
+        a = dense(h, layer.weight, layer.bias)
+        inputs.append(h)
+        pre.append(a)
+        h = combine(role, h, branch(role, a))
+    losses = cross_entropy(rows(h), y.reshape(-1)).view(y.shape).mean(-1)
+    grads = torch.autograd.grad(losses.sum(), pre)  # dL/da_l, every layer (and every model: they share nothing)
+    with torch.no_grad():
+        for layer, h_in, g in zip(layers, inputs, grads):
+            w, b = (layer.weight[0], layer.bias[0]) if g.dim() == 2 else (layer.weight, layer.bias)
+            accumulate_(w, g, h_in, alpha=-lr)  # W -= lr (dL/da)^T h
+            b.sub_(g.sum(-2), alpha=lr)
+    return losses.detach()
+
+
 class BPNet(Net):
     method = "bp"
 
@@ -89,20 +117,40 @@ class BPNet(Net):
 
     def train_step(self, x, y, lr):
         y = self.check_y(x, y)
-        params = list(self.parameters())
-        loss = F.cross_entropy(self(x), y)
-        sgd_(params, torch.autograd.grad(loss, params), lr)  # .grad is never populated
-        return float(loss.detach())
+        return float(bp_step(self.layers, self.roles, self.check_x(x), y, lr))  # .grad is never populated
 
 
 # ---------------------------------------------------------------------------
 # Mixture of experts
 # ---------------------------------------------------------------------------
-class MoELayer(nn.Module):
-    """K dense experts and a softmax gate, top-1.
+def gate_probs(x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    """The gate: p = softmax(G x) over the K experts; x (B, in) or (N, B, in) stacked."""
+    return torch.softmax(x @ gate.transpose(-1, -2), dim=-1)
 
-    Tensors: weight (K, out, in), bias (K, out), gate (K, in). A sample goes to
-    k = argmax softmax(gate x); its output is p_k * phi(W[k] x + b[k]).
+
+def moe_branch(role: str, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, gate: torch.Tensor,
+               model_offsets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One MoE layer, top-1: sample i goes to k_i = argmax_k p_ik and its
+    output is p_ik * phi(W[k_i] x_i + b[k_i]), so the gate learns through p.
+    For N stacked models (x (N, B, in), weight (N*K, out, in), gate (N, K, in))
+    `model_offsets` is m*K for model m. Returns the branch output, the expert
+    of each sample, and the Switch load-balancing loss K sum_k f_k P_k (f the
+    fraction of the batch routed to k, P its mean gate probability), summed over models."""
+    probs = gate_probs(x, gate)
+    experts = torch.argmax(probs, dim=-1)  # top-1
+    K = gate.shape[-2]
+    groups = Groups.of(experts, weight.shape[0], model_offsets)
+    a = area_forward(x, weight, bias, groups if K > 1 else None)
+    p = probs.gather(-1, experts.unsqueeze(-1))  # gate probability of the chosen expert
+    f = groups.counts.view(*probs.shape[:-2], K).to(probs.dtype) / x.shape[-2]
+    balance = K * (f * probs.mean(-2)).sum()  # Switch load balancing
+    return p * branch(role, a), experts, balance
+
+
+class MoELayer(nn.Module):
+    """K dense experts and a softmax gate, top-1 (`moe_branch`).
+
+    Tensors: weight (K, out, in), bias (K, out), gate (K, in).
     """
 
     def __init__(self, in_features, out_features, experts, *, init, seed, index, device=None, dtype=None):
@@ -114,24 +162,16 @@ class MoELayer(nn.Module):
         self.gate = nn.Parameter(torch.empty(experts, in_features, **kw))
         init_area_weights(self.weight, self.bias, init, layer_generator(seed, index, 0))
         init_matrix(self.gate, init, layer_generator(seed, index, 1))
-        self.last_balance = None  # load-balancing loss of the last forward
-
-    def gate_probs(self, x):
-        return torch.softmax(x @ self.gate.T, dim=1)
+        self.last_experts = self.last_balance = None  # of the last forward: each sample's expert, balance loss
 
     def route(self, x):
-        return torch.argmax(self.gate_probs(x), dim=1)
+        """The expert of each sample."""
+        self.branch_out("linear", x)
+        return self.last_experts
 
     def branch_out(self, role, x):
-        probs = self.gate_probs(x)
-        areas = torch.argmax(probs, dim=1)
-        groups = Groups.of(areas, self.num_areas)
-        a = area_forward(x, self.weight, self.bias, groups if self.num_areas > 1 else None)
-        p = probs.gather(1, areas.unsqueeze(1))  # gate probability of the chosen expert
-        # Switch load balancing: K * sum_k f_k P_k, f = fraction routed, P = mean prob.
-        f = groups.counts.to(probs.dtype) / x.shape[0]
-        self.last_balance = self.num_areas * (f * probs.mean(0)).sum()
-        return p * branch(role, a)
+        out, self.last_experts, self.last_balance = moe_branch(role, x, self.weight, self.bias, self.gate)
+        return out
 
 
 class MoENet(Net):
@@ -160,9 +200,9 @@ class MoENet(Net):
         """Expert index of each sample, per MoE layer with K > 1 {layer index: (B,)}."""
         h, out = self.check_x(x), {}
         for i, (layer, role) in enumerate(zip(self.layers, self.roles)):
-            if isinstance(layer, MoELayer) and layer.num_areas > 1:
-                out[i] = layer.route(h)
             h = combine(role, h, layer.branch_out(role, h))
+            if isinstance(layer, MoELayer) and layer.num_areas > 1:
+                out[i] = layer.last_experts
         return out
 
     def train_step(self, x, y, lr):

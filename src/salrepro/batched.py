@@ -12,9 +12,11 @@ takes every step for all of them at once:
 
 Each model keeps its own initialisation (the stacks are built from models
 made by `build_model`) and its own data order (its own generator), so that
-its history equals training it alone (tested to 1e-5). The SAL rule is the
-one of `sal.py`, called with the model dimension folded into the batch: the
-same `Groups`, `area_forward`, `global_error`, `layer_error`, `area_update`.
+its history equals training it alone (tested to 1e-5). The engine holds no
+equation of its own: `BatchedSAL` stacks each layer's tensors on a leading
+model dimension (`StackedAreaLayer`, the tensors of `sal.AreaLayer`) and
+runs `sal.forward_trace` and `sal.learn`, the very lines that train one
+model; `BatchedMoE` runs `baselines.moe_branch`.
 
 No host synchronisation inside the step loop on CUDA (by design; not yet
 measured on a GPU): losses, correct counts and occupancy accumulate on the
@@ -26,21 +28,23 @@ layer has many, `blas.py`, else one in-place matmul per area present).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm import tqdm  # text bars: tqdm.auto warns (with the machine's paths) in kernels without ipywidgets
 
-from . import sal
-from .baselines import BPNet, MoENet
+from .baselines import BPNet, MoENet, bp_step, moe_branch, sgd_
+from .dispatch import Groups, dense
 from .nets import branch, combine, cross_entropy
-from .sal import Groups, SALNet, area_forward, global_error, layer_error
+from .sal import SALNet, forward_trace, learn, route
+from .train import check_training_args, keep_freed_memory, show_progress, unpack
 
 log = logging.getLogger("salrepro")
-from .train import check_training_args, keep_freed_memory, show_progress, unpack
 
 
 def _cat(tensors) -> torch.Tensor:
@@ -51,8 +55,94 @@ def _stack(tensors) -> torch.Tensor:
     return torch.stack([t.detach() for t in tensors]).clone()
 
 
+# ---------------------------------------------------------------------------
+# Stacked layers: one layer of N models, their tensors on a leading dimension
+# ---------------------------------------------------------------------------
+@dataclass
+class StackedLayer:
+    """Weights of N models' layer l: weight (rows, out, in), bias (rows, out),
+    where rows = N (one area each) or the sum of the models' area counts."""
+
+    num_areas: list[int]  # K of each model in this layer
+    weight: torch.Tensor
+    bias: torch.Tensor
+
+    def tensors(self) -> list[tuple[str, torch.Tensor]]:
+        """The layer's floating-point tensors by name, in name order (checkpoints)."""
+        named = ((f.name, getattr(self, f.name)) for f in dataclasses.fields(self))
+        return sorted((n, t) for n, t in named if isinstance(t, torch.Tensor) and t.is_floating_point())
+
+    def owners(self, name: str, rows: int) -> torch.Tensor:
+        """Model index of each leading row of tensor `name`."""
+        n = len(self.num_areas)
+        device = self.weight.device
+        if rows == n:
+            return torch.arange(n, device=device)
+        return torch.repeat_interleave(torch.arange(n, device=device), torch.tensor(self.num_areas, device=device))
+
+
+@dataclass
+class StackedAreaLayer(StackedLayer):
+    """N SAL layers: the tensors of sal.AreaLayer, stacked, so that sal.py's
+    `forward_trace` and `learn` run them as they run one layer. Models of
+    different K: weight and bias concatenate every model's areas (model m's
+    area k is row offsets[m] + k); router (N, r, in) and prototypes (N, r,
+    Kmax) pad to the largest K, and `valid` marks each model's own areas."""
+
+    feedback: torch.Tensor | None = None  # (N, C, out)
+    router: torch.Tensor | None = None  # (N, r, in); zeros for one-area models
+    prototypes: torch.Tensor | None = None  # (N, r, Kmax)
+    valid: torch.Tensor | None = None  # (N, Kmax) bool
+    router_active: torch.Tensor | None = None  # (N,) bool: the model has a router
+    offsets: torch.Tensor | None = None  # (N,) first row of each model's areas
+    router_readout = None  # not batched (router_width != classes trains alone)
+
+    @property
+    def routed(self) -> bool:
+        return any(k > 1 for k in self.num_areas)
+
+    def route(self, h):
+        return route(h, self.router, self.prototypes, self.valid)  # (1)-(3), per model
+
+    def groups_of(self, areas):
+        return Groups.of(areas, self.weight.shape[0], self.offsets)
+
+    @classmethod
+    def stack(cls, layers) -> "StackedAreaLayer":
+        ks = [layer.num_areas for layer in layers]
+        dev = layers[0].weight.device
+        L = cls(ks, _cat(la.weight for la in layers), _cat(la.bias for la in layers),
+                feedback=None if layers[0].feedback is None else _stack(la.feedback for la in layers),
+                offsets=torch.tensor([0] + ks[:-1], device=dev).cumsum(0))
+        if L.routed:
+            src = next(la for la in layers if la.routed)
+            r, kmax = src.router.shape[0], max(ks)
+            if any(la.router_readout is not None for la in layers):
+                raise NotImplementedError("batched SAL with router_width != classes: train those models alone")
+            L.router = torch.zeros(len(layers), r, layers[0].in_features, device=dev)
+            L.prototypes = torch.zeros(len(layers), r, kmax, device=dev)
+            L.valid = torch.zeros(len(layers), kmax, dtype=torch.bool, device=dev)
+            for i, la in enumerate(layers):
+                if la.routed:
+                    L.router[i] = la.router.detach()
+                    L.prototypes[i, :, : la.num_areas] = la.prototypes
+                L.valid[i, : la.num_areas] = True
+            L.router_active = torch.tensor([la.routed for la in layers], device=dev)
+        return L
+
+
+@dataclass
+class StackedMoELayer(StackedLayer):
+    """N MoE layers of one K (expert k of model m is row m*K + k), or the dense output layer (gate None)."""
+
+    gate: torch.Tensor | None = None  # (N, K, in)
+    offsets: torch.Tensor | None = None  # (N,) m*K
+
+
 class BatchedNet:
     """Common frame: N models, their roles, batched forward and evaluation."""
+
+    layers: list[StackedLayer]
 
     def __init__(self, models):
         first = models[0]
@@ -93,36 +183,27 @@ class BatchedNet:
         return {"loss": loss, "correct": correct, "occupancy": occupancy}
 
     def layer_areas(self, layer: int) -> list[int]:
-        return [1] * self.n
+        return self.layers[layer].num_areas
 
     def tensors(self) -> list[torch.Tensor]:
         """Every trained tensor, in a fixed order (checkpoints)."""
-        return [t for L in self.layers for _, t in sorted(L.items()) if isinstance(t, torch.Tensor) and t.is_floating_point()]
+        return [t for L in self.layers for _, t in L.tensors()]
 
     @torch.no_grad()
     def finite(self) -> torch.Tensor:
         """(N,) bool: are all of a model's weights finite?"""
         ok = torch.ones(self.n, dtype=torch.bool, device=self.tensors()[0].device)
         for L in self.layers:
-            for name, t in L.items():
-                if not isinstance(t, torch.Tensor) or not t.is_floating_point():
-                    continue
+            for name, t in L.tensors():
                 flat = t.detach().flatten(1)  # NaN propagates to amax and amin; inf and -inf show at the ends
                 rows = torch.isfinite(flat.amax(1)) & torch.isfinite(flat.amin(1))  # 0.13 ms vs 2.2 for isfinite().all()
-                owner = self.owners(L, name, rows.shape[0], t.device)
+                owner = L.owners(name, rows.shape[0])
                 ok &= torch.zeros(self.n, device=t.device).index_add_(0, owner, (~rows).float()) == 0
         return ok
 
-    def owners(self, L, name, rows, device) -> torch.Tensor:
-        """Model index of each leading row of a layer tensor."""
-        if rows == self.n:
-            return torch.arange(self.n, device=device)
-        sizes = torch.tensor(L.get("K", [rows // self.n] * self.n), device=device)
-        return torch.repeat_interleave(torch.arange(self.n, device=device), sizes)
-
 
 # ---------------------------------------------------------------------------
-# SAL
+# SAL: sal.py's forward pass and learning rule on stacked layers
 # ---------------------------------------------------------------------------
 class BatchedSAL(BatchedNet):
     """N SAL nets (any K each) of one shape and one set of options."""
@@ -133,87 +214,21 @@ class BatchedSAL(BatchedNet):
         self.divisor, self.selector_lr_scale = first.divisor, first.selector_lr_scale
         if any((m.divisor, m.selector_lr_scale) != (self.divisor, self.selector_lr_scale) for m in models):
             raise ValueError("models: a SAL batch needs one divisor and selector_lr_scale")
-        dev = first.layers[0].weight.device
-        self.layers = []
-        for l in range(self.depth):
-            layers = [m.layers[l] for m in models]
-            ks = [layer.num_areas for layer in layers]
-            L = {"K": ks, "weight": _cat(la.weight for la in layers), "bias": _cat(la.bias for la in layers)}
-            L["offset"] = torch.tensor([0] + ks[:-1], device=dev).cumsum(0)
-            L["feedback"] = None if layers[0].feedback is None else _stack(la.feedback for la in layers)
-            L["routed"] = any(k > 1 for k in ks)
-            if L["routed"]:
-                src = next(la for la in layers if la.routed)
-                r, kmax = src.router.shape[0], max(ks)
-                if any(la.router_readout is not None for la in layers):
-                    raise NotImplementedError("batched SAL with router_width != classes: train those models alone")
-                L["router"] = torch.zeros(self.n, r, layers[0].in_features, device=dev)
-                L["prototypes"] = torch.zeros(self.n, r, kmax, device=dev)
-                L["valid"] = torch.zeros(self.n, kmax, dtype=torch.bool, device=dev)
-                for i, la in enumerate(layers):
-                    if la.routed:
-                        L["router"][i] = la.router.detach()
-                        L["prototypes"][i, :, : la.num_areas] = la.prototypes
-                    L["valid"][i, : la.num_areas] = True
-                L["has_router"] = torch.tensor([la.routed for la in layers], device=dev)
-            self.layers.append(L)
+        self.layers = [StackedAreaLayer.stack([m.layers[l] for m in models]) for l in range(self.depth)]
 
-    def layer_areas(self, layer):
-        return self.layers[layer]["K"]
-
-    def route(self, L, h):
-        """(1)-(3) per model: z = h W_r^T, s = z P, k = argmax (padded areas masked); one-area models: 0."""
-        z = torch.bmm(h, L["router"].transpose(1, 2))
-        s = torch.bmm(z, L["prototypes"]).masked_fill(~L["valid"].unsqueeze(1), float("-inf"))
-        return torch.argmax(s, dim=-1) * L["has_router"].unsqueeze(1), z
-
-    def forward(self, x, keep_routes=False, trace=None):
-        h, routes = x, {}
-        N, B = x.shape[:2]
-        for l, (L, role) in enumerate(zip(self.layers, self.roles)):
-            n_in = h.shape[-1]
-            groups = xs = z = None
-            flat = h.reshape(N * B, n_in)
-            if L["routed"]:
-                areas, z = self.route(L, h)
-                groups = Groups.of((L["offset"].unsqueeze(1) + areas).reshape(-1), sum(L["K"]))
-                xs = flat.index_select(0, groups.order)
-                a = area_forward(flat, L["weight"], L["bias"], groups, xs).view(N, B, -1)  # (4)
-                if keep_routes:
-                    routes[l] = areas
-            else:  # one area per model: a batched matmul
-                a = torch.baddbmm(L["bias"].unsqueeze(1), h, L["weight"].transpose(1, 2))
-            if trace is not None:
-                trace.append((flat, xs, a, groups, z))
-            h = combine(role, h, branch(role, a))
-        return (h, routes) if keep_routes else h
+    def forward(self, x, keep_routes=False):
+        traces, logits = forward_trace(self.layers, self.roles, x)
+        if keep_routes:
+            return logits, {l: t.areas for l, t in enumerate(traces) if t.areas is not None}
+        return logits
 
     @torch.no_grad()
     def train_step(self, x, y, lr) -> torch.Tensor:
         """One SAL step for every model; x (N, B, in), y (N, B). Returns (N,) losses."""
-        N, B = y.shape
-        trace = []
-        logits = self.forward(x, trace=trace)
+        traces, logits = forward_trace(self.layers, self.roles, x)
         losses = self.losses(logits, y)
-        e = global_error(logits.reshape(N * B, -1), y.reshape(-1)).view(N, B, -1)  # (5)
-        for L, role, (flat, xs, a, groups, z) in zip(self.layers, self.roles, trace):
-            delta = layer_error(e, L["feedback"], role, a)  # (6), batched over models
-            if groups is None:
-                D = 1 if self.divisor == "sum" else B
-                L["weight"].baddbmm_(delta.transpose(1, 2), flat.view(N, B, -1), alpha=-lr / D)  # (7)
-                L["bias"].sub_(delta.sum(1), alpha=lr / D)  # (8)
-            else:
-                sal.area_update(L["weight"], L["bias"], delta.reshape(N * B, -1), flat, groups, lr, self.divisor,
-                                xs, batch=B)  # (7), (8)
-                self.selector_update(L, flat.view(N, B, -1), z, y, lr * self.selector_lr_scale)  # (9)
+        learn(self.layers, self.roles, traces, logits, y, lr, self.divisor, self.selector_lr_scale)
         return losses
-
-    def selector_update(self, L, h, z, y, lr):
-        """(9) per model: W_r -= lr/D (softmax(z) - 1_y)^T h; one-area models have no router."""
-        N, B, r = z.shape
-        g = global_error(z.reshape(N * B, r), y.reshape(-1)).view(N, B, r) * L["has_router"].view(N, 1, 1)
-        D = 1 if self.divisor == "sum" else B
-        L["router"].baddbmm_(g.transpose(1, 2), h, alpha=-lr / D)
 
     def load_into(self, models):
         """Copy the trained tensors back into the N single models."""
@@ -221,81 +236,49 @@ class BatchedSAL(BatchedNet):
             for l, L in enumerate(self.layers):
                 start = 0
                 for i, m in enumerate(models):
-                    layer, k = m.layers[l], L["K"][i]
-                    layer.weight.copy_(L["weight"][start : start + k])
-                    layer.bias.copy_(L["bias"][start : start + k])
+                    layer, k = m.layers[l], L.num_areas[i]
+                    layer.weight.copy_(L.weight[start : start + k])
+                    layer.bias.copy_(L.bias[start : start + k])
                     if layer.routed:
-                        layer.router.copy_(L["router"][i])
+                        layer.router.copy_(L.router[i])
                     start += k
 
 
 # ---------------------------------------------------------------------------
 # BP and MoE: stacked parameters, autograd on the sum of per-model losses
 # ---------------------------------------------------------------------------
-class _AutogradBatch(BatchedNet):
-    def params(self):
-        return [p for L in self.layers for p in L.values() if isinstance(p, torch.Tensor) and p.requires_grad]
-
-    def extra_loss(self) -> torch.Tensor | float:
-        return 0.0
-
-    def train_step(self, x, y, lr) -> torch.Tensor:
-        params = self.params()
-        losses = self.losses(self.forward(x), y)
-        total = losses.sum() + self.extra_loss()  # models share no parameter: each gets its own gradient
-        grads = torch.autograd.grad(total, params)
-        with torch.no_grad():
-            for p, g in zip(params, grads):
-                p.sub_(g, alpha=lr)
-        return losses.detach()
-
-    @staticmethod
-    def dense(layers):
-        return {"weight": _stack(la.weight[0] for la in layers).requires_grad_(),
-                "bias": _stack(la.bias[0] for la in layers).requires_grad_()}
+def _dense_stack(layers, cls=StackedLayer, **extra):
+    return cls([1] * len(layers), _stack(la.weight[0] for la in layers).requires_grad_(),
+               _stack(la.bias[0] for la in layers).requires_grad_(), **extra)
 
 
-class BatchedBP(_AutogradBatch):
-    """N BP nets stacked. The step asks autograd only for the gradient of the
-    loss with respect to each layer's pre-activation a_l (backpropagation
-    proper), then applies SGD to W_l in place, W_l -= lr dL/da_l^T h_l, in one
-    batched matmul: the same update as SGD on autograd's dL/dW_l, without
-    writing and re-reading a full weight gradient (the step is memory-bound).
-    """
+class BatchedBP(BatchedNet):
+    """N BP nets stacked, trained by baselines.bp_step (one batched matmul per layer)."""
 
     def __init__(self, models: list[BPNet]):
         super().__init__(models)
-        self.layers = [self.dense([m.layers[l] for m in models]) for l in range(self.depth)]
+        self.layers = [_dense_stack([m.layers[l] for m in models]) for l in range(self.depth)]
 
-    def forward(self, x, keep_routes=False, trace=None):
+    def forward(self, x, keep_routes=False):
         h = x
         for L, role in zip(self.layers, self.roles):
-            a = torch.baddbmm(L["bias"].unsqueeze(1), h, L["weight"].transpose(1, 2))
-            if trace is not None:
-                trace.append((h, a))
-            h = combine(role, h, branch(role, a))
+            h = combine(role, h, branch(role, dense(h, L.weight, L.bias)))
         return (h, {}) if keep_routes else h
 
     def train_step(self, x, y, lr) -> torch.Tensor:
-        trace = []
-        losses = self.losses(self.forward(x, trace=trace), y)
-        grads = torch.autograd.grad(losses.sum(), [a for _, a in trace])  # dL/da_l for every layer, every model
-        with torch.no_grad():
-            for L, (h, _), g in zip(self.layers, trace, grads):
-                L["weight"].baddbmm_(g.transpose(1, 2), h, alpha=-lr)  # W -= lr (dL/da)^T h
-                L["bias"].sub_(g.sum(1), alpha=lr)
-        return losses.detach()
+        return bp_step(self.layers, self.roles, x, y, lr)
 
     def load_into(self, models):
         with torch.no_grad():
             for l, L in enumerate(self.layers):
                 for i, m in enumerate(models):
-                    m.layers[l].weight[0].copy_(L["weight"][i])
-                    m.layers[l].bias[0].copy_(L["bias"][i])
+                    m.layers[l].weight[0].copy_(L.weight[i])
+                    m.layers[l].bias[0].copy_(L.bias[i])
 
 
-class BatchedMoE(_AutogradBatch):
-    """N MoE nets of one K: expert (model, k) is group m*K + k of one grouped matmul."""
+class BatchedMoE(BatchedNet):
+    """N MoE nets of one K (baselines.moe_branch on stacked layers), trained by
+    autograd on the sum of the models' losses, whose gradients are each model's own."""
 
     def __init__(self, models: list[MoENet]):
         super().__init__(models)
@@ -306,46 +289,43 @@ class BatchedMoE(_AutogradBatch):
         self.layers = []
         for l in range(self.depth):
             layers = [m.layers[l] for m in models]
-            if l == self.depth - 1 or self.k == 1:
-                L = self.dense(layers)
-                L["gate"] = None if l == self.depth - 1 else _stack(la.gate for la in layers).requires_grad_()
-            else:
-                L = {"weight": _cat(la.weight for la in layers).requires_grad_(),
-                     "bias": _cat(la.bias for la in layers).requires_grad_(),
-                     "gate": _stack(la.gate for la in layers).requires_grad_()}
-            self.layers.append(L)
+            if l == self.depth - 1:  # the dense output layer
+                self.layers.append(_dense_stack(layers, StackedMoELayer))
+                continue
+            dev = layers[0].weight.device
+            self.layers.append(StackedMoELayer(
+                [self.k] * self.n, _cat(la.weight for la in layers).requires_grad_(),
+                _cat(la.bias for la in layers).requires_grad_(),
+                gate=_stack(la.gate for la in layers).requires_grad_(),
+                offsets=self.k * torch.arange(self.n, device=dev)))
         self._balance = 0.0
+
+    def params(self):
+        return [t for L in self.layers for _, t in L.tensors()]
 
     def layer_areas(self, layer):
         return [self.k] * self.n
 
     def forward(self, x, keep_routes=False):
         h, routes, balance = x, {}, 0.0
-        N, B = x.shape[:2]
         for l, (L, role) in enumerate(zip(self.layers, self.roles)):
-            if L["gate"] is None:  # the dense output layer
-                h = combine(role, h, branch(role, torch.baddbmm(L["bias"].unsqueeze(1), h, L["weight"].transpose(1, 2))))
+            if L.gate is None:  # the dense output layer
+                h = combine(role, h, branch(role, dense(h, L.weight, L.bias)))
                 continue
-            probs = torch.softmax(torch.bmm(h, L["gate"].transpose(1, 2)), dim=-1)  # (N, B, K)
-            areas = torch.argmax(probs, dim=-1)
-            if self.k == 1:
-                a = torch.baddbmm(L["bias"].unsqueeze(1), h, L["weight"].transpose(1, 2))
-                counts = torch.full((N, 1), B, device=x.device)
-            else:
-                groups = Groups.of((areas + self.k * torch.arange(N, device=x.device).unsqueeze(1)).reshape(-1), N * self.k)
-                a = area_forward(h.reshape(N * B, -1), L["weight"], L["bias"], groups).view(N, B, -1)
-                counts = groups.counts.view(N, self.k)
-            p = probs.gather(-1, areas.unsqueeze(-1))
-            f = counts.to(probs.dtype) / B
-            balance = balance + self.k * (f * probs.mean(1)).sum()  # Switch: K sum_k f_k P_k, summed over models
+            out, experts, layer_balance = moe_branch(role, h, L.weight, L.bias, L.gate, L.offsets)
+            balance = balance + layer_balance
             if keep_routes:
-                routes[l] = areas
-            h = combine(role, h, p * branch(role, a))
+                routes[l] = experts
+            h = combine(role, h, out)
         self._balance = balance
         return (h, routes) if keep_routes else h
 
-    def extra_loss(self):
-        return self.balance_coef * self._balance
+    def train_step(self, x, y, lr) -> torch.Tensor:
+        params = self.params()
+        losses = self.losses(self.forward(x), y)
+        total = losses.sum() + self.balance_coef * self._balance  # models share no parameter: each gets its own gradient
+        sgd_(params, torch.autograd.grad(total, params), lr)
+        return losses.detach()
 
     def load_into(self, models):
         with torch.no_grad():
@@ -353,14 +333,10 @@ class BatchedMoE(_AutogradBatch):
                 for i, m in enumerate(models):
                     layer = m.layers[l]
                     k = layer.num_areas
-                    if L["weight"].dim() == 3 and L["weight"].shape[0] == self.n and k == 1:
-                        layer.weight[0].copy_(L["weight"][i])
-                        layer.bias[0].copy_(L["bias"][i])
-                    else:
-                        layer.weight.copy_(L["weight"][i * k : (i + 1) * k])
-                        layer.bias.copy_(L["bias"][i * k : (i + 1) * k])
-                    if L["gate"] is not None:
-                        layer.gate.copy_(L["gate"][i])
+                    layer.weight.copy_(L.weight[i * k : (i + 1) * k])
+                    layer.bias.copy_(L.bias[i * k : (i + 1) * k])
+                    if L.gate is not None:
+                        layer.gate.copy_(L.gate[i])
 
 
 BATCHES = {SALNet: BatchedSAL, BPNet: BatchedBP, MoENet: BatchedMoE}

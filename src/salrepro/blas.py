@@ -102,7 +102,7 @@ def _rows(arr: np.ndarray) -> list[int]:
 
 def area_matmul(xs: torch.Tensor, weight: torch.Tensor, groups) -> torch.Tensor:
     """(4) without bias: row i of `xs` (rows sorted by area, `groups` a
-    sal.Groups) times W[k]^T, for all areas in one call. weight (K, out, in)."""
+    dispatch.Groups) times W[k]^T, for all areas in one call. weight (K, out, in)."""
     K, out, inp = weight.shape
     ys = xs.new_empty(xs.shape[0], out)
     present, rows, starts = groups.present
@@ -117,7 +117,7 @@ def area_matmul(xs: torch.Tensor, weight: torch.Tensor, groups) -> torch.Tensor:
 def area_accumulate(weight: torch.Tensor, ds: torch.Tensor, xs: torch.Tensor, groups, alpha: float) -> None:
     """(7) in place: W[k] += alpha sum_{i in area k} ds_i xs_i^T for every
     area with samples, one call; rows of ds (B, out) and xs (B, in) sorted
-    by area (`groups` a sal.Groups). Areas without samples are not touched."""
+    by area (`groups` a dispatch.Groups). Areas without samples are not touched."""
     K, out, inp = weight.shape
     present, rows, starts = groups.present
     size = xs.element_size()

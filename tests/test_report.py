@@ -78,3 +78,21 @@ def test_readme_has_each_generated_block_once_and_its_snippet_runs(tmp_path):
     snippet = readme.split("## Using the package")[1].split("```python")[1].split("```")[0]
     snippet = snippet.replace("epochs=25", "epochs=1")  # the same calls, one epoch
     exec(compile(snippet, "README.md", "exec"), {})
+
+
+def test_in_short_counts_as_the_report_counts():
+    """The README's three top lines: the calibration's count under pm1, the accuracy cells and the claims
+    held, each the number the longer block and report.json give."""
+    from salrepro import calibration
+    from salrepro.config import load_params
+
+    rep = report.build_report("tests/notebooks/results", load_params("tests/notebooks/params-test.yaml"))
+    lines = report.in_short(rep).splitlines()
+    agree = calibration.agreement(rep["calibration"]).loc["pm1"]
+    assert f"in {int(agree['within'])}/{int(agree['cells'])} cells under the protocol's map `pm1`" in lines[0]
+    acc = report.cell_counts(rep["comparison"])["val_accuracy_pct"]
+    assert f"{acc['within']} of {acc['cells']} accuracy cells" in lines[1]
+    tested = [c for c in rep["claims"] if c["verdict"] != "not testable" and "[preset" not in c["claim"]]
+    held = sum(c["verdict"] == "supported" for c in tested)
+    assert f"{held} of {len(tested)} tested claims supported" in lines[1]
+    assert report.summary_markdown(rep).startswith("**In short.**\n\n" + report.in_short(rep))

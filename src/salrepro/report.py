@@ -141,14 +141,45 @@ def accuracy_agreement(comparison: pd.DataFrame) -> str:
     return f"{c['within']} of {c['cells']} accuracy cells agree with the paper."
 
 
+def in_short(rep: dict) -> str:
+    """Three lines for the top of the README: the calibration, the SAL cells and claims under the
+    defaults, and under the preset, counted as the longer blocks below count them."""
+    lines = []
+    calib = rep.get("calibration", pd.DataFrame())
+    if len(calib):
+        agree = calibration_stage.agreement(calib)
+        row = agree.loc[calibration_stage.DEFAULT_MAP] if calibration_stage.DEFAULT_MAP in agree.index else None
+        lines.append("Calibration: BP agrees with the paper in "
+                     + (f"{int(row['within'])}/{int(row['cells'])} cells under the protocol's map "
+                        f"`{calibration_stage.DEFAULT_MAP}`" if row is not None else "no cell under the protocol's map")
+                     + "; " + ", ".join(f"`{m}` {int(r['within'])}/{int(r['cells'])}" for m, r in agree.iterrows()
+                                        if m != calibration_stage.DEFAULT_MAP) + ".")
+    comp = rep["comparison"]
+    if not comp.empty:
+        maps = ", ".join(f"`{m}`" for m in input_maps(rep["stages"]["area_sweep"]))
+        for tag, table, suffix in (("the defaults", comp, ""), (f"the preset `{rep['preset']}`", rep.get("preset_comparison",
+                                                                                                       pd.DataFrame()), f" [preset {rep['preset']}]")):
+            if table is None or table.empty:
+                continue
+            claims = [c for c in rep["claims"] if c["verdict"] != "not testable"
+                      and (c["claim"].endswith(suffix) if suffix else "[preset" not in c["claim"])]
+            held = [c["id"] for c in claims if c["verdict"] == "supported"]
+            c = cell_counts(table).get("val_accuracy_pct", {"within": 0, "cells": 0})
+            lines.append(f"Tables 2/3 with SAL under {tag} (inputs {maps}): {c['within']} of {c['cells']} accuracy cells "
+                         f"(BP and SAL-K, every dataset) agree with the paper; "
+                         f"{len(held)} of {len(claims)} tested claims supported" + (f" ({', '.join(held)})" if held else "") + ".")
+    return "\n".join(f"- {line}" for line in lines)
+
+
 def summary_markdown(rep: dict) -> str:
-    """A few lines: the verdict of the replication, generated from the data."""
+    """The verdict of the replication, generated from the data: in short, then the calibration,
+    the Table 2/3 verdicts and the protocol study."""
     lines = []
     comp = rep["comparison"]
     calib = rep.get("calibration", pd.DataFrame())
-    text = ""
+    text = ("**In short.**\n\n" + in_short(rep) + "\n\n") if (len(calib) or not comp.empty) else ""
     if len(calib):
-        text = ("Calibration (BP, the one method with no open choice, under each input map):\n\n"
+        text += ("Calibration (BP, the one method with no open choice, under each input map):\n\n"
                 + calibration_stage.conclusion(calib, rep["sigma"]) + "\n\n")
     if comp.empty:
         return text + "No Table 2/3 results yet: run `dvc repro`."

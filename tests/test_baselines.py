@@ -102,3 +102,43 @@ def test_moe_deep_has_experts_on_first_and_hidden_layers():
     kinds = [type(layer).__name__ for layer in moe.layers]
     assert kinds == ["MoELayer"] * 4 + ["DenseLayer"]
     assert set(moe.route(batch(10, 4, 8)[0])) == {0, 1, 2, 3}
+
+
+@pytest.mark.parametrize("depth", [2, 4])
+def test_salbp_with_one_area_equals_bp(depth):
+    """SAL-BP-1 has no router: it is BP on the same initial weights."""
+    bp = salrepro.build_model("bp", 10, 4, hidden=16, depth=depth, seed=3)
+    sb = salrepro.build_model("salbp", 10, 4, hidden=16, depth=depth, areas=1, seed=3)
+    x, y = batch(10, 4, 16)
+    for _ in range(3):
+        assert bp.train_step(x, y, 0.1) == pytest.approx(sb.train_step(x, y, 0.1), rel=1e-6)
+    assert_same_weights(bp, sb, rtol=1e-5, atol=1e-6)
+
+
+def test_salbp_routes_as_sal_and_backpropagates_through_the_chosen_areas():
+    """Same routing as SAL at the start; the step is SGD on autograd's gradient of the areas used (a
+    float64 autograd reference on a per-sample copy of the weights), and the router takes SAL's step (9)."""
+    torch.manual_seed(0)
+    sal = salrepro.build_model("sal", 10, 4, hidden=8, depth=3, areas=4, seed=2)
+    sb = salrepro.build_model("salbp", 10, 4, hidden=8, depth=3, areas=4, seed=2)
+    x, y = batch(10, 4, 24)
+    routes = sb.route(x)
+    assert all(torch.equal(routes[i], sal.route(x)[i]) for i in routes)
+    # reference: per-sample weights gathered from the areas, float64 autograd, then mean over the batch
+    Ws = [layer.weight.detach().double().requires_grad_() for layer in sb.layers]
+    bs = [layer.bias.detach().double().requires_grad_() for layer in sb.layers]
+    h, logits = x.double(), []
+    for i, (W, b, role) in enumerate(zip(Ws, bs, sb.roles)):
+        k = routes.get(i, torch.zeros(len(x), dtype=torch.long))
+        a = torch.einsum("boi,bi->bo", W[k], h) + b[k]
+        h = h + torch.tanh(a) if role == "residual" else a
+    loss = torch.nn.functional.cross_entropy(h, y)
+    grads = torch.autograd.grad(loss, Ws + bs)
+    router0 = sb.layers[0].router.detach().clone()
+    sb.train_step(x, y, 0.5)
+    for layer, W, g in zip(sb.layers, Ws, grads[: len(Ws)]):
+        torch.testing.assert_close(layer.weight.double(), W.detach() - 0.5 * g, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(router0, sb.layers[0].router)
+    unused = set(range(4)) - set(routes[0].tolist())
+    for k in unused:
+        assert torch.equal(grads[0][k], torch.zeros_like(grads[0][k]))

@@ -27,17 +27,45 @@ def test_reading_configs_carry_their_choices():
     assert {c.key() for c in default}.isdisjoint({c.key() for c in configs})  # different readings never share runs
 
 
-def test_conclusion_names_the_closest_reading_and_surviving_claims():
+def _row(dataset, reading, set_, z, within, above, rises, phase="grid"):
+    return {"dataset": dataset, "reading": reading, "set": set_, "phase": phase, "choices": reading, "mean_abs_z": z,
+            "acc_rmse_pp": 10 * z, "cells_within": within, "cells": 18, "sal_above_bp": above, "rises_with_k": rises}
+
+
+def test_conclusion_ranks_on_the_fit_set_and_reports_the_held_out_test_apart():
     table = pd.DataFrame([
-        {"dataset": "digits", "reading": "default", "choices": "defaults", "mean_abs_z": 4.0, "acc_rmse_pp": 40.0,
-         "cells_within": 2, "cells": 18, "sal_above_bp": False, "rises_with_k": False},
-        {"dataset": "digits", "reading": "divisor_sum", "choices": "divisor=sum", "mean_abs_z": 2.0, "acc_rmse_pp": 10.0,
-         "cells_within": 9, "cells": 18, "sal_above_bp": True, "rises_with_k": False},
+        _row("digits", "default", "fit", 4.0, 2, False, False), _row("semeion", "default", "fit", 6.0, 0, False, False),
+        _row("digits", "sum", "fit", 2.0, 9, True, False), _row("semeion", "sum", "fit", 2.0, 8, True, True),
+        _row("mnist", "default", "held_out", 5.0, 1, False, False, "test"),
+        _row("mnist", "sum", "held_out", 1.0, 12, True, True, "test"),
     ])
+    ranked = protocol.fit_ranking(table)
+    assert list(ranked["reading"]) == ["sum", "default"] and ranked.iloc[1]["mean_abs_z"] == 5.0  # held-out rows play no part
     text = protocol.conclusion(table)
-    assert "closest to the paper is 'divisor_sum'" in text and "the defaults give mean |z| 4.0" in text
-    assert "'accuracy rising with K' survives under no reading" in text
-    assert "'SAL above BP' holds under 1 of 2" in text
+    assert "Fit set (Digits, Semeion; 2 readings): the reading closest to the paper is 'sum'" in text
+    assert "the defaults: mean |z| 5.0" in text
+    assert "MNIST (held out, run once): 'default' mean |z| 5.0" in text and "'sum' mean |z| 1.0" in text
+    assert "'accuracy rising with K' holds under 1 of 4 (dataset, reading) pairs of the fit set" in text
+    assert "'SAL above BP' holds under 1 of 2 (dataset, reading) pairs of the held-out set" in text
+    assert protocol.chosen_readings(table, 1) == ["default", "sum"]
+
+
+def test_grid_readings_are_named_by_their_choices_and_equal_defaults_drop_out():
+    grid = protocol.grid_readings({"divisor": ["batch", "area"], "feedback_scale": [1.0, 10.0]})
+    assert grid == {"default": {}, "fb10": {"feedback_scale": 10.0}, "area": {"divisor": "area"},
+                    "area_fb10": {"divisor": "area", "feedback_scale": 10.0}}
+    more = protocol.one_at_a_time("area", {"divisor": "area"}, {"init": ["torch_default", "kaiming_normal"]})
+    assert more == {"area+torch_default": {"divisor": "area", "init": "torch_default"}}  # kaiming_normal is the base itself
+
+
+def test_consistency_places_the_paper_point_among_our_runs():
+    runs = pd.DataFrame([{"dataset": "digits", "method": "sal", "areas": 1, "seed": s, "val_accuracy_pct": acc,
+                          "val_loss": loss, "train_loss": loss} for s, (acc, loss) in enumerate([(35.0, 1.9), (37.0, 1.8), (60.0, 1.2)])])
+    table = protocol.consistency(runs)
+    row = table.iloc[0]  # paper Digits SAL-1: 36.4% at validation loss 2.2x
+    assert row["runs_near"] == 2 and row["our_loss_min"] == 1.8 and row["our_loss_max"] == 1.9
+    assert not row["paper_inside"]
+    assert "outside every reading's range: SAL-1" in protocol.consistency_conclusion(table)
 
 
 def test_bad_readings_are_rejected():
@@ -47,6 +75,10 @@ def test_bad_readings_are_rejected():
     with pytest.raises(ParamsError, match="protocol_study.readings.x.divisr: not a choice"):
         validate(bad)
     bad = copy.deepcopy(cfg)
-    bad["protocol_study"]["datasets"] = ["svhn"]
-    with pytest.raises(ParamsError, match="protocol_study.datasets: 'svhn' is not listed under datasets"):
+    bad["protocol_study"]["held_out"] = ["svhn"]
+    with pytest.raises(ParamsError, match="protocol_study.held_out: 'svhn' is not listed under datasets"):
+        validate(bad)
+    bad = copy.deepcopy(cfg)
+    bad["protocol_study"]["grid"]["feedback_dist"] = ["cauchy"]
+    with pytest.raises(ParamsError, match="protocol_study.grid.feedback_dist: feedback_dist: must be one of"):
         validate(bad)

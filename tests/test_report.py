@@ -96,3 +96,13 @@ def test_in_short_counts_as_the_report_counts():
     held = sum(c["verdict"] == "supported" for c in tested)
     assert f"{held} of {len(tested)} tested claims supported" in lines[1]
     assert report.summary_markdown(rep).startswith("**In short.**\n\n" + report.in_short(rep))
+
+
+def test_areas_versus_rule_reads_the_ablation_off_the_summary():
+    rows = [("sal", 1, 30.0), ("sal", 16, 24.0), ("salbp", 1, 38.0), ("salbp", 16, 45.0), ("moe", 16, 40.0)]
+    summary = pd.DataFrame([{"dataset": "digits", "method": m, "areas": k, "val_accuracy_pct_mean": a,
+                             "val_accuracy_pct_std": 1.0} for m, k, a in rows])
+    text = report.areas_versus_rule(summary)
+    assert "from 38.0 +- 1.0% (SAL-BP-1, that is BP) to 45.0 +- 1.0% at K = 16 (best K = 16" in text
+    assert "K = 1 -8.0, K = 16 -21.0" in text
+    assert report.areas_versus_rule(summary[summary["method"] != "salbp"]) == "- SAL-BP was not run beside SAL here."

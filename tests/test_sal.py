@@ -299,3 +299,23 @@ def test_feedback_scale_matches_float64_reference(depth):
     for layer, r in zip(model.layers, ref):
         torch.testing.assert_close(layer.weight.double(), r["W"], rtol=1e-5, atol=1e-6)
     assert not torch.allclose(model.layers[0].weight, plain.layers[0].weight)
+
+
+@pytest.mark.parametrize("dist", ["uniform", "normal", "sign"])
+def test_feedback_dist_draws_feedback_of_the_same_variance(dist):
+    """feedback_dist changes F's distribution, not its scale (variance 2 s^2 / C), and nothing else of the model."""
+    from salrepro.nets import random_feedback
+
+    F = random_feedback(10, 20000, 3.0, torch.Generator().manual_seed(0), dist)
+    assert F.var().item() == pytest.approx(2 * 9.0 / 10, rel=0.05)
+    if dist == "sign":
+        assert F.abs().unique().tolist() == pytest.approx([3.0 * math.sqrt(0.2)])
+    a = salrepro.build_model("sal", 12, 5, hidden=8, areas=4, seed=1)
+    b = salrepro.build_model("sal", 12, 5, hidden=8, areas=4, seed=1, feedback_dist=dist)
+    assert torch.equal(a.layers[0].weight, b.layers[0].weight) and torch.equal(a.layers[0].router, b.layers[0].router)
+    assert torch.equal(a.layers[0].feedback, b.layers[0].feedback) == (dist == "uniform")
+
+
+def test_feedback_dist_bad_value_is_refused():
+    with pytest.raises(ValueError, match="feedback_dist"):
+        salrepro.build_model("sal", 12, 5, feedback_dist="cauchy")

@@ -25,7 +25,7 @@ def test_depth_width_and_moe_grids():
     w = settings("width")
     assert {c.hidden for c in stages.stage_configs("width", w)} == set(w["widths"])
     moe = stages.stage_configs("moe", settings("moe"))
-    assert {c.method for c in moe} == {"sal", "moe"} and len(moe) == 2 * 5 * 5
+    assert {c.method for c in moe} == {"sal", "moe", "salbp"} and len(moe) == 3 * 5 * 5
     sweep = {c.key() for c in stages.stage_configs("area_sweep", settings("area_sweep"))}
     assert {c.key() for c in moe if c.method == "sal"} <= sweep  # the moe stage reuses the area sweep's SAL runs
 

@@ -26,7 +26,7 @@ from torch import nn
 from .dispatch import Groups, accumulate_, dense, rows
 from .nets import (RESIDUAL, Net, branch, combine, cross_entropy, init_area_weights, init_matrix, layer_generator,
                    random_feedback, times_phi_prime, widths_for)
-from .sal import area_forward
+from .sal import AreaLayer, area_forward, forward_trace, selector_update
 
 
 # ---------------------------------------------------------------------------
@@ -212,6 +212,63 @@ class MoENet(Net):
         loss = ce + self.balance_coef * self.balance_loss()
         sgd_(params, torch.autograd.grad(loss, params), lr)
         return float(ce.detach())
+
+
+# ---------------------------------------------------------------------------
+# SAL's areas, trained by backpropagation (salbp): is it the areas or the rule?
+# ---------------------------------------------------------------------------
+def salbp_step(layers, roles, x: torch.Tensor, y: torch.Tensor, lr: float, selector_lr_scale: float) -> torch.Tensor:
+    """One step of SAL's routing with backpropagation in place of the feedback rule, for one model
+    (x (B, in)) or N stacked ones (x (N, B, in)); returns each model's loss before the step.
+
+    The forward pass is SAL's (sal.forward_trace: routing (1)-(3) decided first, (4) per area); the
+    area weights and biases then take one SGD step on mean cross-entropy with autograd's gradient
+    (only the areas a sample went through receive any), and each router takes SAL's own selector
+    step (9) on its local loss. Nothing else differs from SAL: same layers, routing and prototypes.
+    """
+    traces, logits = forward_trace(layers, roles, x)
+    losses = cross_entropy(rows(logits), y.reshape(-1)).view(y.shape).mean(-1)
+    params = [t for layer in layers for t in (layer.weight, layer.bias)]
+    sgd_(params, torch.autograd.grad(losses.sum(), params), lr)
+    with torch.no_grad():
+        for layer, t in zip(layers, traces):
+            if t.groups is not None:
+                selector_update(layer.router, t.x.detach(), t.z.detach(), y, lr * selector_lr_scale, "batch",
+                                layer.router_readout, layer.router_active)  # (9), as in SAL
+    return losses.detach()
+
+
+class SALBPNet(Net):
+    """SAL's layers and routing (areas on the first and hidden layers, learned projection, frozen
+    prototypes, hard argmax, selector trained by its own loss), with the area weights trained by
+    backpropagation (`salbp_step`) instead of the fixed random feedback.
+
+    Options: router_width [None = C], prototype_norm ["unit"], selector_lr_scale [1.0],
+    init ["kaiming_normal"] (as SAL's)."""
+
+    method = "salbp"
+
+    def __init__(self, in_features, num_classes, *, hidden=256, depth=2, areas=1, seed=0, router_width=None,
+                 prototype_norm="unit", selector_lr_scale=1.0, init="kaiming_normal", device=None, dtype=None):
+        super().__init__(in_features, num_classes, hidden, depth, areas)
+        self.selector_lr_scale = selector_lr_scale
+        for i, (n, m) in enumerate(widths_for(in_features, num_classes, hidden, depth)):
+            self.layers.append(AreaLayer(n, m, 1 if i == depth - 1 else areas, num_classes, router_width=router_width,
+                                         prototype_norm=prototype_norm, feedback=False, init=init, seed=seed, index=i,
+                                         device=device, dtype=dtype))
+
+    @torch.no_grad()
+    def route(self, x):
+        """Area index of each sample, per routed layer {layer index: (B,)}."""
+        return {i: t.areas for i, t in enumerate(forward_trace(self.layers, self.roles, self.check_x(x))[0])
+                if t.areas is not None}
+
+    def forward(self, x):
+        return forward_trace(self.layers, self.roles, self.check_x(x))[1]
+
+    def train_step(self, x, y, lr):
+        y = self.check_y(x, y)
+        return float(salbp_step(self.layers, self.roles, self.check_x(x), y, lr, self.selector_lr_scale))
 
 
 # ---------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm  # text bars: tqdm.auto warns (with the machine's paths) in kernels without ipywidgets
 
-from .baselines import BPNet, MoENet, bp_step, moe_branch, sgd_
+from .baselines import BPNet, MoENet, SALBPNet, bp_step, moe_branch, salbp_step, sgd_
 from .dispatch import Groups, dense
 from .nets import branch, combine, cross_entropy
 from .sal import SALNet, forward_trace, learn, route
@@ -339,12 +339,29 @@ class BatchedMoE(BatchedNet):
                         layer.gate.copy_(L.gate[i])
 
 
-BATCHES = {SALNet: BatchedSAL, BPNet: BatchedBP, MoENet: BatchedMoE}
+class BatchedSALBP(BatchedSAL):
+    """N SAL-BP nets (any K each): SAL's stacked layers, trained by baselines.salbp_step."""
+
+    def __init__(self, models: list[SALBPNet]):
+        BatchedNet.__init__(self, models)
+        self.selector_lr_scale = models[0].selector_lr_scale
+        if any(m.selector_lr_scale != self.selector_lr_scale for m in models):
+            raise ValueError("models: a SAL-BP batch needs one selector_lr_scale")
+        self.layers = [StackedAreaLayer.stack([m.layers[l] for m in models]) for l in range(self.depth)]
+        for L in self.layers:
+            L.weight.requires_grad_()
+            L.bias.requires_grad_()
+
+    def train_step(self, x, y, lr) -> torch.Tensor:
+        return salbp_step(self.layers, self.roles, x, y, lr, self.selector_lr_scale)
+
+
+BATCHES = {SALNet: BatchedSAL, BPNet: BatchedBP, MoENet: BatchedMoE, SALBPNet: BatchedSALBP}
 
 
 def batchable(model) -> bool:
     return type(model) in BATCHES and not (
-        isinstance(model, SALNet) and any(layer.router_readout is not None for layer in model.layers)
+        isinstance(model, (SALNet, SALBPNet)) and any(layer.router_readout is not None for layer in model.layers)
     )
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from .data import DATA_OPTIONS, DATASETS, INPUT_NORMS, TRAIN_SIZES, data_options
-from .models import METHODS, OPTIONS, PRESETS
+from .models import METHODS, OPTIONS, PRESETS, check_method_options
 
 PROFILES = ("quick", "cpu", "paper", "test")
 STAGES = ("area_sweep", "preset_sweep", "depth", "width", "moe")
@@ -50,7 +50,7 @@ def parse_method(spec: str) -> tuple[str, int]:
         raise ParamsError(f"method {spec!r}: expected a string like 'bp', 'sal-4' or 'moe-16'")
     name, _, k = spec.partition("-")
     if name not in METHODS or (k and not k.isdigit()) or (k and int(k) < 1):
-        raise ParamsError(f"method {spec!r}: expected one of {METHODS}, with '-K' (K >= 1) for sal and moe, e.g. 'sal-4'")
+        raise ParamsError(f"method {spec!r}: expected one of {METHODS}, with '-K' (K >= 1) for sal, moe and salbp, e.g. 'sal-4'")
     areas = int(k) if k else 1
     if name in ("bp", "dfa", "fa") and areas != 1:
         raise ParamsError(f"method {spec!r}: {name} has one area; write {name!r}")
@@ -93,12 +93,20 @@ SCHEMA = {
     "width": {"datasets": _DATASETS_LIST, "methods": _METHODS_LIST, "widths": (_is_list(lambda v: _is_int(v, 1)), "a list of integers >= 1"),
               "depth": (lambda v: _is_int(v, 2), "an integer >= 2"), **_TRAINING},
     "moe": {"datasets": _DATASETS_LIST, "areas": (_is_list(lambda v: _is_int(v, 1)), "a list of integers >= 1 (K of sal-K and moe-K)"),
+            "methods": (_is_list(lambda v: v in ("moe", "salbp")), "a non-empty list from ['moe', 'salbp']: the methods run beside SAL at each K"),
             "options": _TRAINING["options"]},
     "preset_sweep": {"preset": (lambda v: v in PRESETS and bool(PRESETS[v]), f"a named preset of models.PRESETS other than the defaults: {[p for p in PRESETS if PRESETS[p]]}"),
                      "datasets": _DATASETS_LIST},
-    "protocol_study": {"datasets": _DATASETS_LIST, "seeds": _TRAINING["seeds"],
-                       "readings": (lambda v: isinstance(v, dict) and len(v) > 0 and all(isinstance(r, dict) for r in v.values()),
-                                    "a mapping from reading name to its choices (method options and data options)")},
+    "protocol_study": {"fit": _DATASETS_LIST,
+                       "held_out": (lambda v: v == [] or _DATASETS_LIST[0](v), f"a list (possibly empty) of datasets from {DATASETS}"),
+                       "seeds": _TRAINING["seeds"],
+                       "grid": (lambda v: isinstance(v, dict) and all(isinstance(x, list) and x for x in v.values()),
+                                "a mapping from a choice to the non-empty list of its values (crossed); {} for none"),
+                       "one_at_a_time": (lambda v: isinstance(v, dict) and all(isinstance(x, list) and x for x in v.values()),
+                                         "a mapping from a choice to its values, each tried alone from the best grid reading; {} for none"),
+                       "readings": (lambda v: isinstance(v, dict) and all(isinstance(r, dict) for r in v.values()),
+                                    "a mapping from reading name to its choices (method options and data options); {} for none"),
+                       "held_out_readings": (lambda v: _is_int(v, 0), "an integer >= 0: the best fit-set readings run on the held-out set, with the defaults")},
     "report": {"sigma": (_is_pos_number, "a number > 0 (verdict: |ours - paper| <= sigma x combined std)")},
 }
 # data options (data.DATA_OPTIONS): name -> (check, what is allowed)
@@ -163,7 +171,7 @@ def _check_datasets(cfg: dict) -> None:
 def _check_stage_options(cfg: dict) -> None:
     for stage in (s for s in STAGES if "options" in SCHEMA[s]):
         opts = cfg[stage]["options"]
-        methods = [parse_method(m)[0] for m in cfg[stage].get("methods", [])] or ["sal", "moe"]
+        methods = ([parse_method(m)[0] for m in cfg[stage].get("methods", [])] if stage != "moe" else cfg[stage]["methods"]) or ["sal"]
         allowed = set().union(*(OPTIONS[m] for m in methods), {"init"})
         for key in opts:
             if key not in allowed:
@@ -171,16 +179,27 @@ def _check_stage_options(cfg: dict) -> None:
 
 
 def _check_readings(cfg: dict) -> None:
+    study = cfg["protocol_study"]
     allowed = set(OPTIONS["sal"]) | {"init"} | set(DATASET_OPTIONS)
-    for name, reading in cfg["protocol_study"]["readings"].items():
-        for key, value in reading.items():
-            if key not in allowed:
-                raise ParamsError(f"protocol_study.readings.{name}.{key}: not a choice of the study; allowed: {sorted(allowed)}")
+    choices = [(f"readings.{name}.{key}", key, [value]) for name, reading in study["readings"].items() for key, value in reading.items()]
+    choices += [(f"{part}.{key}", key, values) for part in ("grid", "one_at_a_time") for key, values in study[part].items()]
+    for where, key, values in choices:
+        if key not in allowed:
+            raise ParamsError(f"protocol_study.{where}: not a choice of the study; allowed: {sorted(allowed)}")
+        for value in values:
             if key in DATASET_OPTIONS and not DATASET_OPTIONS[key][0](value):
-                raise ParamsError(f"protocol_study.readings.{name}.{key}: got {value!r}; allowed: {DATASET_OPTIONS[key][1]}")
-    for name in cfg["protocol_study"]["datasets"]:
-        if name not in cfg["datasets"]:
-            raise ParamsError(f"protocol_study.datasets: {name!r} is not listed under datasets: {sorted(cfg['datasets'])}")
+                raise ParamsError(f"protocol_study.{where}: got {value!r}; allowed: {DATASET_OPTIONS[key][1]}")
+            if key not in DATASET_OPTIONS:
+                try:
+                    check_method_options("sal", {key: value})
+                except ValueError as err:
+                    raise ParamsError(f"protocol_study.{where}: {err}") from None
+    if not study["grid"] and not study["readings"]:
+        raise ParamsError("protocol_study: needs a grid or named readings (both are empty)")
+    for part in ("fit", "held_out"):
+        for name in study[part]:
+            if name not in cfg["datasets"]:
+                raise ParamsError(f"protocol_study.{part}: {name!r} is not listed under datasets: {sorted(cfg['datasets'])}")
 
 
 def validate(cfg: dict) -> dict:

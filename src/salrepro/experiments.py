@@ -32,6 +32,7 @@ from tqdm import tqdm  # text bars: tqdm.auto warns (with the machine's paths) i
 from .batched import train_many
 from .data import DATA_OPTIONS, DATASETS, IN_FEATURES, NUM_CLASSES, data_options, display_name
 from .models import build_model, count_parameters
+from .paper import label as method_label
 from .train import show_progress, train
 
 log = logging.getLogger("salrepro")
@@ -75,7 +76,7 @@ class RunConfig:
     @property
     def label(self) -> str:
         """bp, SAL-4, MoE-4, ... as in the paper's tables."""
-        return {"sal": f"SAL-{self.areas}", "moe": f"MoE-{self.areas}"}.get(self.method, self.method.upper())
+        return method_label(self.method, self.areas)
 
     def key(self) -> str:
         """Stable identity of the run (configuration + results version)."""
@@ -204,8 +205,8 @@ def batch_id(configs: list[RunConfig]) -> str:
 
 def batch_key(config: RunConfig):
     """Configurations with equal keys train together: same dataset, method,
-    shape, training and options; SAL may mix K, MoE may not; fa and dfa run alone."""
-    if config.method not in ("sal", "bp", "moe") or dict(config.options).get("router_width") is not None:
+    shape, training and options; SAL and SAL-BP may mix K, MoE may not; fa and dfa run alone."""
+    if config.method not in ("sal", "bp", "moe", "salbp") or dict(config.options).get("router_width") is not None:
         return None
     return (config.dataset, config.data_options, config.method, config.depth, config.hidden, config.epochs,
             config.batch_size, config.lr, config.options, config.areas if config.method == "moe" else 0)

@@ -125,15 +125,16 @@ def versus_axis(summary: pd.DataFrame, axis: str, title: str, paper_trend: str |
 
 
 def sal_vs_moe(curves: pd.DataFrame, title: str):
-    """Figures 4-5: per-epoch validation accuracy, SAL vs MoE, one panel per K."""
+    """Figures 4-5: per-epoch validation accuracy, SAL vs MoE (and SAL-BP when run), one panel per K."""
     sns = _sns()
     c = curves.copy()
     c["K"] = c["areas"]
-    c["method"] = c["method"].str.upper()
+    c["method"] = c["method"].map({"sal": "SAL", "moe": "MoE", "salbp": "SAL-BP"}).fillna(c["method"].str.upper())
     g = sns.relplot(c, x="epoch", y="val_accuracy_pct", hue="method", col="K", kind="line", errorbar="sd",
                     height=3, aspect=1.0, facet_kws={"sharey": True})
     g.set_axis_labels("epoch", "validation accuracy (%)")
-    g.figure.suptitle(f"{title}: SAL vs top-1 MoE (BP)", y=1.04)
+    others = " and SAL-BP (SAL's areas, trained by BP)" if "salbp" in set(curves["method"]) else ""
+    g.figure.suptitle(f"{title}: SAL vs top-1 MoE (BP){others}", y=1.04)
     return g.figure
 
 
@@ -143,11 +144,14 @@ def protocol_distances(table: pd.DataFrame):
     _sns()
     datasets = list(dict.fromkeys(table["dataset"]))
     order = table.groupby("reading")["mean_abs_z"].mean().sort_values().index.tolist()
+    fit = set(table.loc[table.get("set", pd.Series("fit", index=table.index)) == "fit", "dataset"])
     fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 0.42 * len(order) + 1.6), squeeze=False)
     for ax, ds in zip(axes[0], datasets):
-        t = table[table["dataset"] == ds].set_index("reading").reindex(order)
+        ran = table[table["dataset"] == ds]
+        t = ran.set_index("reading").reindex(order if ds in fit else [o for o in order if o in set(ran["reading"])])
+        order_ds = list(t.index)
         shown = t["mean_abs_z"].notna()
-        ys = list(range(len(order)))
+        ys = list(range(len(order_ds)))
         colors = ["tab:green" if (r.sal_above_bp and r.rises_with_k) else "tab:blue" if (r.sal_above_bp or r.rises_with_k)
                   else "tab:gray" for r in t.fillna({"sal_above_bp": False, "rises_with_k": False}).itertuples()]
         ax.barh(ys, t["mean_abs_z"].fillna(0), color=colors)
@@ -157,10 +161,37 @@ def protocol_distances(table: pd.DataFrame):
                 ax.text(r["mean_abs_z"], y, f" {tag}", va="center", fontsize=8)
             else:
                 ax.text(0, y, " n/a for this dataset", va="center", fontsize=8, color="gray")
-        ax.set_yticks(ys, order)
+        ax.set_yticks(ys, order_ds)
         ax.invert_yaxis()
-        ax.set(title=ds, xlabel="mean |z| over Tables 2/3 cells (lower = closer to the paper)")
+        ax.set(title=ds + ("" if ds in fit else " (held out)"), xlabel="mean |z| over Tables 2/3 cells (lower = closer to the paper)")
     fig.suptitle("Protocol study: distance to the paper per reading (green: shows both claims)")
+    fig.tight_layout()
+    return fig
+
+
+def loss_accuracy(runs: pd.DataFrame, consistency: pd.DataFrame):
+    """Validation loss against validation accuracy: every run of every reading (SAL grey, BP blue),
+    one panel per dataset, with the paper's SAL (red) and BP (black) points labelled by K."""
+    _sns()
+    datasets = list(dict.fromkeys(runs["dataset"]))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4.6), squeeze=False)
+    for ax, ds in zip(axes[0], datasets):
+        r = runs[runs["dataset"] == ds]
+        for method, color, size in (("sal", "0.6", 6), ("bp", "tab:blue", 10)):
+            m = r[r["method"] == method]
+            ax.scatter(m["val_accuracy_pct"], m["val_loss"], s=size, color=color, alpha=0.5,
+                       label=f"ours, {method.upper()} (every run, every reading)")
+        p = consistency[consistency["dataset"] == ds]
+        for method, color in (("sal", "tab:red"), ("bp", "black")):
+            q = p[p["method"] == method]
+            ax.scatter(q["paper_accuracy_pct"], q["paper_val_loss"], s=60, marker="*", color=color, zorder=3,
+                       label=f"paper, {method.upper()}")
+            for row in q.itertuples():
+                ax.annotate(f"{method.upper()}-{row.areas}" if method == "sal" else "BP",
+                            (row.paper_accuracy_pct, row.paper_val_loss), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set(title=ds, xlabel="validation accuracy %", ylabel="validation loss")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle("Loss against accuracy: where the paper's points lie among ours")
     fig.tight_layout()
     return fig
 

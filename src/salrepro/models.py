@@ -11,20 +11,22 @@ from typing import NamedTuple
 
 from torch import nn
 
-from .baselines import BPNet, FeedbackNet, MoENet
-from .nets import INITS
+from .baselines import BPNet, FeedbackNet, MoENet, SALBPNet
+from .nets import FEEDBACK_DISTS, INITS
 from .sal import DIVISORS, PROTOTYPE_NORMS, SALNet
 
-METHODS = ("bp", "sal", "moe", "dfa", "fa")
+METHODS = ("bp", "sal", "moe", "dfa", "fa", "salbp")
 
 # Options each method accepts beyond the shared arguments, with their defaults.
 COMMON_OPTIONS = {"init": "kaiming_normal", "device": None, "dtype": None}
 OPTIONS = {
     "bp": {},
-    "sal": {"divisor": "batch", "feedback_scale": 1.0, "router_width": None, "prototype_norm": "unit", "selector_lr_scale": 1.0},
+    "sal": {"divisor": "batch", "feedback_scale": 1.0, "feedback_dist": "uniform", "router_width": None, "prototype_norm": "unit",
+            "selector_lr_scale": 1.0},
     "dfa": {"divisor": "batch", "feedback_scale": 1.0},
     "fa": {"divisor": "batch", "feedback_scale": 1.0},
     "moe": {"balance_coef": 0.01},
+    "salbp": {"router_width": None, "prototype_norm": "unit", "selector_lr_scale": 1.0},
 }
 
 
@@ -41,7 +43,7 @@ def _int_arg(name: str, value, minimum: int, allowed: str) -> int:
     return int(value)
 
 
-def _check_options(method: str, options: dict) -> dict:
+def check_method_options(method: str, options: dict) -> dict:
     allowed = {**COMMON_OPTIONS, **OPTIONS[method]}
     unknown = sorted(set(options) - set(allowed))
     if unknown:
@@ -51,6 +53,8 @@ def _check_options(method: str, options: dict) -> dict:
         raise ValueError(f"init: must be one of {INITS}, got {opts['init']!r}")
     if "divisor" in opts and opts["divisor"] not in DIVISORS:
         raise ValueError(f"divisor: must be one of {DIVISORS}, got {opts['divisor']!r}")
+    if "feedback_dist" in opts and opts["feedback_dist"] not in FEEDBACK_DISTS:
+        raise ValueError(f"feedback_dist: must be one of {FEEDBACK_DISTS}, got {opts['feedback_dist']!r}")
     if "prototype_norm" in opts and opts["prototype_norm"] not in PROTOTYPE_NORMS:
         raise ValueError(f"prototype_norm: must be one of {PROTOTYPE_NORMS}, got {opts['prototype_norm']!r}")
     for key in ("feedback_scale", "selector_lr_scale", "balance_coef"):
@@ -73,7 +77,7 @@ def build_model(
     seed: int = 0,
     **options,
 ) -> nn.Module:
-    """Build a model of `method` in METHODS = bp, sal, moe, dfa, fa.
+    """Build a model of `method` in METHODS = bp, sal, moe, dfa, fa, salbp.
 
     depth 2: the shallow ReLU net of Table 2 (areas on the first layer only);
     depth > 2: the residual tanh net of Figures 2-3 (areas on the first and
@@ -89,9 +93,9 @@ def build_model(
     depth = _int_arg("depth", depth, 2, ">= 2 (2 = shallow ReLU net, > 2 = residual tanh net)")
     areas = _int_arg("areas", areas, 1, ">= 1")
     if method in ("bp", "dfa", "fa") and areas != 1:
-        raise ValueError(f"areas: method {method!r} has one area per layer (areas=1); got {areas}. Use 'sal' or 'moe' for K > 1")
+        raise ValueError(f"areas: method {method!r} has one area per layer (areas=1); got {areas}. Use 'sal', 'moe' or 'salbp' for K > 1")
     seed = _int_arg("seed", seed, 0, ">= 0")
-    opts = _check_options(method, options)
+    opts = check_method_options(method, options)
     shape = dict(hidden=hidden, depth=depth, seed=seed)
     if method == "bp":
         return BPNet(in_features, num_classes, **shape, **opts)
@@ -99,6 +103,8 @@ def build_model(
         return SALNet(in_features, num_classes, areas=areas, **shape, **opts)
     if method == "moe":
         return MoENet(in_features, num_classes, areas=areas, **shape, **opts)
+    if method == "salbp":
+        return SALBPNet(in_features, num_classes, areas=areas, **shape, **opts)
     return FeedbackNet(in_features, num_classes, mode=method, **shape, **opts)
 
 

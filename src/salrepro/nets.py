@@ -134,11 +134,20 @@ def init_area_weights(weight: torch.Tensor, bias: torch.Tensor, init: str, gen: 
         bias.zero_()
 
 
-def random_feedback(rows: int, cols: int, scale: float, gen: torch.Generator) -> torch.Tensor:
+FEEDBACK_DISTS = ("uniform", "normal", "sign")
+
+
+def random_feedback(rows: int, cols: int, scale: float, gen: torch.Generator, dist: str = "uniform") -> torch.Tensor:
     """A fixed random feedback matrix (rows x cols) mapping a `rows`-wide error
-    to `cols` units: Kaiming-uniform with fan-in `rows`, times `scale` (eq. 6)."""
-    bound = scale * math.sqrt(6.0 / rows)
-    return (torch.rand(rows, cols, generator=gen) * 2 - 1) * bound
+    to `cols` units, times `scale` (eq. 6): Kaiming-uniform with fan-in `rows`
+    (default), or with the same variance 2 / rows a normal or a random-sign matrix."""
+    if dist == "uniform":
+        return (torch.rand(rows, cols, generator=gen) * 2 - 1) * (scale * math.sqrt(6.0 / rows))
+    if dist == "normal":
+        return torch.randn(rows, cols, generator=gen) * (scale * math.sqrt(2.0 / rows))
+    if dist == "sign":
+        return (torch.randint(0, 2, (rows, cols), generator=gen) * 2 - 1).float() * (scale * math.sqrt(2.0 / rows))
+    raise ValueError(f"feedback_dist: must be one of {FEEDBACK_DISTS}, got {dist!r}")
 
 
 class Net(nn.Module):

@@ -58,7 +58,7 @@ def display_of(table: pd.DataFrame, dataset: str) -> str:
 
 
 def label(method: str, areas: int) -> str:
-    return {"sal": f"SAL-{areas}", "moe": f"MoE-{areas}"}.get(method, method.upper())
+    return {"sal": f"SAL-{areas}", "moe": f"MoE-{areas}", "salbp": f"SAL-BP-{areas}"}.get(method, method.upper())
 
 
 def compare_cell(ours_mean, ours_std, paper_mean, paper_std, sigma=2.0) -> dict:

@@ -67,60 +67,230 @@ def score(summary: pd.DataFrame, sigma: float) -> dict:
     }
 
 
-def run_study(params_file="params.yaml", out_dir="results/quick/protocol_study", progress=None) -> pd.DataFrame:
-    """Every reading on every dataset of the study; one row per (dataset, reading)."""
-    cfg = load_params(params_file)
+# Short names of the choices, for reading names ("area_fb10" is divisor=area, feedback_scale=10).
+ABBREV = {"divisor": "", "feedback_scale": "fb", "feedback_dist": "fbdist_", "selector_lr_scale": "sel", "router_width": "r",
+          "prototype_norm": "proto_", "init": "", "digits_scale": "digits_"}
+
+
+def _defaults() -> dict:
+    from .data import DATA_OPTIONS
+    from .models import COMMON_OPTIONS, OPTIONS
+
+    return {**OPTIONS["sal"], "init": COMMON_OPTIONS["init"], **{k: v[1] for k, v in DATA_OPTIONS.items()}}
+
+
+def normalise(choices: dict) -> dict:
+    """The choices that differ from the defaults (a reading equal to the defaults is {}), so that runs
+    equal to another stage's (the area sweep's defaults, a preset's) have that stage's keys."""
+    defaults = _defaults()
+    return {k: v for k, v in choices.items() if k not in defaults or v != defaults[k]}
+
+
+def reading_name(choices: dict) -> str:
+    """'default' for the defaults, else the choices that differ, abbreviated and joined by '_'."""
+    parts = [f"{ABBREV.get(k, k + '=')}{v:g}" if isinstance(v, float) else f"{ABBREV.get(k, k + '=')}{v}"
+             for k, v in normalise(choices).items()]
+    return "_".join(parts) or "default"
+
+
+def grid_readings(grid: dict) -> dict[str, dict]:
+    """Every combination of the grid's choices, named (`reading_name`), in grid order."""
+    combos = [{}]
+    for key, values in grid.items():
+        combos = [{**c, key: v} for c in combos for v in values]
+    return {reading_name(c): normalise(c) for c in combos}
+
+
+def one_at_a_time(base_name: str, base: dict, choices: dict) -> dict[str, dict]:
+    """From `base`, each listed choice changed alone: '<base>+<choice>'."""
+    out = {}
+    for key, values in choices.items():
+        for v in values:
+            reading = normalise({**base, key: v})
+            if reading != base:
+                out[f"{base_name}+{reading_name({key: v})}"] = reading
+    return out
+
+
+def fit_ranking(table: pd.DataFrame) -> pd.DataFrame:
+    """Per reading, its scores averaged over the fit datasets it ran on; closest to the paper first
+    (mean |z|, then accuracy RMS)."""
+    fit = table[table["set"] == "fit"]
+    g = fit.groupby("reading", sort=False)
+    out = g.agg(choices=("choices", "first"), phase=("phase", "first"), mean_abs_z=("mean_abs_z", "mean"),
+                acc_rmse_pp=("acc_rmse_pp", "mean"), cells_within=("cells_within", "sum"), cells=("cells", "sum"),
+                sal_above_bp=("sal_above_bp", "sum"), rises_with_k=("rises_with_k", "sum"), datasets=("dataset", "count"))
+    return out.sort_values(["mean_abs_z", "acc_rmse_pp"]).reset_index()
+
+
+def study_configs(cfg: dict) -> dict:
+    """The study's shared training settings (the area sweep's), its seeds and data options."""
     study, sweep = cfg["protocol_study"], cfg["area_sweep"]
-    s = {**{k: sweep[k] for k in ("methods", "epochs", "batch_size", "lr", "hidden")}, "seeds": study["seeds"],
-         "data_options": cfg["datasets"]}
-    rows, summaries = [], []
-    for dataset in study["datasets"]:
-        store = Path(out_dir) / dataset / "runs"
-        for name, reading in study["readings"].items():
-            if not applies(reading, dataset):
-                continue
-            _, data_opts = split_reading(reading)
-            data = load_dataset(dataset, root=cfg["data"]["root"], download=cfg["data"]["download"],
-                                **{**cfg["datasets"].get(dataset, {}), **data_opts})
-            records = ex.run_all(reading_configs(dataset, reading, s), data, store=store, device=cfg["device"],
-                                 progress=progress, desc=f"{dataset} {name}")
-            summary = ex.summarize(records)
-            summaries.append(summary.assign(reading=name))
-            rows.append({"dataset": dataset, "reading": name, "choices": _describe(reading),
-                         **score(summary, cfg["report"]["sigma"])})
+    return {**{k: sweep[k] for k in ("methods", "epochs", "batch_size", "lr", "hidden")}, "seeds": study["seeds"],
+            "data_options": cfg["datasets"]}
+
+
+def run_study(params_file="params.yaml", out_dir="results/quick/protocol_study", progress=None,
+              reuse_from: str | Path | None = None) -> pd.DataFrame:
+    """The protocol study, in three phases; one row per (dataset, reading):
+
+    1. fit set: the grid's readings (every combination) and the named extra readings;
+    2. fit set: from the grid reading closest to the paper, each `one_at_a_time` choice alone;
+    3. held-out set: the defaults and the `held_out_readings` readings closest to the paper on the
+       fit set, run once each (reusing the area sweep's and preset sweep's stored runs where the
+       configuration is the same: `reuse_from`, the profile's results folder).
+    """
+    cfg = load_params(params_file)
+    study = cfg["protocol_study"]
+    s = study_configs(cfg)
+    sigma = cfg["report"]["sigma"]
+    results = Path(reuse_from) if reuse_from is not None else Path(out_dir).parent
+    rows, summaries, finals, every = [], [], [], {}
+
+    def run(dataset, name, reading, set_, phase):
+        every[name] = reading
+        if not applies(reading, dataset):
+            return
+        _, data_opts = split_reading(reading)
+        data = load_dataset(dataset, root=cfg["data"]["root"], download=cfg["data"]["download"],
+                            **{**cfg["datasets"].get(dataset, {}), **data_opts})
+        read_from = [p for stage in ("area_sweep", "preset_sweep") if (p := results / stage / dataset / "runs").is_dir()]
+        records = ex.run_all(reading_configs(dataset, reading, s), data, store=Path(out_dir) / dataset / "runs",
+                             read_from=read_from, device=cfg["device"], progress=progress, desc=f"{dataset} {name}")
+        summary = ex.summarize(records)
+        summaries.append(summary.assign(reading=name, set=set_))
+        finals.append(final_metrics(records).assign(reading=name, set=set_))
+        rows.append({"dataset": dataset, "reading": name, "set": set_, "phase": phase, "choices": _describe(reading),
+                     **score(summary, sigma)})
+
+    grid = grid_readings(study["grid"]) if study["grid"] else {}
+    named = {**grid, **{n: r for n, r in study["readings"].items() if n not in grid}}
+    for dataset in study["fit"]:
+        for name, reading in named.items():
+            run(dataset, name, reading, "fit", "grid" if name in grid else "named")
+    table = pd.DataFrame(rows)
+    if study["one_at_a_time"] and len(table):
+        ranked = fit_ranking(table)
+        base = ranked[ranked["reading"].isin(list(grid) or list(named))].iloc[0]["reading"]
+        for dataset in study["fit"]:
+            for name, reading in one_at_a_time(base, named[base], study["one_at_a_time"]).items():
+                run(dataset, name, reading, "fit", "one_at_a_time")
+        table = pd.DataFrame(rows)
+    chosen = chosen_readings(table, study["held_out_readings"])
+    for dataset in study["held_out"]:
+        for name in chosen:
+            run(dataset, name, every[name], "held_out", "test")
     table = pd.DataFrame(rows)
     out = Path(out_dir)  # results/<profile>/protocol_study: the tables beside the runs
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "readings.csv", index=False)
     pd.concat(summaries, ignore_index=True).to_csv(out / "summary.csv", index=False)
+    pd.concat(finals, ignore_index=True).to_csv(out / "runs.csv", index=False)
     (out / "conclusion.md").write_text(conclusion(table) + "\n")
     return table
+
+
+def chosen_readings(table: pd.DataFrame, n: int) -> list[str]:
+    """The defaults and the n readings closest to the paper on the fit set (the held-out test's readings)."""
+    if table.empty:
+        return ["default"]
+    best = [r for r in fit_ranking(table)["reading"] if r != "default"][:n]
+    return ["default", *best]
+
+
+def final_metrics(records: list[dict]) -> pd.DataFrame:
+    """One row per run: its configuration and final metrics (the loss-accuracy consistency figure)."""
+    rows = []
+    for r in records:
+        if r is None or r.get("diverged"):
+            continue
+        c = r["config"]
+        rows.append({"dataset": c["dataset"], "method": c["method"], "areas": c["areas"], "seed": c["seed"],
+                     "val_accuracy_pct": 100 * r["final"]["val_accuracy"], "val_loss": r["final"]["val_loss"],
+                     "train_loss": r["final"]["train_loss"]})
+    return pd.DataFrame(rows)
 
 
 def _describe(reading: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in reading.items()) or "the defaults of docs/method.md"
 
 
+def _scores(r) -> str:
+    return (f"mean |z| {r['mean_abs_z']:.1f}, accuracy off by {r['acc_rmse_pp']:.1f} pp RMS, "
+            f"{int(r['cells_within'])}/{int(r['cells'])} cells within")
+
+
 def conclusion(table: pd.DataFrame) -> str:
-    """A plain-language conclusion, generated from the table."""
+    """A plain-language conclusion, generated from the table: the fit set's ranking, then the
+    held-out test of the chosen readings against the defaults, then the two claims."""
+    if table.empty:
+        return "- No reading run yet."
+    if "set" not in table:  # a table of the first study (one set, no phases)
+        table = table.assign(set="fit", phase="named")
+    lines = []
+    fit, held = table[table["set"] == "fit"], table[table["set"] == "held_out"]
+    ranked = fit_ranking(table)
+    fit_names = ", ".join(DISPLAY_NAMES[d] for d in dict.fromkeys(fit["dataset"]))
+    best = ranked.iloc[0]
+    default = ranked[ranked["reading"] == "default"]
+    line = (f"Fit set ({fit_names}; {len(ranked)} readings): the reading closest to the paper is '{best['reading']}' "
+            f"({best['choices']}): {_scores(best)}")
+    if len(default):
+        line += f"; the defaults: {_scores(default.iloc[0])}"
+    lines.append(line + " (scores averaged over the fit datasets, cells summed).")
+    for dataset, g in fit.groupby("dataset", sort=False):
+        both = g[g["sal_above_bp"] & g["rises_with_k"]]["reading"].tolist()
+        lines.append(f"{DISPLAY_NAMES[dataset]} (fit): readings showing both qualitative claims (SAL above BP, accuracy "
+                     f"rising with K): " + (", ".join(both) if both else "none") + ".")
+    for dataset, g in held.groupby("dataset", sort=False):
+        parts = [f"'{r['reading']}' {_scores(r)}" + (" (SAL above BP" + (", rising with K)" if r["rises_with_k"] else ")")
+                                                      if r["sal_above_bp"] else (" (rising with K)" if r["rises_with_k"] else ""))
+                 for _, r in g.iterrows()]
+        lines.append(f"{DISPLAY_NAMES[dataset]} (held out, run once): " + "; ".join(parts) + ".")
+    for claim, col in (("SAL above BP", "sal_above_bp"), ("accuracy rising with K", "rises_with_k")):
+        for name, part in (("fit", fit), ("held-out", held)):
+            if part.empty:
+                continue
+            n, total = int(part[col].sum()), len(part)
+            survive = "holds under every" if n == total else ("holds under no" if n == 0 else f"holds under {n} of {total}")
+            lines.append(f"The claim '{claim}' {survive} (dataset, reading) pair{'s' if total > 1 else ''} of the {name} set.")
+    return "\n".join(f"- {line}" for line in lines)
+
+
+def consistency(runs: pd.DataFrame, window_pp: float = 3.0) -> pd.DataFrame:
+    """For every paper SAL/BP cell of the datasets run: the validation losses our runs (every
+    reading) reach at an accuracy within `window_pp` of the paper's, and whether the paper's loss
+    lies in that range. A paper point outside every reading's range is evidence about the paper."""
+    p = paper.paper_table2()
+    rows = []
+    for (dataset, method, areas), g in runs.groupby(["dataset", "method", "areas"]):
+        cell = p[(p["dataset"] == dataset) & (p["method"] == method) & (p["areas"] == areas)].set_index("metric")["mean"]
+        if "val_accuracy_pct" not in cell or "val_loss" not in cell:
+            continue
+        acc, loss = float(cell["val_accuracy_pct"]), float(cell["val_loss"])
+        near = g[(g["val_accuracy_pct"] - acc).abs() <= window_pp]
+        lo, hi = (float(near["val_loss"].min()), float(near["val_loss"].max())) if len(near) else (math.nan, math.nan)
+        rows.append({"dataset": dataset, "method": method, "areas": int(areas), "paper_accuracy_pct": acc,
+                     "paper_val_loss": loss, "runs_near": len(near), "our_loss_min": lo, "our_loss_max": hi,
+                     "paper_inside": bool(len(near)) and lo - 0.05 <= loss <= hi + 0.05})
+    return pd.DataFrame(rows)
+
+
+def consistency_conclusion(table: pd.DataFrame, window_pp: float = 3.0) -> str:
+    if table.empty:
+        return "- No run to compare."
     lines = []
     for dataset, g in table.groupby("dataset", sort=False):
-        g = g.sort_values("mean_abs_z")
-        best, default = g.iloc[0], g[g["reading"] == "default"]
-        d = default.iloc[0] if len(default) else None
-        line = (f"{DISPLAY_NAMES[dataset]}: the reading closest to the paper is '{best['reading']}' ({best['choices']}): "
-                f"mean |z| {best['mean_abs_z']:.1f}, accuracy off by {best['acc_rmse_pp']:.1f} pp RMS, "
-                f"{best['cells_within']}/{best['cells']} cells within")
-        if d is not None:
-            line += (f"; the defaults give mean |z| {d['mean_abs_z']:.1f}, {d['acc_rmse_pp']:.1f} pp RMS, "
-                     f"{d['cells_within']}/{d['cells']} cells within")
-        both = g[g["sal_above_bp"] & g["rises_with_k"]]["reading"].tolist()
-        line += (". Readings showing both qualitative claims (SAL above BP, accuracy rising with K): "
-                 + (", ".join(both) if both else "none") + ".")
-        lines.append(line)
-    for claim, col in (("SAL above BP", "sal_above_bp"), ("accuracy rising with K", "rises_with_k")):
-        n, total = int(table[col].sum()), len(table)
-        survive = "survives under every reading" if n == total else (
-            "survives under no reading" if n == 0 else f"holds under {n} of {total} (dataset, reading) pairs")
-        lines.append(f"The claim '{claim}' {survive}.")
+        sal = g[g["method"] == "sal"]
+        outside = sal[(sal["runs_near"] > 0) & ~sal["paper_inside"]]
+        unreached = sal[sal["runs_near"] == 0]
+        line = (f"{DISPLAY_NAMES[dataset]}: of the paper's {len(sal)} SAL points, {len(sal) - len(outside) - len(unreached)} lie "
+                f"where some run of some reading falls (loss within the range our runs reach within {window_pp:g} pp of its accuracy)")
+        if len(outside):
+            line += ("; outside every reading's range: " + ", ".join(
+                f"SAL-{r.areas} ({r.paper_accuracy_pct:.1f}% at loss {r.paper_val_loss:.2f}; ours {r.our_loss_min:.2f}-{r.our_loss_max:.2f})"
+                for r in outside.itertuples()))
+        if len(unreached):
+            line += "; at an accuracy no run reaches: " + ", ".join(f"SAL-{r.areas} ({r.paper_accuracy_pct:.1f}%)" for r in unreached.itertuples())
+        lines.append(line + ".")
     return "\n".join(f"- {line}" for line in lines)

@@ -82,8 +82,8 @@ def build_report(results="results/quick", params: dict | None = None, data_root=
     readings = Path(results, "protocol_study", "readings.csv")
     protocol = pd.read_csv(readings) if readings.exists() else pd.DataFrame()
     if params is not None and len(protocol):
-        protocol = protocol[protocol["dataset"].isin(params["protocol_study"]["datasets"])
-                            & protocol["reading"].isin(list(params["protocol_study"]["readings"]))]
+        study = params["protocol_study"]
+        protocol = protocol[protocol["dataset"].isin(study["fit"] + study["held_out"])]
     return {"comparison": comparison, "preset_comparison": preset_comparison, "preset": preset_name, "claims": claims, "not_run": missing, "stages": stages, "sigma": sigma,
             "profile": params["profile"] if params else None, "protocol": protocol, "calibration": calibration}
 
@@ -139,6 +139,26 @@ def accuracy_agreement(comparison: pd.DataFrame) -> str:
     """'N of M accuracy cells agree with the paper.' (counted as cell_counts counts them)."""
     c = cell_counts(comparison).get("val_accuracy_pct", {"within": 0, "cells": 0})
     return f"{c['within']} of {c['cells']} accuracy cells agree with the paper."
+
+
+def areas_versus_rule(summary: pd.DataFrame) -> str:
+    """The ablation, generated: SAL-BP-K against SAL-BP-1 (= BP: what the areas give under
+    backpropagation) and SAL-K against SAL-BP-K (what the feedback rule gives at equal areas)."""
+    lines = []
+    for ds, s in summary.groupby("dataset", sort=False):
+        acc = {(r.method, int(r.areas)): (r.val_accuracy_pct_mean, r.val_accuracy_pct_std) for r in s.itertuples()}
+        ks = sorted(k for m, k in acc if m == "salbp" and ("sal", k) in acc)
+        if not ks or ("salbp", 1) not in acc:
+            continue
+        kmax = ks[-1]
+        sb1, sbk = acc[("salbp", 1)], acc[("salbp", kmax)]
+        best = max(ks, key=lambda k: acc[("salbp", k)][0])
+        gaps = ", ".join(f"K = {k} {acc[('sal', k)][0] - acc[('salbp', k)][0]:+.1f}" for k in ks)
+        lines.append(f"{paper.display_of(summary, ds)}: under backpropagation the areas move accuracy from "
+                     f"{sb1[0]:.1f} +- {sb1[1]:.1f}% (SAL-BP-1, that is BP) to {sbk[0]:.1f} +- {sbk[1]:.1f}% at K = {kmax} "
+                     f"(best K = {best}, {acc[('salbp', best)][0]:.1f}%); the feedback rule in place of backpropagation, "
+                     f"SAL-K minus SAL-BP-K in accuracy points: {gaps}.")
+    return "\n".join(f"- {line}" for line in lines) or "- SAL-BP was not run beside SAL here."
 
 
 def in_short(rep: dict) -> str:

@@ -221,6 +221,7 @@ class AreaLayer(nn.Module):
         prototype_norm: str = "unit",
         feedback: bool = True,
         feedback_scale: float = 1.0,
+        feedback_dist: str = "uniform",
         init: str = "kaiming_normal",
         seed: int = 0,
         index: int = 0,
@@ -255,7 +256,7 @@ class AreaLayer(nn.Module):
         self.register_buffer("feedback", None)
         if feedback and out_features != num_classes:
             fb = torch.empty(num_classes, out_features, device="meta") if meta else random_feedback(
-                num_classes, out_features, feedback_scale, frozen
+                num_classes, out_features, feedback_scale, frozen, feedback_dist
             )
             self.register_buffer("feedback", fb.to(**kw))
 
@@ -294,6 +295,7 @@ class SALNet(Net):
     Options (docs/method.md; defaults in brackets):
       divisor            ["batch"] D in (7), (8), (9): B, |S_k| ("area") or 1 ("sum")
       feedback_scale     [1.0]  multiplies the Kaiming-uniform feedback F
+      feedback_dist      ["uniform"] F's distribution: Kaiming-uniform, or "normal" / "sign" of equal variance
       router_width       [None = C] r, the routing dimension
       prototype_norm     ["unit"] unit-norm prototype columns, or "none"
       selector_lr_scale  [1.0]  selector learning rate = lr x this
@@ -313,6 +315,7 @@ class SALNet(Net):
         seed: int = 0,
         divisor: str = "batch",
         feedback_scale: float = 1.0,
+        feedback_dist: str = "uniform",
         router_width: int | None = None,
         prototype_norm: str = "unit",
         selector_lr_scale: float = 1.0,
@@ -329,7 +332,7 @@ class SALNet(Net):
                 AreaLayer(
                     n, m, 1 if last else areas, num_classes,
                     router_width=router_width, prototype_norm=prototype_norm,
-                    feedback_scale=feedback_scale, init=init, seed=seed, index=i,
+                    feedback_scale=feedback_scale, feedback_dist=feedback_dist, init=init, seed=seed, index=i,
                     device=device, dtype=dtype,
                 )
             )

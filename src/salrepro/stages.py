@@ -68,7 +68,7 @@ def stage_configs(stage: str, s: dict) -> list[ex.RunConfig]:
                     for d, w in shapes for i in seeds]
     elif stage == "moe":
         for k in s["areas"]:
-            for m, opts in (("sal", s["sal_options"]), ("moe", s["options"])):
+            for m, opts in (("sal", s["sal_options"]), *((m, s["options"]) for m in s["methods"])):
                 out += [ex.make_config(ds, m, areas=k, hidden=s["hidden"], seed=i, options=method_options(m, opts), **train)
                         for i in seeds]
     return out

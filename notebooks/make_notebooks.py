@@ -190,13 +190,17 @@ nb([
        "cells we could not run, with the reason.\n\n"
        "Expected time: seconds (it reads the stages' tables). Expected result: the calibration first (under `pm1` "
        "BP lands on the paper's row), then the verdicts of Tables 2/3 and of each testable claim."),
-    params('params_file = "params.yaml"\nresults_dir = "results/quick"\nout_dir = "results/quick/report"\n'
+    params('params_file = "params.yaml"\nresults_dir = "results/quick"\nout_dir = "results/quick/report"\nfigures_dir = "figures/quick"\n'
            'readme = None  # a path: also write the generated blocks into that README (this stage alone writes it)'),
-    code("from IPython.display import Markdown, display\n\nfrom salrepro import calibration, paper, report\nfrom salrepro.config import load_params\n\n"
+    code("from IPython.display import Markdown, display\n\nfrom salrepro import calibration, figures, paper, protocol, report\nfrom salrepro.config import load_params\n\n"
          "params = load_params(params_file)\nrep = report.build_report(results_dir, params)\nmetrics = report.write_report(rep, out_dir)"),
     md("## Calibration: BP under each input map\n\nBP has no open choice, so its row calibrates the protocol "
        "(the calibration stage): the map that reproduces the paper's BP row is the one the verdicts below should rest on."),
     code('calibration.side_by_side(rep["calibration"]) if len(rep["calibration"]) else "no calibration results"'),
+    md("## At a glance: the paper against ours\n\nEvery Table 2/3 cell we ran. BP on the diagonal is the calibration; "
+       "SAL off it is the finding."),
+    code('figures.show(figures.paper_vs_ours(rep["comparison"], rep["preset_comparison"], rep["preset"]), '
+         'f"{figures_dir}/paper_vs_ours.png") if len(rep["comparison"]) else "no area-sweep results"'),
     md("## Tables 2 and 3, ours beside the paper"),
     code('paper.side_by_side(rep["comparison"]) if len(rep["comparison"]) else "no area-sweep results"'),
     md("## Tables 2 and 3 under the named preset (`preset_sweep`)\n\nThe same grid with SAL under the preset of "
@@ -206,6 +210,10 @@ nb([
     check('print(metrics["cells_within"], "of", metrics["cells_per_metric"])\nprint(metrics["claims"])'),
     md("## Claims of the paper's text"),
     code('report.wrapped(paper.claims_frame(rep["claims"]))'),
+    md("## The protocol study and its held-out test"),
+    code('display(Markdown(protocol.conclusion(rep["protocol"]) if len(rep["protocol"]) else "- Not run in this profile."))'),
+    md("## Beyond the paper: the areas or the learning rule? (the moe stage's SAL-BP runs)"),
+    code('display(Markdown(report.areas_versus_rule(rep["stages"]["moe"]) if len(rep["stages"]["moe"]) else "- Not run."))'),
     md("## What we could not run, and why"),
     code('report.wrapped(rep["not_run"])'),
     md("## Summary (the README's verdict block)"),

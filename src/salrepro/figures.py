@@ -14,6 +14,7 @@ matplotlib.use("Agg")  # headless: figures are written to files (the notebooks s
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from .data import DISPLAY_NAMES  # noqa: E402
 from .paper import METRIC_NAMES  # noqa: E402
 
 
@@ -189,9 +190,43 @@ def loss_accuracy(runs: pd.DataFrame, consistency: pd.DataFrame):
             for row in q.itertuples():
                 ax.annotate(f"{method.upper()}-{row.areas}" if method == "sal" else "BP",
                             (row.paper_accuracy_pct, row.paper_val_loss), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        ax.set(title=ds, xlabel="validation accuracy %", ylabel="validation loss")
+        ax.set(title=DISPLAY_NAMES.get(ds, ds), xlabel="validation accuracy %", ylabel="validation loss")
     axes[0][0].legend(fontsize=7)
     fig.suptitle("Loss against accuracy: where the paper's points lie among ours")
+    fig.tight_layout()
+    return fig
+
+
+def paper_vs_ours(comparison: pd.DataFrame, preset: pd.DataFrame | None = None, preset_name: str = "preset"):
+    """Every Table 2/3 cell we ran: the paper's value (x) against ours (y), with both error bars and
+    the diagonal; colour by dataset, marker by method. BP on the diagonal is the calibration; SAL off
+    it is the finding. Left accuracy, right validation loss."""
+    _sns()
+    parts = [comparison.assign(who=comparison["method"].map({"bp": "BP", "sal": "SAL (defaults)"}))]
+    if preset is not None and len(preset):
+        parts.append(preset[preset["method"] == "sal"].assign(who=f"SAL ({preset_name})"))
+    t = pd.concat(parts, ignore_index=True)
+    t = t[t["paper_mean"].notna() & t["ours_mean"].notna() & t["who"].notna()]
+    markers = {"BP": "o", "SAL (defaults)": "^", f"SAL ({preset_name})": "s"}
+    datasets = list(dict.fromkeys(t["dataset"]))
+    colors = dict(zip(datasets, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.6))
+    for ax, metric, name in zip(axes, ("val_accuracy_pct", "val_loss"), ("validation accuracy %", "validation loss")):
+        m = t[t["metric"] == metric]
+        for (ds, who), g in m.groupby(["dataset", "who"], sort=False):
+            ax.errorbar(g["paper_mean"], g["ours_mean"], xerr=g["paper_std"], yerr=g["ours_std"].fillna(0),
+                        fmt=markers[who], color=colors[ds], ms=6, alpha=0.8, elinewidth=0.8, capsize=2, ls="none")
+        if len(m):
+            lo, hi = float(min(m["paper_mean"].min(), m["ours_mean"].min())), float(max(m["paper_mean"].max(), m["ours_mean"].max()))
+            pad = 0.05 * (hi - lo or 1)
+            ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.5", lw=1, ls="--")
+        ax.set(xlabel=f"paper: {name}", ylabel=f"ours: {name}", title=name)
+    handles = [plt.Line2D([], [], color=colors[d], marker="o", ls="none", label=str(t.loc[t["dataset"] == d, "display"].iloc[0]))
+               for d in datasets]
+    handles += [plt.Line2D([], [], color="0.3", marker=mk, ls="none", label=who) for who, mk in markers.items()
+                if who in set(t["who"])]
+    axes[1].legend(handles=handles, fontsize=8, loc="best")
+    fig.suptitle("Every Table 2/3 cell we ran: the paper (x) against ours (y); on the dashed line they agree")
     fig.tight_layout()
     return fig
 

@@ -235,6 +235,9 @@ def summary_markdown(rep: dict) -> str:
         from .protocol import conclusion
 
         text += "\n\nProtocol study (which reading of the paper's text reproduces it):\n\n" + conclusion(rep["protocol"])
+    moe = rep["stages"].get("moe", pd.DataFrame())
+    if len(moe) and "salbp" in set(moe["method"]):
+        text += "\n\nBeyond the paper, the areas or the learning rule (SAL-BP: SAL's areas and routing trained by backpropagation):\n\n" + areas_versus_rule(moe)
     return text
 
 

@@ -106,3 +106,15 @@ def test_areas_versus_rule_reads_the_ablation_off_the_summary():
     assert "from 38.0 +- 1.0% (SAL-BP-1, that is BP) to 45.0 +- 1.0% at K = 16 (best K = 16" in text
     assert "K = 1 -8.0, K = 16 -21.0" in text
     assert report.areas_versus_rule(summary[summary["method"] != "salbp"]) == "- SAL-BP was not run beside SAL here."
+
+
+def test_report_reads_only_results_under_the_profiles_input_map(tmp_path):
+    """A stage's summary left from another input map (the first protocol's unit runs) does not enter the verdicts."""
+    d = tmp_path / "depth" / "digits"
+    d.mkdir(parents=True)
+    pd.DataFrame([{"dataset": "digits", "method": "bp", "areas": 1, "input_norm": "unit"},
+                  {"dataset": "digits", "method": "sal", "areas": 4, "input_norm": "pm1"}]).to_csv(d / "summary.csv", index=False)
+    params = yaml.safe_load(open("params.yaml"))
+    assert list(read_stage_outputs(tmp_path, params)["depth"]["method"]) == ["sal"]  # pm1, the default map
+    params["datasets"]["digits"] = {"input_norm": "unit"}
+    assert list(read_stage_outputs(tmp_path, params)["depth"]["method"]) == ["bp"]

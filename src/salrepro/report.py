@@ -16,20 +16,30 @@ import pandas as pd
 from . import calibration as calibration_stage
 from . import paper
 from .config import STAGES
-from .data import DATASETS, DISPLAY_NAMES, available, project_root
+from .data import DATASETS, DISPLAY_NAMES, available, data_options, project_root
 from .data import data_root as resolve_data_root
 from .experiments import write_json_atomic
 
 def read_stage_outputs(results="results", params: dict | None = None) -> dict[str, pd.DataFrame]:
     """The summary.csv of every stage instance under `results/`, concatenated
     per stage (the report's input); with `params`, only the datasets each
-    stage lists (outputs of another profile are left out)."""
+    stage lists and only results under the input map `params` gives each
+    dataset (outputs of another profile, or left from another protocol, are left out)."""
     out = {}
     for stage in STAGES:
         files = sorted(Path(results, stage).glob("*/summary.csv"))
-        if params is not None:
-            files = [f for f in files if f.parent.name in params[stage]["datasets"]]
-        out[stage] = pd.concat([pd.read_csv(f) for f in files], ignore_index=True) if files else pd.DataFrame()
+        frames = []
+        for f in files:
+            frame = pd.read_csv(f)
+            if params is not None:
+                ds = f.parent.name
+                if ds not in params[stage]["datasets"]:
+                    continue
+                if "input_norm" in frame:
+                    frame = frame[frame["input_norm"] == data_options(ds, params["datasets"].get(ds, {}))["input_norm"]]
+            frames.append(frame)
+        frames = [f for f in frames if len(f)]
+        out[stage] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     return out
 
 

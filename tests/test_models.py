@@ -108,3 +108,6 @@ def test_presets_are_valid_options_and_not_the_defaults():
     assert salrepro.PRESETS["sal_method"] == {}
     model = salrepro.build_model("sal", 8, 3, hidden=5, areas=4, **salrepro.PRESETS["paper_fit"])
     assert model.divisor == "area" and model.divisor != salrepro.build_model("sal", 8, 3, hidden=5, areas=4).divisor
+    assert model.layers[0].router.shape[0] == 32  # router width 32, not the class count
+    for name, options in salrepro.PRESETS.items():
+        salrepro.build_model("sal", 8, 3, hidden=5, areas=4, **options)  # every preset is a valid reading

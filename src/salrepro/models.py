@@ -32,9 +32,13 @@ OPTIONS = {
 
 # Named readings of the paper's open choices. Not defaults: docs/method.md's
 # defaults stay the defaults. `paper_fit` is the reading the protocol study
-# found closest to the paper's Tables 2/3 on Digits and Semeion (see
-# docs/method.md, "Readings"); use it as build_model(..., **PRESETS["paper_fit"]).
-PRESETS = {"sal_method": {}, "paper_fit": {"divisor": "area", "feedback_scale": 10.0}}
+# (version 2, inputs in [-1, 1]) found closest to the paper's Tables 2/3 on its
+# fit set, Digits and Semeion (docs/method.md, "Readings"); use it as
+# build_model(..., **PRESETS["paper_fit"]). `paper_fit_unit` is the first
+# study's choice, made under inputs in [0, 1] before the calibration.
+PRESETS = {"sal_method": {},
+           "paper_fit": {"divisor": "area", "feedback_scale": 5.0, "router_width": 32},
+           "paper_fit_unit": {"divisor": "area", "feedback_scale": 10.0}}
 
 
 def _int_arg(name: str, value, minimum: int, allowed: str) -> int:

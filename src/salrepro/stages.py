@@ -119,9 +119,12 @@ def run_stage(stage: str, dataset: str, *, params_file="params.yaml", out_dir=No
     configs = stage_configs(stage, s)
     if any(c.batch_size > data.x_train.shape[0] for c in configs):
         raise ValueError(f"{stage}.batch_size: {s['batch_size']} exceeds the {data.x_train.shape[0]} training samples of {dataset}")
-    # moe and preset_sweep share runs with the area sweep (its SAL runs; its BP runs)
+    # moe and preset_sweep share runs with the area sweep (its SAL runs; its BP runs), and preset_sweep
+    # with the protocol study (its runs of the preset's reading): a stored run of the same configuration
     shared = Path(area_sweep_runs) if area_sweep_runs is not None else out_dir.parent.parent / "area_sweep" / dataset / "runs"
     read_from = [shared] if stage in ("moe", "preset_sweep") else []
+    if stage == "preset_sweep":
+        read_from.append(shared.parent.parent.parent / "protocol_study" / dataset / "runs")
     records = ex.run_all(configs, data, store=out_dir / "runs", read_from=read_from, device=s["device"],
                          progress=progress, desc=f"{stage} {dataset}")
     summary = ex.summarize(records)

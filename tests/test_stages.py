@@ -2,6 +2,7 @@
 
 import yaml
 
+import salrepro
 from salrepro import stages
 from salrepro.config import stage_settings, validate
 
@@ -38,7 +39,7 @@ def test_preset_sweep_is_the_area_sweep_with_sal_under_the_preset():
         if a.method == "bp":  # BP has no SAL options: the very same runs, shared with the area sweep
             assert p.key() == a.key()
         else:
-            assert dict(p.options) == {"divisor": "area", "feedback_scale": 10.0} and p.key() != a.key()
+            assert dict(p.options) == salrepro.PRESETS["paper_fit"] and p.key() != a.key()
             assert (p.areas, p.seed, p.epochs, p.lr) == (a.areas, a.seed, a.epochs, a.lr)
 
 

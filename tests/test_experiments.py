@@ -165,14 +165,14 @@ def test_runs_under_unit_keep_the_keys_they_had_before_input_norm_existed():
     """The committed pre-calibration records (results/cpu, inputs in [0, 1]) are found again under
     input_norm="unit"; under any other map the same configuration is another run."""
     from pathlib import Path
-    records = sorted(Path("results/cpu/protocol_study/digits/runs").glob("*.json"))
+    records = [p for p in sorted(Path("results/cpu/protocol_study/digits/runs").glob("*.json"))
+               if "input_norm" not in json.loads(p.read_text())["config"].get("data_options", {})]  # written before it existed
     if not records:
         pytest.skip("no committed pre-calibration records in this checkout")
     for path in records[:: max(1, len(records) // 20)]:
         r = json.loads(path.read_text())
         c = dict(r["config"])
         stored_options = c.pop("data_options", {})
-        assert "input_norm" not in stored_options  # written before the option existed
         kw = dict(dataset=c.pop("dataset"), method=c.pop("method"), options=c.pop("options"), **c)
         unit = ex.make_config(data_options={**stored_options, "input_norm": "unit"}, **kw)
         assert unit.key() == r["key"] and unit.filename() == path.name

@@ -118,3 +118,11 @@ def test_report_reads_only_results_under_the_profiles_input_map(tmp_path):
     assert list(read_stage_outputs(tmp_path, params)["depth"]["method"]) == ["sal"]  # pm1, the default map
     params["datasets"]["digits"] = {"input_norm": "unit"}
     assert list(read_stage_outputs(tmp_path, params)["depth"]["method"]) == ["bp"]
+
+
+def test_not_run_reasons_tell_a_profile_cut_short_from_a_dataset_outside_it(tmp_path):
+    params = yaml.safe_load(open("conf/profile/cpu.yaml"))
+    params["area_sweep"]["datasets"] = ["digits"]  # rendered while the rest of the profile reruns
+    reasons = report.not_run_reasons(params, {"digits"}, data_root=tmp_path).set_index("dataset")["reason"]
+    assert reasons["mnist"].startswith("in the 'cpu' profile, not yet run under these parameters")
+    assert reasons["svhn"].startswith("not in the 'cpu' profile")

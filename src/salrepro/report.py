@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from . import calibration as calibration_stage
 from . import paper
@@ -47,11 +48,16 @@ def not_run_reasons(params: dict, ran: set, data_root=None) -> pd.DataFrame:
     """For each paper dataset we have no Table 2/3 numbers for: why (no machine's paths in the text)."""
     root = resolve_data_root(data_root if data_root is not None else params["data"]["root"])
     avail = available(root, params["datasets"])
+    profile_file = project_root() / "conf" / "profile" / f"{params['profile']}.yaml"
+    in_profile = (yaml.safe_load(profile_file.read_text())["area_sweep"]["datasets"] if profile_file.exists()
+                  else params["area_sweep"]["datasets"])
     rows = []
     for ds in DATASETS:
         if ds in ran:
             continue
-        if ds not in params["area_sweep"]["datasets"]:
+        if ds in in_profile and ds not in params["area_sweep"]["datasets"]:  # rendered from a profile cut short
+            why = f"in the '{params['profile']}' profile, not yet run under these parameters (a rerun in progress; see README)"
+        elif ds not in params["area_sweep"]["datasets"]:
             why = f"not in the '{params['profile']}' profile (see conf/profile/; the paper profile runs all ten)"
             if not avail[ds]:
                 why += f"; files not present here: {avail[ds]}"
@@ -94,7 +100,11 @@ def build_report(results="results/quick", params: dict | None = None, data_root=
     if params is not None and len(protocol):
         study = params["protocol_study"]
         protocol = protocol[protocol["dataset"].isin(study["fit"] + study["held_out"])]
-    return {"comparison": comparison, "preset_comparison": preset_comparison, "preset": preset_name, "claims": claims, "not_run": missing, "stages": stages, "sigma": sigma,
+    runs_file = Path(results, "protocol_study", "runs.csv")
+    protocol_runs = pd.read_csv(runs_file) if runs_file.exists() and len(protocol) else pd.DataFrame()
+    if len(protocol_runs):
+        protocol_runs = protocol_runs[protocol_runs["dataset"].isin(set(protocol["dataset"]))]
+    return {"protocol_runs": protocol_runs, "comparison": comparison, "preset_comparison": preset_comparison, "preset": preset_name, "claims": claims, "not_run": missing, "stages": stages, "sigma": sigma,
             "profile": params["profile"] if params else None, "protocol": protocol, "calibration": calibration}
 
 
@@ -245,6 +255,12 @@ def summary_markdown(rep: dict) -> str:
         from .protocol import conclusion
 
         text += "\n\nProtocol study (which reading of the paper's text reproduces it):\n\n" + conclusion(rep["protocol"])
+        runs = rep.get("protocol_runs", pd.DataFrame())
+        if len(runs):
+            from .protocol import consistency, consistency_conclusion
+
+            text += ("\n\nLoss against accuracy, every run of every reading (a paper point where no run falls is "
+                     "evidence about the paper):\n\n" + consistency_conclusion(consistency(runs)))
     moe = rep["stages"].get("moe", pd.DataFrame())
     if len(moe) and "salbp" in set(moe["method"]):
         text += "\n\nBeyond the paper, the areas or the learning rule (SAL-BP: SAL's areas and routing trained by backpropagation):\n\n" + areas_versus_rule(moe)

@@ -38,7 +38,6 @@ from pathlib import Path
 import torch
 
 import salrepro
-from salrepro import experiments as ex
 from salrepro.batched import BATCHES
 from salrepro.config import load_params, stage_settings
 from salrepro.data import IN_FEATURES, NUM_CLASSES, TRAIN_SIZES
@@ -61,6 +60,17 @@ def sync(dev: torch.device) -> None:
 def models(method: str, ks, dev, n_in: int, classes: int, hidden: int, depth: int):
     return [salrepro.build_model(method, n_in, classes, hidden=hidden, depth=depth, areas=k, seed=s, device=dev)
             for s, k in enumerate(ks)]
+
+
+def batch(method: str, ks, dev, n_in: int, classes: int, hidden: int, depth: int):
+    """The batched engine over len(ks) models of `method` (K = ks[i], seed i) on `dev`."""
+    ms = models(method, ks, dev, n_in, classes, hidden, depth)
+    return BATCHES[type(ms[0])](ms)
+
+
+def active_weights(method: str, k: int, n_in: int, classes: int, hidden: int, depth: int) -> int:
+    """Weights that compute one sample, counted on the meta device."""
+    return salrepro.count_parameters(models(method, [k], "meta", n_in, classes, hidden, depth)[0]).active
 
 
 def step_time(net, dev, N: int, n_in: int, classes: int, batch: int, steps: int) -> float:
@@ -97,8 +107,7 @@ def check_no_sync(dev: torch.device, tiny: bool) -> bool:
     n_in, classes, hidden, steps = (64, 10, 32, 3) if tiny else (784, 10, 256, 20)
     ok = True
     for method, ks in specs:
-        net = BATCHES[type(models(method, ks[:1], "meta", n_in, classes, hidden, 2)[0])](
-            models(method, ks, dev, n_in, classes, hidden, 2))
+        net = batch(method, ks, dev, n_in, classes, hidden, 2)
         g = torch.Generator().manual_seed(0)
         x = torch.randn(len(ks), 16, n_in, generator=g).to(dev)
         y = torch.randint(0, classes, (len(ks), 16), generator=g).to(dev)
@@ -135,8 +144,7 @@ def check_largest(dev: torch.device, tiny: bool) -> tuple[bool, dict]:
             if dev.type == "cuda":
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats(dev)
-            net = BATCHES[type(models(method, [k], "meta", n_in, classes, width, depth)[0])](
-                models(method, [k], dev, n_in, classes, width, depth))
+            net = batch(method, [k], dev, n_in, classes, width, depth)
             t = step_time(net, dev, 1, n_in, classes, 16, 2 if tiny else 5)
             peak = torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else float("nan")
             rates[method] = (t, active)
@@ -155,18 +163,16 @@ def estimate_hours(dev: torch.device, tiny: bool, largest: dict) -> None:
         + (" (toy sizes: the hours mean nothing)" if tiny else ""))
     cfg = load_params(ROOT / "conf" / "profile" / "paper.yaml")
     n_in, classes = 784, 10
-    shallow = BATCHES[type(models("sal", [1], "meta", n_in, classes, 256, 2)[0])]
     ks = [1, 2, 4, 8, 16] * 5
     steps = 3 if tiny else 20
     hidden = 32 if tiny else 256
     reps = {}
-    net = shallow(models("sal", ks, dev, n_in, classes, hidden, 2))
+    net = batch("sal", ks, dev, n_in, classes, hidden, 2)
     reps["shallow"] = (step_time(net, dev, len(ks), n_in, classes, 16, steps) / len(ks),
-                       salrepro.count_parameters(models("sal", [4], "meta", n_in, classes, hidden, 2)[0]).active)
+                       active_weights("sal", 4, n_in, classes, hidden, 2))
     d = 8 if tiny else 64
-    net = BATCHES[type(models("sal", [4], "meta", n_in, classes, hidden, d)[0])](models("sal", [4] * 5, dev, n_in, classes, hidden, d))
-    reps["deep"] = (step_time(net, dev, 5, n_in, classes, 16, steps) / 5,
-                    salrepro.count_parameters(models("sal", [4], "meta", n_in, classes, hidden, d)[0]).active)
+    net = batch("sal", [4] * 5, dev, n_in, classes, hidden, d)
+    reps["deep"] = (step_time(net, dev, 5, n_in, classes, 16, steps) / 5, active_weights("sal", 4, n_in, classes, hidden, d))
     if "sal" in largest:
         reps["largest"] = largest["sal"]
     for name, (t, active) in reps.items():

@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .dispatch import Groups, accumulate_, dense, rows
-from .nets import (RESIDUAL, Net, branch, combine, cross_entropy, init_area_weights, init_matrix, layer_generator,
+from .dispatch import Groups, dense, dense_accumulate_
+from .nets import (RESIDUAL, Net, branch, combine, mean_cross_entropy, init_area_weights, init_matrix, layer_generator,
                    random_feedback, times_phi_prime, widths_for)
-from .sal import AreaLayer, area_forward, forward_trace, selector_update
+from .sal import AreaLayer, area_forward, forward_trace, routes, selector_update
 
 
 # ---------------------------------------------------------------------------
@@ -98,13 +98,11 @@ def bp_step(layers, roles, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch
         inputs.append(h)
         pre.append(a)
         h = combine(role, h, branch(role, a))
-    losses = cross_entropy(rows(h), y.reshape(-1)).view(y.shape).mean(-1)
+    losses = mean_cross_entropy(h, y)
     grads = torch.autograd.grad(losses.sum(), pre)  # dL/da_l, every layer (and every model: they share nothing)
     with torch.no_grad():
         for layer, h_in, g in zip(layers, inputs, grads):
-            w, b = (layer.weight[0], layer.bias[0]) if g.dim() == 2 else (layer.weight, layer.bias)
-            accumulate_(w, g, h_in, alpha=-lr)  # W -= lr (dL/da)^T h
-            b.sub_(g.sum(-2), alpha=lr)
+            dense_accumulate_(layer.weight, layer.bias, g, h_in, alpha=-lr)  # W -= lr (dL/da)^T h, b -= lr sum dL/da
     return losses.detach()
 
 
@@ -227,7 +225,7 @@ def salbp_step(layers, roles, x: torch.Tensor, y: torch.Tensor, lr: float, selec
     step (9) on its local loss. Nothing else differs from SAL: same layers, routing and prototypes.
     """
     traces, logits = forward_trace(layers, roles, x)
-    losses = cross_entropy(rows(logits), y.reshape(-1)).view(y.shape).mean(-1)
+    losses = mean_cross_entropy(logits, y)
     params = [t for layer in layers for t in (layer.weight, layer.bias)]
     sgd_(params, torch.autograd.grad(losses.sum(), params), lr)
     with torch.no_grad():
@@ -260,8 +258,7 @@ class SALBPNet(Net):
     @torch.no_grad()
     def route(self, x):
         """Area index of each sample, per routed layer {layer index: (B,)}."""
-        return {i: t.areas for i, t in enumerate(forward_trace(self.layers, self.roles, self.check_x(x))[0])
-                if t.areas is not None}
+        return routes(forward_trace(self.layers, self.roles, self.check_x(x))[0])
 
     def forward(self, x):
         return forward_trace(self.layers, self.roles, self.check_x(x))[1]

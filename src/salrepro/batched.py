@@ -40,8 +40,8 @@ from tqdm import tqdm  # text bars: tqdm.auto warns (with the machine's paths) i
 
 from .baselines import BPNet, MoENet, SALBPNet, bp_step, moe_branch, salbp_step, sgd_
 from .dispatch import Groups, dense
-from .nets import branch, combine, cross_entropy
-from .sal import SALNet, forward_trace, learn, route
+from .nets import branch, combine, cross_entropy, mean_cross_entropy
+from .sal import SALNet, forward_trace, learn, route, routes
 from .train import check_training_args, keep_freed_memory, show_progress, unpack
 
 log = logging.getLogger("salrepro")
@@ -158,8 +158,7 @@ class BatchedNet:
 
     def losses(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy per model, (N,)."""
-        N, B, C = logits.shape
-        return cross_entropy(logits.reshape(N * B, C), y.reshape(N * B)).view(N, B).mean(1)
+        return mean_cross_entropy(logits, y)
 
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, y: torch.Tensor, chunk: int = 512) -> dict:
@@ -219,7 +218,7 @@ class BatchedSAL(BatchedNet):
     def forward(self, x, keep_routes=False):
         traces, logits = forward_trace(self.layers, self.roles, x)
         if keep_routes:
-            return logits, {l: t.areas for l, t in enumerate(traces) if t.areas is not None}
+            return logits, routes(traces)
         return logits
 
     @torch.no_grad()

@@ -44,6 +44,10 @@ def _is_list(check):
     return lambda v: isinstance(v, list) and len(v) > 0 and all(check(x) for x in v)
 
 
+def _is_choice_lists(v):
+    return isinstance(v, dict) and all(isinstance(x, list) and x for x in v.values())
+
+
 def parse_method(spec: str) -> tuple[str, int]:
     """'sal-4' -> ('sal', 4); 'bp' -> ('bp', 1)."""
     if not isinstance(spec, str):
@@ -100,10 +104,9 @@ SCHEMA = {
     "protocol_study": {"fit": _DATASETS_LIST,
                        "held_out": (lambda v: v == [] or _DATASETS_LIST[0](v), f"a list (possibly empty) of datasets from {DATASETS}"),
                        "seeds": _TRAINING["seeds"],
-                       "grid": (lambda v: isinstance(v, dict) and all(isinstance(x, list) and x for x in v.values()),
-                                "a mapping from a choice to the non-empty list of its values (crossed); {} for none"),
-                       "one_at_a_time": (lambda v: isinstance(v, dict) and all(isinstance(x, list) and x for x in v.values()),
-                                         "a mapping from a choice to its values, each tried alone from the best grid reading; {} for none"),
+                       "grid": (_is_choice_lists, "a mapping from a choice to the non-empty list of its values (crossed); {} for none"),
+                       "one_at_a_time": (_is_choice_lists, "a mapping from a choice to the non-empty list of its values, each tried "
+                                                           "alone from the best grid reading; {} for none"),
                        "readings": (lambda v: isinstance(v, dict) and all(isinstance(r, dict) for r in v.values()),
                                     "a mapping from reading name to its choices (method options and data options); {} for none"),
                        "held_out_readings": (lambda v: _is_int(v, 0), "an integer >= 0: the best fit-set readings run on the held-out set, with the defaults")},

@@ -158,6 +158,14 @@ def dense(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Te
     return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
 
 
+def dense_accumulate_(weight: torch.Tensor, bias: torch.Tensor, delta: torch.Tensor, x: torch.Tensor, alpha: float) -> None:
+    """In place, one area: W += alpha delta^T x and b += alpha sum delta, for a lone model (weight
+    (1, out, in), x (B, in)) or per stacked model (weight (N, out, in), x (N, B, in))."""
+    w, b = (weight[0], bias[0]) if x.dim() == 2 else (weight, bias)
+    accumulate_(w, delta, x, alpha)
+    b.add_(delta.sum(-2), alpha=alpha)
+
+
 def accumulate_(weight: torch.Tensor, delta: torch.Tensor, x: torch.Tensor, alpha: float) -> None:
     """In place: W += alpha delta^T x; W (out, in) with x (B, in), or per stacked
     model, W (N, out, in) with x (N, B, in)."""

@@ -46,6 +46,12 @@ def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return z.exp().sum(1).log() - z.gather(1, y.unsqueeze(1)).squeeze(1)
 
 
+def mean_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the batch: a scalar for one model (logits (B, C)), one value per model
+    for N stacked ones (logits (N, B, C), y (N, B)); differentiable."""
+    return cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1)).view(y.shape).mean(-1)
+
+
 def roles_for(depth: int) -> list[str]:
     """The role of each of the `depth` weight layers."""
     if depth == 2:

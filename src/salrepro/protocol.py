@@ -145,15 +145,17 @@ def run_study(params_file="params.yaml", out_dir="results/quick/protocol_study",
     s = study_configs(cfg)
     sigma = cfg["report"]["sigma"]
     results = Path(reuse_from) if reuse_from is not None else Path(out_dir).parent
-    rows, summaries, finals, every = [], [], [], {}
+    rows, summaries, finals, every, loaded = [], [], [], {}, {}
 
     def run(dataset, name, reading, set_, phase):
         every[name] = reading
         if not applies(reading, dataset):
             return
-        _, data_opts = split_reading(reading)
-        data = load_dataset(dataset, root=cfg["data"]["root"], download=cfg["data"]["download"],
-                            **{**cfg["datasets"].get(dataset, {}), **data_opts})
+        options = {**cfg["datasets"].get(dataset, {}), **split_reading(reading)[1]}
+        key = (dataset, tuple(sorted(options.items())))
+        if key not in loaded:  # readings that share a dataset's data options share its tensors: loaded once
+            loaded[key] = load_dataset(dataset, root=cfg["data"]["root"], download=cfg["data"]["download"], **options)
+        data = loaded[key]
         read_from = [p for stage in ("area_sweep", "preset_sweep") if (p := results / stage / dataset / "runs").is_dir()]
         records = ex.run_all(reading_configs(dataset, reading, s), data, store=Path(out_dir) / dataset / "runs",
                              read_from=read_from, device=cfg["device"], progress=progress, desc=f"{dataset} {name}")

@@ -40,8 +40,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .dispatch import Groups, accumulate_, area_accumulate_, area_matmul, dense, rows, sort_by_area
-from .nets import (Net, branch, combine, cross_entropy, init_area_weights, init_matrix, layer_generator,
+from .dispatch import Groups, accumulate_, area_accumulate_, area_matmul, dense, dense_accumulate_, rows, sort_by_area
+from .nets import (Net, branch, combine, mean_cross_entropy, init_area_weights, init_matrix, layer_generator,
                    random_feedback, softmax, times_phi_prime, widths_for)
 
 DIVISORS = ("batch", "area", "sum")
@@ -109,9 +109,7 @@ def area_update(
     B = x.shape[-2]
     if groups is None:  # one area: a plain DFA update
         D = 1 if divisor == "sum" else B
-        w, b = (weight[0], bias[0]) if x.dim() == 2 else (weight, bias)  # lone: area 0; stacked: each model's one area
-        accumulate_(w, delta, x, alpha=-lr / D)  # (7)
-        b.add_(delta.sum(-2), alpha=-lr / D)  # (8)
+        dense_accumulate_(weight, bias, delta, x, alpha=-lr / D)  # (7), (8) with one area
         return
     xs = sort_by_area(x, groups) if xs is None else xs
     delta = rows(delta)
@@ -162,6 +160,11 @@ class LayerTrace:
     groups: Groups | None  # its routing (None for one area)
     z: torch.Tensor | None  # its routing projection (for the selector)
     areas: torch.Tensor | None  # the area of each sample (routed layers)
+
+
+def routes(traces: list[LayerTrace]) -> dict[int, torch.Tensor]:
+    """The area of each sample, per routed layer {layer index: areas}, from a forward pass's traces."""
+    return {i: t.areas for i, t in enumerate(traces) if t.areas is not None}
 
 
 def forward_trace(layers, roles, x: torch.Tensor) -> tuple[list[LayerTrace], torch.Tensor]:
@@ -340,7 +343,7 @@ class SALNet(Net):
     @torch.no_grad()
     def route(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
         """Area index of each sample, per routed layer {layer index: (B,)}."""
-        return {i: t.areas for i, t in enumerate(self.trace(x)[0]) if t.areas is not None}
+        return routes(self.trace(x)[0])
 
     def trace(self, x: torch.Tensor) -> tuple[list[LayerTrace], torch.Tensor]:
         return forward_trace(self.layers, self.roles, self.check_x(x))
@@ -354,6 +357,6 @@ class SALNet(Net):
         """One SAL step on a batch; returns its mean cross-entropy before the update."""
         y = self.check_y(x, y)
         traces, logits = self.trace(x)
-        loss = cross_entropy(logits, y).mean()
+        loss = mean_cross_entropy(logits, y)
         learn(self.layers, self.roles, traces, logits, y, lr, self.divisor, self.selector_lr_scale)
         return float(loss)

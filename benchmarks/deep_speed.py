@@ -1,10 +1,11 @@
 """Deep and wide nets against this machine's limit (issue: deep and wide nets near the machine's limit).
 
 The depth and width workloads of the cpu profile: a depth-64 residual net (784 inputs, 10 classes)
-at widths 256 and 1024, SAL-4 and BP, one model, batch 16 (what the depth and width stages train,
-one seed at a time per batch row). For each, the least time per training step over `--repeats`
-passes (SAL and BP alternated; every repeat printed), against the roofline this benchmark shares
-with sweep_speed.py: the larger of
+at widths 256 and 1024, SAL-4 and BP, batch 16, trained as the depth and width stages train them:
+the seeds of one configuration together (experiments.plan_batches: 5 seeds at width 256, the depth
+stage's; 3 at width 1024, the width stage's), and one model alone for comparison. For each, the
+least time per training step over `--repeats` passes (SAL and BP alternated; every repeat printed),
+against the roofline this benchmark shares with sweep_speed.py (summed over the models): the larger of
 
 - arithmetic over the measured float32 matmul rate: forward, and SAL's update (or BP's backward
   data and weight gradients), of every layer, plus the routers and selectors of SAL's 63 routed
@@ -18,7 +19,8 @@ A batch whose weights fit in the last-level cache can beat this DRAM bound (a fr
     python benchmarks/deep_speed.py [--device cpu] [--repeats 3]
 
 Last lines (machine-readable): `deep_sal_roofline_fraction: <x>` and `deep_bp_roofline_fraction: <y>`,
-the lower of the two widths for each. Goal: 0.40 or more on 2 CPU cores.
+the lower of the two widths for each, seeds batched as the stages train them. Goal: 0.40 or more on
+2 CPU cores.
 """
 
 from __future__ import annotations
@@ -33,12 +35,13 @@ from salrepro.batched import BATCHES
 from sweep_speed import machine_limits, sync
 
 DEPTH, N_IN, CLASSES, BATCH, K = 64, 784, 10, 16, 4
+STAGE_SEEDS = {256: 5, 1024: 3}  # seeds trained together by the depth (width 256) and width (1024) stages
 
 
-def build(method: str, width: int, dev):
-    model = salrepro.build_model(method, N_IN, CLASSES, hidden=width, depth=DEPTH, areas=K if method == "sal" else 1,
-                                 seed=0, device=dev)
-    return model, BATCHES[type(model)]([model])
+def build(method: str, width: int, dev, models: int = 1):
+    lone = [salrepro.build_model(method, N_IN, CLASSES, hidden=width, depth=DEPTH, areas=K if method == "sal" else 1,
+                                 seed=s, device=dev) for s in range(models)]
+    return lone, BATCHES[type(lone[0])](lone)
 
 
 def bound(model, method: str, width: int, x: torch.Tensor, rate: float, bandwidth: float) -> float:
@@ -70,30 +73,33 @@ def main():
     print(f"device {dev}, {torch.get_num_threads()} threads, torch {torch.__version__}: matmul {rate / 1e9:.1f} GFLOP/s, "
           f"bandwidth {bandwidth / 1e9:.1f} GB/s (copy {copy_bw / 1e9:.1f}, add {add_bw / 1e9:.1f})")
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(1, BATCH, N_IN, generator=g).to(dev)
-    y = torch.randint(0, CLASSES, (1, BATCH), generator=g).to(dev)
     fractions = {"sal": [], "bp": []}
     for width in args.widths:
-        nets = {m: build(m, width, dev) for m in ("sal", "bp")}
-        times = {m: [] for m in nets}
-        for m, (_, net) in nets.items():
-            net.train_step(x, y, 1e-4)  # warm-up
-        for _ in range(args.repeats):
-            for m, (_, net) in nets.items():  # alternated
-                sync(dev)
-                t0 = time.perf_counter()
-                for _ in range(args.steps):
-                    net.train_step(x, y, 1e-4)
-                sync(dev)
-                times[m].append((time.perf_counter() - t0) / args.steps)
-        for m, (model, net) in nets.items():
-            net.load_into([model])
-            b = bound(model, m, width, x[0], rate, bandwidth)
-            best = min(times[m])
-            fractions[m].append(b / best)
-            print(f"width {width:5d} {m.upper():>3}{'-4' if m == 'sal' else '  '}: repeats (ms/step) "
-                  f"{' '.join(f'{t * 1e3:.2f}' for t in times[m])}; least {best * 1e3:.2f}; bound {b * 1e3:.2f}; "
-                  f"fraction {b / best:.2f}")
+        for models in sorted({1, STAGE_SEEDS.get(width, 1)}):
+            x = torch.randn(models, BATCH, N_IN, generator=g).to(dev)
+            y = torch.randint(0, CLASSES, (models, BATCH), generator=g).to(dev)
+            nets = {m: build(m, width, dev, models) for m in ("sal", "bp")}
+            times = {m: [] for m in nets}
+            for m, (_, net) in nets.items():
+                net.train_step(x, y, 1e-4)  # warm-up
+            for _ in range(args.repeats):
+                for m, (_, net) in nets.items():  # alternated
+                    sync(dev)
+                    t0 = time.perf_counter()
+                    for _ in range(args.steps):
+                        net.train_step(x, y, 1e-4)
+                    sync(dev)
+                    times[m].append((time.perf_counter() - t0) / args.steps)
+            for m, (lone, net) in nets.items():
+                net.load_into(lone)
+                b = sum(bound(model, m, width, x[i], rate, bandwidth) for i, model in enumerate(lone))
+                best = min(times[m])
+                if models == STAGE_SEEDS.get(width, 1):
+                    fractions[m].append(b / best)
+                print(f"width {width:5d} {m.upper():>3}{'-4' if m == 'sal' else '  '} x{models}: repeats (ms/step) "
+                      f"{' '.join(f'{t * 1e3:.2f}' for t in times[m])}; least {best * 1e3:.2f} "
+                      f"({best * 1e3 / models:.2f} per model); bound {b * 1e3:.2f}; fraction {b / best:.2f}", flush=True)
+            del nets
     print(f"deep_sal_roofline_fraction: {min(fractions['sal']):.3f}")
     print(f"deep_bp_roofline_fraction: {min(fractions['bp']):.3f}")
 

@@ -122,6 +122,16 @@ def test_sal_batches_mix_k_and_respect_the_weight_budget():
     assert all(len(b) <= 2 for b in small)
 
 
+def test_models_larger_than_the_budget_batch_only_with_each_other():
+    # SAL-1 and SAL-16 share a batch key (SAL mixes K); SAL-16 alone outgrows the budget
+    configs = ex.grid("semeion", [("sal", 16), ("sal", 1)], seeds=[0, 1, 2], depth=8)  # K16 s0-2, K1 s0-2
+    large, small = ex.weight_bytes(configs[0]), ex.weight_bytes(configs[3])
+    assert small * 4 < large
+    budget = large / 2  # the three SAL-1 fit in it, no SAL-16 does
+    assert ex.plan_batches(configs, max_bytes=budget, large_bytes=2.5 * large) == [[0, 1], [2], [3, 4, 5]]
+    assert ex.plan_batches(configs, max_bytes=budget, large_bytes=large) == [[0], [1], [2], [3, 4, 5]]
+
+
 def test_store_ignores_other_versions_and_corrupt_files(tmp_path, monkeypatch):
     c = small_grid()[0]
     ex.run_all([c], Toy(), store=tmp_path, progress=False, device="cpu")

@@ -10,7 +10,8 @@ it through ctypes (no compiler needed) and is used where it can be:
 
 - a layer of at least `MIN_AREAS` areas (a batched sweep: (model, area)
   pairs), or of at least `MIN_LARGE_AREAS` areas of `LARGE_AREA` weights
-  or more each (MNIST-sized first layers, where each product is large
+  or more each (256 x 256 or larger: MNIST-sized first layers, the
+  hidden layers of deep nets with seeds batched, where each product is large
   enough to hide the call's fixed cost); below that torch's per-area calls
   cost no more;
 - float32 CPU tensors, contiguous, no autograd (SAL's rule; the MoE
@@ -44,7 +45,10 @@ _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 # us) but not at K = 2 (310 -> 400 us); a layer's forward + update of a
 # 25-model Digits batch (155 areas) 1062 + 875 -> 238 + 183 us.
 MIN_AREAS = 32
-MIN_LARGE_AREAS, LARGE_AREA = 8, 2**17  # areas, and weights per area (512 KB in float32)
+# Areas of 256 x 256 weights or more pay from 8 on (measured on 2 cores: a lone
+# Semeion SAL-16 step 1.16 -> 0.95 ms; 5 seeds of a depth-64 SAL-4 net, 20
+# areas a layer, 147 -> 109 ms a step).
+MIN_LARGE_AREAS, LARGE_AREA = 8, 2**16  # areas, and weights per area (256 KB in float32)
 
 
 @functools.lru_cache(maxsize=1)

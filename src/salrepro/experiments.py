@@ -14,6 +14,7 @@ sweep resumes where it stopped and never reads a half-written file.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -29,7 +30,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm  # text bars: tqdm.auto warns (with the machine's paths) in kernels without ipywidgets
 
-from .batched import train_many
+from .batched import batchable, train_many
 from .data import DATA_OPTIONS, DATASETS, IN_FEATURES, NUM_CLASSES, data_options, display_name
 from .models import build_model, count_parameters
 from .paper import label as method_label
@@ -211,8 +212,9 @@ def batch_id(configs: list[RunConfig]) -> str:
 
 def batch_key(config: RunConfig):
     """Configurations with equal keys train together: same dataset, method,
-    shape, training and options; SAL and SAL-BP may mix K, MoE may not; fa and dfa run alone."""
-    if config.method not in ("sal", "bp", "moe", "salbp") or dict(config.options).get("router_width") is not None:
+    shape, training and options; SAL and SAL-BP may mix K, MoE may not. Methods
+    batched.py cannot stack (fa, dfa; SAL with a router readout) train alone."""
+    if not batchable(meta_model(config)):
         return None
     return (config.dataset, config.data_options, config.method, config.depth, config.hidden, config.epochs,
             config.batch_size, config.lr, config.options, config.areas if config.method == "moe" else 0)
@@ -246,12 +248,17 @@ def plan_batches(configs: list[RunConfig], max_bytes: float = MAX_BATCH_BYTES["c
     return sorted(batches, key=lambda b: b[0])
 
 
-def weight_bytes(c: RunConfig) -> float:
-    """Float32 bytes of a configuration's weights (counted on the meta device)."""
+@functools.lru_cache(maxsize=4096)
+def meta_model(c: RunConfig):
+    """The configuration's model on the meta device (shapes, no memory)."""
     n_in, n_cls = DATA_SHAPES.get(c.dataset, (784, 10))
-    model = build_model(c.method, n_in, n_cls, hidden=c.hidden, depth=c.depth, areas=c.areas, device="meta",
-                        **dict(c.options))
-    return 4.0 * count_parameters(model).total
+    return build_model(c.method, n_in, n_cls, hidden=c.hidden, depth=c.depth, areas=c.areas, device="meta",
+                       **dict(c.options))
+
+
+def weight_bytes(c: RunConfig) -> float:
+    """Float32 bytes of a configuration's weights."""
+    return 4.0 * count_parameters(meta_model(c)).total
 
 
 def describe_device(dev: torch.device) -> str:

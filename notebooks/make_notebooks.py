@@ -216,6 +216,9 @@ nb([
     code('display(Markdown(report.areas_versus_rule(rep["stages"]["moe"]) if len(rep["stages"]["moe"]) else "- Not run."))'),
     md("## What we could not run, and why"),
     code('report.wrapped(rep["not_run"])'),
+    md("## What it cost\n\nTraining wall time of each stage instance (its runs' seconds summed; data loading and "
+       "rendering not counted) and the machine its runs name: the baseline for speed work."),
+    code('report.wrapped(rep["times"]) if len(rep["times"]) else "no run records here"'),
     md("## Summary (the README's verdict block)"),
     code('if readme:\n    report.write_readme_blocks(readme, results_dir)\ndisplay(Markdown(report.summary_markdown(rep)))'),
 ], "report")

@@ -126,3 +126,22 @@ def test_not_run_reasons_tell_a_profile_cut_short_from_a_dataset_outside_it(tmp_
     reasons = report.not_run_reasons(params, {"digits"}, data_root=tmp_path).set_index("dataset")["reason"]
     assert reasons["mnist"].startswith("in the 'cpu' profile, not yet run under these parameters")
     assert reasons["svhn"].startswith("not in the 'cpu' profile")
+
+
+def test_stage_times_sum_the_runs_under_the_profile_map(tmp_path):
+    import json
+
+    from salrepro.config import load_params
+
+    params = load_params()  # quick profile: area_sweep on digits, inputs pm1 by default
+    runs = tmp_path / "area_sweep" / "digits" / "runs"
+    runs.mkdir(parents=True)
+    for i, (norm, seconds) in enumerate([("pm1", 30.0), ("pm1", 60.0), ("unit", 600.0)]):
+        record = {"config": {"data_options": {"input_norm": norm}}, "seconds": seconds, "device": "cpu (Test CPU, 2 threads)"}
+        (runs / f"r{i}.json").write_text(json.dumps(record))
+    (tmp_path / "area_sweep" / "semeion" / "runs").mkdir(parents=True)  # not a quick dataset: left out
+    (tmp_path / "area_sweep" / "semeion" / "runs" / "r.json").write_text(json.dumps(record))
+    times = report.stage_times(tmp_path, params)
+    assert times.to_dict("records") == [{"stage": "area_sweep", "dataset": "digits", "runs": 2, "train_minutes": 1.5,
+                                         "machine": "cpu (Test CPU, 2 threads)"}]
+    assert report.stage_times(tmp_path, None)["runs"].tolist() == [3, 1]  # no params: every record

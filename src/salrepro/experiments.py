@@ -262,9 +262,22 @@ def weight_bytes(c: RunConfig) -> float:
 
 
 def describe_device(dev: torch.device) -> str:
+    """The machine a run trained on, as its record names it: the GPU, or the CPU's model and threads."""
     if dev.type == "cuda":
         return torch.cuda.get_device_name(dev)
-    return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+    return f"cpu ({', '.join(filter(None, (cpu_model(), platform.machine())))}, {torch.get_num_threads()} threads)"
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The CPU's model name where the system tells it (Linux's /proc/cpuinfo), else ''."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
 
 
 # ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@ verdict per cell, a verdict per testable claim, and what we could not run.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -42,6 +43,32 @@ def read_stage_outputs(results="results", params: dict | None = None) -> dict[st
         frames = [f for f in frames if len(f)]
         out[stage] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     return out
+
+
+def stage_times(results="results", params: dict | None = None) -> pd.DataFrame:
+    """Training wall time of every stage instance under `results/`: the seconds of
+    its stored runs summed (a batch's time is divided among its models, so the
+    sum is the batches' time, data loading and rendering not counted), with the
+    machines the runs name. With `params`, only the datasets each stage lists and
+    runs under the input map `params` gives each dataset (the calibration: all maps)."""
+    stages = {**{s: (params[s]["datasets"] if params else None) for s in STAGES},
+              "calibration": params["calibration"]["datasets"] if params else None,
+              "protocol_study": (params["protocol_study"]["fit"] + params["protocol_study"]["held_out"]) if params else None}
+    rows = []
+    for stage, datasets in stages.items():
+        for runs in sorted(Path(results, stage).glob("*/runs")):
+            ds = runs.parent.name
+            if datasets is not None and ds not in datasets:
+                continue
+            records = [json.loads(f.read_text()) for f in sorted(runs.glob("*.json"))]
+            if params is not None and stage != "calibration":
+                norm = data_options(ds, params["datasets"].get(ds, {}))["input_norm"]
+                records = [r for r in records if (r["config"].get("data_options") or {}).get("input_norm", "unit") == norm]
+            if records:
+                rows.append({"stage": stage, "dataset": ds, "runs": len(records),
+                             "train_minutes": round(sum(r["seconds"] for r in records) / 60, 1),
+                             "machine": "; ".join(sorted({r.get("device", "?") for r in records}))})
+    return pd.DataFrame(rows, columns=["stage", "dataset", "runs", "train_minutes", "machine"])
 
 
 def not_run_reasons(params: dict, ran: set, data_root=None) -> pd.DataFrame:
@@ -105,7 +132,8 @@ def build_report(results="results/quick", params: dict | None = None, data_root=
     if len(protocol_runs):
         protocol_runs = protocol_runs[protocol_runs["dataset"].isin(set(protocol["dataset"]))]
     return {"protocol_runs": protocol_runs, "comparison": comparison, "preset_comparison": preset_comparison, "preset": preset_name, "claims": claims, "not_run": missing, "stages": stages, "sigma": sigma,
-            "profile": params["profile"] if params else None, "protocol": protocol, "calibration": calibration}
+            "profile": params["profile"] if params else None, "protocol": protocol, "calibration": calibration,
+            "times": stage_times(results, params)}
 
 
 def read_calibration(results, params: dict | None = None) -> pd.DataFrame:
@@ -273,6 +301,7 @@ def write_report(rep: dict, out_dir="results/quick/report") -> dict:
     rep["comparison"].to_csv(out / "comparison.csv", index=False)
     rep["preset_comparison"].to_csv(out / "preset_comparison.csv", index=False)
     rep["not_run"].to_csv(out / "not_run.csv", index=False)
+    rep["times"].to_csv(out / "stage_times.csv", index=False)
     (out / "summary.md").write_text(summary_markdown(rep) + "\n")
     calib = rep.get("calibration", pd.DataFrame())
     counts, preset = cell_counts(rep["comparison"]), cell_counts(rep["preset_comparison"])

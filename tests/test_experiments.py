@@ -189,13 +189,15 @@ def test_runs_under_unit_keep_the_keys_they_had_before_input_norm_existed():
         assert ex.make_config(data_options={**stored_options, "input_norm": "pm1"}, **kw).key() != r["key"]
 
 
-@pytest.mark.parametrize("method", ["sal", "salbp"])
-@pytest.mark.parametrize("depth", [2, 4])
-def test_a_batch_mixing_every_k_equals_each_model_alone(depth, method):
+@pytest.mark.parametrize("depth, method, options", [(2, "sal", {}), (4, "sal", {}), (2, "salbp", {}), (4, "salbp", {}),
+                                                     (2, "sal", {"router_width": 5}), (4, "salbp", {"router_width": 5})])
+def test_a_batch_mixing_every_k_equals_each_model_alone(depth, method, options):
     """Every Table 2/3 number comes from one batch that mixes SAL-1..16: its models' areas are padded to
-    the largest K, and a padded area must never receive a sample (routing masks it)."""
+    the largest K, and a padded area must never receive a sample (routing masks it). With a router width
+    r != C, each model's frozen readout is stacked with it."""
     data = salrepro.load_dataset("digits")
-    configs = [ex.make_config("digits", method, areas=K, depth=depth, seed=s, epochs=2, batch_size=16, lr=0.01, hidden=64)
+    configs = [ex.make_config("digits", method, areas=K, depth=depth, seed=s, epochs=2, batch_size=16, lr=0.01, hidden=64,
+                              options=options)
                for K, s in ((2, 0), (16, 0), (1, 1), (8, 2), (4, 3), (2, 4))]
     assert len(ex.plan_batches(configs)) == 1  # all trained together
     for c, rec in zip(configs, ex.run_batch(configs, data, device="cpu")):

@@ -95,7 +95,7 @@ class StackedAreaLayer(StackedLayer):
     valid: torch.Tensor | None = None  # (N, Kmax) bool
     router_active: torch.Tensor | None = None  # (N,) bool: the model has a router
     offsets: torch.Tensor | None = None  # (N,) first row of each model's areas
-    router_readout = None  # not batched (router_width != classes trains alone)
+    router_readout: torch.Tensor | None = None  # (N, r, C): the frozen readout of z, only if r != C
 
     @property
     def routed(self) -> bool:
@@ -117,15 +117,17 @@ class StackedAreaLayer(StackedLayer):
         if L.routed:
             src = next(la for la in layers if la.routed)
             r, kmax = src.router.shape[0], max(ks)
-            if any(la.router_readout is not None for la in layers):
-                raise NotImplementedError("batched SAL with router_width != classes: train those models alone")
             L.router = torch.zeros(len(layers), r, layers[0].in_features, device=dev)
+            if src.router_readout is not None:  # one options set per batch: every routed model has one
+                L.router_readout = torch.zeros(len(layers), r, src.router_readout.shape[1], device=dev)
             L.prototypes = torch.zeros(len(layers), r, kmax, device=dev)
             L.valid = torch.zeros(len(layers), kmax, dtype=torch.bool, device=dev)
             for i, la in enumerate(layers):
                 if la.routed:
                     L.router[i] = la.router.detach()
                     L.prototypes[i, :, : la.num_areas] = la.prototypes
+                    if L.router_readout is not None:
+                        L.router_readout[i] = la.router_readout
                 L.valid[i, : la.num_areas] = True
             L.router_active = torch.tensor([la.routed for la in layers], device=dev)
         return L
@@ -359,9 +361,7 @@ BATCHES = {SALNet: BatchedSAL, BPNet: BatchedBP, MoENet: BatchedMoE, SALBPNet: B
 
 
 def batchable(model) -> bool:
-    return type(model) in BATCHES and not (
-        isinstance(model, (SALNet, SALBPNet)) and any(layer.router_readout is not None for layer in model.layers)
-    )
+    return type(model) in BATCHES
 
 
 # ---------------------------------------------------------------------------

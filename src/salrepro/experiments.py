@@ -213,7 +213,7 @@ def batch_id(configs: list[RunConfig]) -> str:
 def batch_key(config: RunConfig):
     """Configurations with equal keys train together: same dataset, method,
     shape, training and options; SAL and SAL-BP may mix K, MoE may not. Methods
-    batched.py cannot stack (fa, dfa; SAL with a router readout) train alone."""
+    batched.py cannot stack (fa, dfa) train alone."""
     if not batchable(meta_model(config)):
         return None
     return (config.dataset, config.data_options, config.method, config.depth, config.hidden, config.epochs,

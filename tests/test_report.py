@@ -139,6 +139,7 @@ def test_stage_times_sum_the_runs_under_the_profile_map(tmp_path):
     for i, (norm, seconds) in enumerate([("pm1", 30.0), ("pm1", 60.0), ("unit", 600.0)]):
         record = {"config": {"data_options": {"input_norm": norm}}, "seconds": seconds, "device": "cpu (Test CPU, 2 threads)"}
         (runs / f"r{i}.json").write_text(json.dumps(record))
+    (runs / ".tmp-123-abc.json").write_text('{"config": {"data_')  # a writer's half-written temporary: not a record
     (tmp_path / "area_sweep" / "semeion" / "runs").mkdir(parents=True)  # not a quick dataset: left out
     (tmp_path / "area_sweep" / "semeion" / "runs" / "r.json").write_text(json.dumps(record))
     times = report.stage_times(tmp_path, params)

@@ -269,6 +269,8 @@ def _interrupted(args) -> str:
     """What an interruption kept, and how to go on."""
     from pathlib import Path
 
+    from .experiments import stored_files
+
     store = getattr(args, "store", None)
     if args.command == "sweep":
         return "interrupted; finished runs are kept in the stage's runs/ folders: rerun the same command to resume"
@@ -277,7 +279,7 @@ def _interrupted(args) -> str:
                 "results/<profile>/.retrain/: rerun the same command to resume")
     if store is None:
         return "interrupted; nothing was kept (no --store): add --store DIR to make a run resumable"
-    runs = [p for p in Path(store).glob("*.json") if not p.name.startswith(".")]
+    runs = stored_files(Path(store))
     ckpt = list(Path(store).glob(".ckpt-*.pt"))
     return (f"interrupted; {len(runs)} finished run(s) kept in {store}"
             + (" and the unfinished batch's checkpoint (last finished epoch)" if ckpt else "")

@@ -319,15 +319,33 @@ def _running(pid: int) -> bool:
     return True
 
 
-def load_stored(store: Path, config: RunConfig) -> dict | None:
-    path = store / config.filename()
-    if not path.exists():
-        return None
+def read_record(path: Path) -> dict | None:
+    """A stored run record, or None if it is missing or unreadable (an atomic write never leaves one, but a disk may)."""
     try:
-        record = json.loads(path.read_text())
+        return json.loads(Path(path).read_text())
     except (OSError, ValueError):
-        return None  # unreadable: recompute (an atomic write never leaves one, but a disk may)
-    return record if record.get("key") == config.key() else None
+        return None
+
+
+def stored_files(store: Path) -> list[Path]:
+    """The finished run records' files of a store, in name order; writers' temporaries
+    (`.tmp-*`) and checkpoints (`.ckpt-*`) are not records."""
+    return sorted(p for p in Path(store).glob("*.json") if not p.name.startswith("."))
+
+
+def stored_records(store: Path) -> list[dict]:
+    """Every readable run record of a store."""
+    return [r for r in map(read_record, stored_files(store)) if r is not None]
+
+
+def record_input_norm(record: dict) -> str:
+    """The input map a run trained under; records from before input_norm existed were all made on [0, 1] inputs."""
+    return (record["config"].get("data_options") or {}).get("input_norm", "unit")
+
+
+def load_stored(store: Path, config: RunConfig) -> dict | None:
+    record = read_record(store / config.filename())  # missing or unreadable: recompute
+    return record if record is not None and record.get("key") == config.key() else None
 
 
 def run_all(configs, data_for, *, store=None, read_from=(), device="auto", progress=None, desc="runs",
@@ -395,8 +413,7 @@ def runs_frame(records) -> pd.DataFrame:
         rows.append({
             "dataset": c["dataset"], "method": c["method"], "areas": c["areas"], "depth": c["depth"],
             "hidden": c["hidden"], "seed": c["seed"], "label": r["label"],
-            # records from before input_norm existed were all made on [0, 1] inputs
-            "input_norm": data_opts.get("input_norm", "unit"),
+            "input_norm": record_input_norm(r),
             "display": display_name(c["dataset"], data_opts) if c["dataset"] in DATASETS else c["dataset"],
             "lr": c["lr"], "epochs": c["epochs"],
             "batch_size": c["batch_size"], "val_accuracy_pct": 100 * r["final"]["val_accuracy"], "train_loss": r["final"]["train_loss"],

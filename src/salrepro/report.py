@@ -8,7 +8,6 @@ verdict per cell, a verdict per testable claim, and what we could not run.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from . import paper
 from .config import STAGES
 from .data import DATASETS, DISPLAY_NAMES, available, data_options, project_root
 from .data import data_root as resolve_data_root
-from .experiments import write_json_atomic
+from .experiments import record_input_norm, stored_records, write_json_atomic
 
 def read_stage_outputs(results="results", params: dict | None = None) -> dict[str, pd.DataFrame]:
     """The summary.csv of every stage instance under `results/`, concatenated
@@ -60,10 +59,10 @@ def stage_times(results="results", params: dict | None = None) -> pd.DataFrame:
             ds = runs.parent.name
             if datasets is not None and ds not in datasets:
                 continue
-            records = [json.loads(f.read_text()) for f in sorted(runs.glob("*.json"))]
+            records = stored_records(runs)
             if params is not None and stage != "calibration":
                 norm = data_options(ds, params["datasets"].get(ds, {}))["input_norm"]
-                records = [r for r in records if (r["config"].get("data_options") or {}).get("input_norm", "unit") == norm]
+                records = [r for r in records if record_input_norm(r) == norm]
             if records:
                 rows.append({"stage": stage, "dataset": ds, "runs": len(records),
                              "train_minutes": round(sum(r["seconds"] for r in records) / 60, 1),

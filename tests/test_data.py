@@ -644,7 +644,7 @@ def test_digits_under_every_map_from_one_cache_file(tmp_path):
     assert pm1.meta["input_norm"] == "pm1" and pm1.meta["cache"] == "hit"  # the cache holds the pixels before the map
     assert torch.equal(pm1.x_train, unit.x_train * 2 - 1) and torch.equal(pm1.x_val, unit.x_val * 2 - 1)
     std = D.load_dataset("digits", input_norm="standard", **kw)
-    assert std.meta["cache"] == "hit" and std.meta["data_options"] == {"input_norm": "standard", "digits_scale": "unit"}
+    assert std.meta["cache"] == "hit" and std.meta["data_options"] == {"input_norm": "standard", "digits_scale": "unit", "split": "official"}
     constant = unit.x_train.std(0) == 0  # Digits has pixels that are always 0 on the training split
     assert constant.any() and (std.x_train[:, constant] == 0).all() and (std.x_val[:, constant] == 0).all()
     assert torch.allclose(std.x_train[:, ~constant].mean(0), torch.zeros(int((~constant).sum())), atol=1e-5)
@@ -661,9 +661,9 @@ def test_bad_data_options_are_refused_with_the_key_and_allowed_values():
         D.data_options("digits", {"usps_train": "rebuilt"})
     with pytest.raises(ValueError, match="unknown"):
         D.data_options("mnist", {"input_norms": "pm1"})
-    assert D.data_options("mnist") == {"input_norm": "pm1"}
-    assert D.data_options("usps", {"usps_train": "rebuilt"}) == {"input_norm": "pm1", "usps_train": "rebuilt"}
-    assert D.data_options("digits", {"input_norm": "unit"}) == {"input_norm": "unit", "digits_scale": "unit"}
+    assert D.data_options("mnist") == {"input_norm": "pm1", "split": "official"}
+    assert D.data_options("usps", {"usps_train": "rebuilt"}) == {"input_norm": "pm1", "usps_train": "rebuilt", "split": "official"}
+    assert D.data_options("digits", {"input_norm": "unit"}) == {"input_norm": "unit", "digits_scale": "unit", "split": "official"}
 
 
 def test_usps_rebuilt_training_split_is_read_only_by_name(tmp_path):
@@ -696,3 +696,23 @@ def test_usps_rebuilt_with_a_wrong_file_is_refused(tmp_path):
         D.load_dataset("usps", root=tmp_path, cache=False, usps_train="rebuilt")
     d = load("usps", tmp_path, usps_train="rebuilt")  # verify=False: the same decoding path as the original file
     assert torch.equal(d.x_train, load("usps", tmp_path).x_train)
+
+
+def test_the_tuning_split_is_carved_out_of_the_training_split_alone(tmp_path):
+    """split="tuning": a stratified 15% of each class of the training split validates, the rest trains;
+    the official validation split is not read (its rows appear nowhere), and the carve never moves
+    with anything but its fixed seed."""
+    official = D.load_dataset("digits", cache_dir=tmp_path)
+    tuning = D.load_dataset("digits", cache_dir=tmp_path, split="tuning")
+    n = official.y_train.numel()
+    assert tuning.y_train.numel() + tuning.y_val.numel() == n
+    fit, held = D.tuning_split(official.y_train)
+    assert torch.equal(tuning.x_train, official.x_train[fit]) and torch.equal(tuning.x_val, official.x_train[held])
+    assert torch.equal(tuning.y_val, official.y_train[held]) and not set(fit.tolist()) & set(held.tolist())
+    for c in range(10):  # stratified: round(15%) of each class
+        assert int((tuning.y_val == c).sum()) == round(0.15 * int((official.y_train == c).sum()))
+    assert torch.equal(D.tuning_split(official.y_train)[1], held)  # fixed: the same carve every time
+    assert not torch.equal(D.tuning_split(official.y_train, seed=1)[1], held)
+    assert tuning.meta["data_options"]["split"] == "tuning" and tuning.meta["split"].startswith("tuning:")
+    with pytest.raises(ValueError, match="split"):
+        D.load_dataset("digits", cache_dir=tmp_path, split="test")

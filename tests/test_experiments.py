@@ -7,6 +7,7 @@ import torch
 
 import salrepro
 from salrepro import experiments as ex
+from salrepro.batched import train_many
 from salrepro.data import load_dataset
 
 
@@ -160,14 +161,14 @@ def test_config_key_depends_on_every_field():
 
 def test_every_run_names_its_input_map_default_or_not():
     base = ex.make_config("digits", "bp")
-    assert dict(base.data_options) == {"digits_scale": "unit", "input_norm": "pm1"}
+    assert dict(base.data_options) == {"digits_scale": "unit", "input_norm": "pm1", "split": "official"}
     assert ex.make_config("digits", "bp", data_options={"input_norm": "pm1"}).key() == base.key()  # default == explicit
     with pytest.raises(ValueError, match="input_norm"):
         ex.make_config("digits", "bp", data_options={"input_norm": "zscore"})
     data = load_dataset("digits", input_norm="unit")
     c = ex.make_config("digits", "bp", hidden=8, epochs=1, batch_size=64, data_options={"input_norm": "unit"})
     record = ex.run_one(c, data, device="cpu")
-    assert record["config"]["data_options"] == {"digits_scale": "unit", "input_norm": "unit"}
+    assert record["config"]["data_options"] == {"digits_scale": "unit", "input_norm": "unit", "split": "official"}
     assert ex.runs_frame([record])["input_norm"].tolist() == ["unit"]
 
 
@@ -223,3 +224,142 @@ def test_a_diverged_seed_is_kept_out_of_its_group_mean():
     row = s.iloc[0]
     assert row["seeds"] == 2 and row["diverged"] == 1
     assert row["val_accuracy_pct_mean"] == pytest.approx(45.0) and row["val_accuracy_pct_std"] == pytest.approx(50 ** 0.5)
+
+
+# ---------------------------------------------------------------------------
+# Learning-rate grids train together (one lr per stacked model)
+# ---------------------------------------------------------------------------
+LR_GRID = (1e-4, 1e-3, 1e-2, 3e-2)
+
+
+def _digits_models(data, method, ks, options):
+    return [salrepro.build_model(method, data.in_features, data.num_classes, hidden=64, areas=k, seed=s, **options)
+            for s, k in enumerate(ks)]
+
+
+# SAL with feedback_scale 5 and the area divisor is chaotic for a routed model at lr 3e-2 (measured: a 1e-7
+# relative change of its lr alone moves its epoch-2 val loss by 3e-3), so no float reordering can match it to
+# 1e-5; there the largest lr goes to the one-area model, stable under it.
+@pytest.mark.parametrize("method, ks, options", [
+    ("sal", (1, 4, 16, 4), {}),
+    ("sal", (4, 16, 4, 1), {"divisor": "area", "feedback_scale": 5.0, "router_width": 32}),
+    ("bp", (1, 1, 1, 1), {}),
+    ("moe", (4, 4, 4, 4), {}),
+    ("salbp", (1, 4, 16, 4), {}),
+])
+def test_a_stacked_lr_grid_equals_each_run_alone(method, ks, options):
+    """N models at N learning rates, trained together (one (N,) lr tensor per step), equal each model
+    trained alone at its own lr: histories to 1e-5, same occupancy, and the final weights."""
+    data = salrepro.load_dataset("digits")
+    together = _digits_models(data, method, ks, options)
+    histories = train_many(together, data, epochs=2, batch_size=16, lr=list(LR_GRID), seeds=range(len(ks)))
+    for i, alone in enumerate(_digits_models(data, method, ks, options)):
+        history = salrepro.train(alone, data, epochs=2, batch_size=16, lr=LR_GRID[i], seed=i, progress=False)
+        assert len(histories[i]) == len(history) == 2 and not any(h.get("diverged") for h in history)
+        for h_b, h_a in zip(histories[i], history):
+            assert h_b["occupancy"] == h_a["occupancy"]
+            for key in ("train_loss", "val_loss", "val_accuracy"):
+                assert h_b[key] == pytest.approx(h_a[key], rel=1e-5)
+        for p_b, p_a in zip(together[i].parameters(), alone.parameters()):
+            torch.testing.assert_close(p_b, p_a, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("method, ks", [("sal", (1, 4, 16)), ("bp", (1, 1, 1)), ("moe", (4, 4, 4)), ("salbp", (1, 4, 16))])
+def test_equal_learning_rates_take_the_scalar_path_bit_for_bit(monkeypatch, method, ks):
+    """A list of equal lrs is the one-number path: every step gets a float, and weights and
+    histories are bitwise those of lr given as one number."""
+    import salrepro.batched as b
+
+    data = salrepro.load_dataset("digits")
+    small = (data.x_train[:64], data.y_train[:64], data.x_val[:32], data.y_val[:32])  # 4 steps
+    seen = []
+    cls = b.BATCHES[type(_digits_models(data, method, ks[:1], {})[0])]
+    real = cls.train_step
+    monkeypatch.setattr(cls, "train_step", lambda self, x, y, lr: seen.append(type(lr)) or real(self, x, y, lr))
+    runs = []
+    for lr in (0.01, [0.01] * len(ks), (0.01,) * len(ks)):
+        models = _digits_models(data, method, ks, {})
+        runs.append((train_many(models, small, epochs=1, batch_size=16, lr=lr, seeds=range(len(ks))), models))
+    assert set(seen) == {float} and len(seen) == 12
+    (h0, m0), *others = runs
+    for h, models in others:
+        assert h == h0
+        for a, c in zip(models, m0):
+            assert all(torch.equal(p, q) for p, q in zip(a.parameters(), c.parameters()))
+
+
+def test_configurations_differing_only_in_lr_train_together():
+    configs = [ex.make_config("digits", m, areas=k, seed=s, epochs=2, hidden=16, lr=lr)
+               for m, k in (("sal", 4), ("bp", 1), ("moe", 2), ("salbp", 2)) for s in (0, 1) for lr in LR_GRID]
+    assert ex.plan_batches(configs) == [list(range(i, i + 8)) for i in range(0, 32, 8)]  # one batch per method
+    assert len({ex.batch_key(c) for c in configs[:8]}) == 1
+    assert ex.batch_key(configs[0]) != ex.batch_key(ex.make_config("digits", "sal", areas=4, epochs=2, hidden=16,
+                                                                   batch_size=32))  # the batch size still splits
+    mixed = ex.grid("digits", [("sal", 1), ("sal", 16)], seeds=[0], hidden=16) + \
+        ex.grid("digits", [("sal", 1), ("sal", 16)], seeds=[0], hidden=16, lr=1e-2)
+    assert ex.plan_batches(mixed) == [[0, 1, 2, 3]]
+
+
+def test_a_run_batch_over_an_lr_grid_records_each_runs_own_lr():
+    data = salrepro.load_dataset("digits")
+    configs = [ex.make_config("digits", "sal", areas=k, seed=s, epochs=1, batch_size=32, lr=lr, hidden=32)
+               for s, (k, lr) in enumerate(((1, 1e-3), (4, 1e-2), (2, 3e-2)))]
+    assert len(ex.plan_batches(configs)) == 1
+    for c, rec in zip(configs, ex.run_batch(configs, data, device="cpu")):
+        alone = ex.run_one(c, data, device="cpu")
+        assert rec["config"]["lr"] == c.lr and rec["key"] == alone["key"] and rec["batched_with"] == 3
+        for key in ("train_loss", "val_loss", "val_accuracy"):
+            assert rec["final"][key] == pytest.approx(alone["final"][key], rel=1e-5)
+
+
+@pytest.mark.parametrize("lr, match", [([0.01, 0.02], r"one per model \(3\), got 2"), ([0.01] * 4, "got 4"),
+                                       ([0.01, -1.0, 0.02], r"got -1\.0 \(the lr of model 1 of 3\)"),
+                                       ([0.01, float("nan"), 0.02], "model 1 of 3"),
+                                       ([0.01, True, 0.02], "model 1 of 3"), ([0.01, "0.1", 0.02], "model 1 of 3"),
+                                       (0.0, "lr: must be a number > 0"), (None, "lr: must be a number > 0")])
+def test_a_bad_lr_list_is_refused(lr, match):
+    data = salrepro.load_dataset("digits")
+    models = [salrepro.build_model("sal", 64, 10, hidden=8, areas=2, seed=s) for s in range(3)]
+    with pytest.raises(ValueError, match=match):
+        train_many(models, data, epochs=1, batch_size=16, lr=lr, seeds=range(3))
+
+
+def test_an_lr_grid_resumes_from_its_checkpoint_and_ignores_another_grids(tmp_path, monkeypatch):
+    import salrepro.batched as b
+
+    data = salrepro.load_dataset("digits")
+    models = lambda: [salrepro.build_model("sal", 64, 10, hidden=16, areas=k, seed=s) for s, k in enumerate((1, 4, 2))]
+    lrs = [1e-3, 1e-2, 3e-2]
+    run = lambda lr, **kw: train_many(models(), data, epochs=3, batch_size=64, lr=lr, seeds=[0, 1, 2], **kw)
+    whole, ckpt = run(lrs), tmp_path / "batch.pt"
+    real_save = b._save
+
+    def save_then_die(path, epoch, *a):
+        real_save(path, epoch, *a)
+        raise KeyboardInterrupt  # killed right after the epoch-1 checkpoint
+
+    monkeypatch.setattr(b, "_save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run(lrs, checkpoint=ckpt)
+    monkeypatch.setattr(b, "_save", real_save)
+    other = [1e-3, 1e-2, 1e-2]  # same seeds and shapes, another grid: its checkpoint is not this run's
+    assert run(other, checkpoint=ckpt) == run(other)
+    with pytest.raises(KeyboardInterrupt):
+        monkeypatch.setattr(b, "_save", save_then_die)
+        run(lrs, checkpoint=ckpt)
+    saves = []
+    monkeypatch.setattr(b, "_save", lambda path, epoch, *a: saves.append(epoch) or real_save(path, epoch, *a))
+    assert run(lrs, checkpoint=ckpt) == whole and saves == [2]  # resumed after epoch 1
+
+
+def test_the_split_option_names_a_run_only_when_it_is_not_the_default():
+    """`split` came after the committed results: the official split keeps every key it had (a record
+    written before it existed is found again), the tuning split is another run."""
+    base = ex.make_config("digits", "bp")
+    legacy = ex.RunConfig(**{**base.__dict__, "data_options": (("digits_scale", "unit"), ("input_norm", "pm1"))})
+    assert legacy.key() == base.key()
+    tuning = ex.make_config("digits", "bp", data_options={"split": "tuning"})
+    assert tuning.key() != base.key() and dict(tuning.data_options)["split"] == "tuning"
+    unit = ex.make_config("digits", "bp", data_options={"input_norm": "unit"})
+    unit_tuning = ex.make_config("digits", "bp", data_options={"input_norm": "unit", "split": "tuning"})
+    assert unit.key() != unit_tuning.key()

@@ -22,7 +22,7 @@ def test_reading_configs_carry_their_choices():
     configs = protocol.reading_configs("digits", {"divisor": "sum", "init": "torch_default", "digits_scale": "raw"}, s)
     bp, sal = configs[0], configs[-1]
     assert dict(bp.options) == {"init": "torch_default"} and dict(sal.options) == {"divisor": "sum", "init": "torch_default"}
-    assert dict(sal.data_options) == {"digits_scale": "raw", "input_norm": "pm1"}  # the default map, named
+    assert dict(sal.data_options) == {"digits_scale": "raw", "input_norm": "pm1", "split": "official"}  # defaults named
     default = protocol.reading_configs("digits", {}, s)
     assert {c.key() for c in default}.isdisjoint({c.key() for c in configs})  # different readings never share runs
 
@@ -36,15 +36,16 @@ def test_conclusion_ranks_on_the_fit_set_and_reports_the_held_out_test_apart():
     table = pd.DataFrame([
         _row("digits", "default", "fit", 4.0, 2, False, False), _row("semeion", "default", "fit", 6.0, 0, False, False),
         _row("digits", "sum", "fit", 2.0, 9, True, False), _row("semeion", "sum", "fit", 2.0, 8, True, True),
-        _row("mnist", "default", "held_out", 5.0, 1, False, False, "test"),
-        _row("mnist", "sum", "held_out", 1.0, 12, True, True, "test"),
+        _row("mnist", "default", "held_out", 0.1, 1, False, False, "test"),  # would rank the defaults first if read
+        _row("mnist", "sum", "held_out", 30.0, 12, True, True, "test"),
     ])
     ranked = protocol.fit_ranking(table)
     assert list(ranked["reading"]) == ["sum", "default"] and ranked.iloc[1]["mean_abs_z"] == 5.0  # held-out rows play no part
+    assert ranked.iloc[0]["mean_abs_z"] == 2.0 and list(ranked["datasets"]) == [2, 2]
     text = protocol.conclusion(table)
     assert "Fit set (Digits, Semeion; 2 readings): the reading closest to the paper is 'sum'" in text
     assert "the defaults: mean |z| 5.0" in text
-    assert "MNIST (held out, run once): 'default' mean |z| 5.0" in text and "'sum' mean |z| 1.0" in text
+    assert "MNIST (held out, run once): 'default' mean |z| 0.1" in text and "'sum' mean |z| 30.0" in text
     assert "'accuracy rising with K' holds under 1 of 4 (dataset, reading) pairs of the fit set" in text
     assert "'SAL above BP' holds under 1 of 2 (dataset, reading) pairs of the held-out set" in text
     assert protocol.chosen_readings(table, 1) == ["default", "sum"]

@@ -12,14 +12,11 @@ shared network shapes), `models` (build_model, count_parameters), `train`
 """
 
 
-from .models import METHODS, OPTIONS, PRESETS, ParameterCount, build_model, count_parameters, describe
+from .models import METHODS, OPTIONS, PRESETS, ParameterCount, build_model, count_parameters, describe, reading_of
 from .train import evaluate, train
 from .experiments import RunConfig, grid, package_version, run_all, run_one, summarize
 
 __version__ = package_version()  # one source: pyproject.toml, through the installed package's metadata
 
-try:  # the data layer
-    from .data import DATASETS, Dataset, load_dataset
-except ImportError:  # pragma: no cover - only while data.py is being written
-    pass
+from .data import DATASETS, Dataset, load_dataset
 

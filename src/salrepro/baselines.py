@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .dispatch import Groups, dense, dense_accumulate_
+from .dispatch import Groups, dense, dense_accumulate_, fold_lr
 from .nets import (RESIDUAL, Net, branch, combine, mean_cross_entropy, init_area_weights, init_matrix, layer_generator,
                    random_feedback, times_phi_prime, widths_for)
 from .sal import AreaLayer, area_forward, forward_trace, routes, selector_update
@@ -71,21 +71,26 @@ def dense_layers(in_features, num_classes, hidden, depth, *, init, seed, device,
     )
 
 
-def sgd_(params, grads, lr: float) -> None:
-    """Plain SGD: no momentum, no weight decay (paper 4.1)."""
+def sgd_(params, grads, lr: float | torch.Tensor, owners=None) -> None:
+    """Plain SGD: no momentum, no weight decay (paper 4.1). `lr`: a float, or (N,)
+    one per stacked model, with `owners` one tensor per parameter: the model of
+    each of its leading rows (`batched.StackedLayer.owners`; a float lr ignores them)."""
+    per_row = isinstance(lr, torch.Tensor) and owners is not None
     with torch.no_grad():
-        for p, g in zip(params, grads):
+        for i, (p, g) in enumerate(zip(params, grads)):
             if g is not None:
-                p.sub_(g, alpha=lr)
+                g, scale = fold_lr(g, lr.index_select(0, owners[i]) if per_row else lr)  # a float lr: unchanged
+                p.sub_(g, alpha=scale)
 
 
 # ---------------------------------------------------------------------------
 # Backpropagation
 # ---------------------------------------------------------------------------
-def bp_step(layers, roles, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:
+def bp_step(layers, roles, x: torch.Tensor, y: torch.Tensor, lr: float | torch.Tensor) -> torch.Tensor:
     """One SGD step of backpropagation on mean cross-entropy, for one model
     (x (B, in), weight (1, out, in)) or N stacked ones (x (N, B, in), weight
-    (N, out, in)); returns each model's loss before the step.
+    (N, out, in)); returns each model's loss before the step. `lr`: a float,
+    or (N,) one per stacked model.
 
     Autograd gives only the gradient of the loss with respect to each layer's
     pre-activation a_l (backpropagation proper); the update W_l -= lr
@@ -102,7 +107,8 @@ def bp_step(layers, roles, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch
     grads = torch.autograd.grad(losses.sum(), pre)  # dL/da_l, every layer (and every model: they share nothing)
     with torch.no_grad():
         for layer, h_in, g in zip(layers, inputs, grads):
-            dense_accumulate_(layer.weight, layer.bias, g, h_in, alpha=-lr)  # W -= lr (dL/da)^T h, b -= lr sum dL/da
+            g, scale = fold_lr(g, lr)  # a float lr: unchanged
+            dense_accumulate_(layer.weight, layer.bias, g, h_in, alpha=-scale)  # W -= lr (dL/da)^T h, b -= lr sum dL/da
     return losses.detach()
 
 
@@ -215,9 +221,11 @@ class MoENet(Net):
 # ---------------------------------------------------------------------------
 # SAL's areas, trained by backpropagation (salbp): is it the areas or the rule?
 # ---------------------------------------------------------------------------
-def salbp_step(layers, roles, x: torch.Tensor, y: torch.Tensor, lr: float, selector_lr_scale: float) -> torch.Tensor:
+def salbp_step(layers, roles, x: torch.Tensor, y: torch.Tensor, lr: float | torch.Tensor,
+               selector_lr_scale: float) -> torch.Tensor:
     """One step of SAL's routing with backpropagation in place of the feedback rule, for one model
     (x (B, in)) or N stacked ones (x (N, B, in)); returns each model's loss before the step.
+    `lr`: a float, or (N,) one per stacked model (the layers then being `batched.StackedAreaLayer`s).
 
     The forward pass is SAL's (sal.forward_trace: routing (1)-(3) decided first, (4) per area); the
     area weights and biases then take one SGD step on mean cross-entropy with autograd's gradient
@@ -226,8 +234,10 @@ def salbp_step(layers, roles, x: torch.Tensor, y: torch.Tensor, lr: float, selec
     """
     traces, logits = forward_trace(layers, roles, x)
     losses = mean_cross_entropy(logits, y)
-    params = [t for layer in layers for t in (layer.weight, layer.bias)]
-    sgd_(params, torch.autograd.grad(losses.sum(), params), lr)
+    named = [(layer, name, getattr(layer, name)) for layer in layers for name in ("weight", "bias")]
+    params = [t for _, _, t in named]
+    owners = [layer.owners(name, t.shape[0]) for layer, name, t in named] if isinstance(lr, torch.Tensor) else None
+    sgd_(params, torch.autograd.grad(losses.sum(), params), lr, owners)
     with torch.no_grad():
         for layer, t in zip(layers, traces):
             if t.groups is not None:

@@ -8,7 +8,14 @@ takes every step for all of them at once:
   the (model, area) pair is one group index of a single grouped matmul);
 - `BatchedBP`: BP nets that differ in seed (batched matmuls, autograd on the
   sum of the models' losses, whose gradients are each model's own);
-- `BatchedMoE`: MoE nets of the same K that differ in seed.
+- `BatchedMoE`: MoE nets of the same K that differ in seed;
+- `BatchedSALBP`: SAL-BP nets that differ in seed and in K.
+
+Every kind may also differ in learning rate: `train_many` takes one lr per
+model, and each step gets them as an (N,) tensor, which the method's updates
+fold into each model's own error or gradient (`dispatch.fold_lr`). So seeds,
+K (SAL, SAL-BP) and learning rates train together; one lr for all models
+takes the plain float path, unchanged.
 
 Each model keeps its own initialisation (the stacks are built from models
 made by `build_model`) and its own data order (its own generator), so that
@@ -66,6 +73,7 @@ class StackedLayer:
     num_areas: list[int]  # K of each model in this layer
     weight: torch.Tensor
     bias: torch.Tensor
+    _owners: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)  # owners(), computed once
 
     def tensors(self) -> list[tuple[str, torch.Tensor]]:
         """The layer's floating-point tensors by name, in name order (checkpoints)."""
@@ -73,12 +81,15 @@ class StackedLayer:
         return sorted((n, t) for n, t in named if isinstance(t, torch.Tensor) and t.is_floating_point())
 
     def owners(self, name: str, rows: int) -> torch.Tensor:
-        """Model index of each leading row of tensor `name`."""
-        n = len(self.num_areas)
-        device = self.weight.device
-        if rows == n:
-            return torch.arange(n, device=device)
-        return torch.repeat_interleave(torch.arange(n, device=device), torch.tensor(self.num_areas, device=device))
+        """Model index of each leading row of tensor `name` (computed once: no host sync in the step loop)."""
+        if (name, rows) not in self._owners:
+            n = len(self.num_areas)
+            device = self.weight.device
+            owner = torch.arange(n, device=device)
+            if rows != n:
+                owner = torch.repeat_interleave(owner, torch.tensor(self.num_areas, device=device))
+            self._owners[name, rows] = owner
+        return self._owners[name, rows]
 
 
 @dataclass
@@ -225,7 +236,8 @@ class BatchedSAL(BatchedNet):
 
     @torch.no_grad()
     def train_step(self, x, y, lr) -> torch.Tensor:
-        """One SAL step for every model; x (N, B, in), y (N, B). Returns (N,) losses."""
+        """One SAL step for every model; x (N, B, in), y (N, B), lr a float or (N,).
+        Returns (N,) losses."""
         traces, logits = forward_trace(self.layers, self.roles, x)
         losses = self.losses(logits, y)
         learn(self.layers, self.roles, traces, logits, y, lr, self.divisor, self.selector_lr_scale)
@@ -304,6 +316,10 @@ class BatchedMoE(BatchedNet):
     def params(self):
         return [t for L in self.layers for _, t in L.tensors()]
 
+    def owners(self):
+        """The model of each leading row of each of `params()` (for a per-model lr)."""
+        return [L.owners(name, t.shape[0]) for L in self.layers for name, t in L.tensors()]
+
     def layer_areas(self, layer):
         return [self.k] * self.n
 
@@ -325,7 +341,7 @@ class BatchedMoE(BatchedNet):
         params = self.params()
         losses = self.losses(self.forward(x), y)
         total = losses.sum() + self.balance_coef * self._balance  # models share no parameter: each gets its own gradient
-        sgd_(params, torch.autograd.grad(total, params), lr)
+        sgd_(params, torch.autograd.grad(total, params), lr, self.owners())  # lr: a float or (N,)
         return losses.detach()
 
     def load_into(self, models):
@@ -367,11 +383,15 @@ def batchable(model) -> bool:
 # ---------------------------------------------------------------------------
 # The loop: train() for N models at once
 # ---------------------------------------------------------------------------
-def train_many(models, data, *, epochs: int, batch_size: int, lr: float, seeds, progress=None, device=None,
+def train_many(models, data, *, epochs: int, batch_size: int, lr, seeds, progress=None, device=None,
                desc="batch", checkpoint=None, on_epoch=None) -> list[list[dict]]:
     """Train N models of one method and shape on one dataset, each with its
     own seed's data order, as one batched computation. Returns one history
     per model, as `train` would (and the models hold the trained weights).
+
+    `lr`: one number for every model, or a sequence of one per model (a
+    learning-rate grid trains together; if they are all equal, it is the
+    one-number path, bit for bit).
 
     Divergence: a model whose loss or weights stop being finite stops
     recording; its last history entry carries `diverged: True` and its
@@ -383,7 +403,7 @@ def train_many(models, data, *, epochs: int, batch_size: int, lr: float, seeds, 
     resumes from it, and the result is bitwise that of an uninterrupted run.
     """
     x_train, y_train, x_val, y_val = unpack(data)
-    check_training_args(epochs, batch_size, lr, x_train.shape[0])
+    lrs = learning_rates(lr, len(models), lambda v: check_training_args(epochs, batch_size, v, x_train.shape[0]))
     seeds = list(seeds)
     if len(seeds) != len(models):
         raise ValueError(f"seeds: one per model ({len(models)}), got {len(seeds)}")
@@ -394,13 +414,17 @@ def train_many(models, data, *, epochs: int, batch_size: int, lr: float, seeds, 
         m.to(device)
     x_train, y_train, x_val, y_val = (t.to(device) for t in (x_train, y_train, x_val, y_val))
     net = BATCHES[type(models[0])](models)
+    if len(set(lrs)) > 1:  # one per model: an (N,) tensor, which each update folds in
+        lr = torch.tensor(lrs, device=device, dtype=net.tensors()[0].dtype)
+    elif not isinstance(lr, (int, float)):  # a sequence of equal values: the one-number path
+        lr = lrs[0]
     gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
     n, N = x_train.shape[0], len(models)
     histories: list[list[dict]] = [[] for _ in models]
     alive = [True] * N
     start = 1
     if checkpoint is not None and Path(checkpoint).exists():
-        start = _resume(checkpoint, net, gens, histories, alive, seeds) + 1
+        start = _resume(checkpoint, net, gens, histories, alive, seeds, lrs) + 1
         if start > 1:
             log.info("%s: resumed from its checkpoint after epoch %d of %d (%s)", desc, start - 1, epochs, checkpoint)
             if on_epoch is not None:  # the epochs already done count as progress
@@ -435,28 +459,48 @@ def train_many(models, data, *, epochs: int, batch_size: int, lr: float, seeds, 
             alive[j] = not diverged
         bar.set_postfix(acc=f"{max(val_acc):.3f}")
         if checkpoint is not None and epoch < epochs:
-            _save(checkpoint, epoch, net, gens, histories, alive, seeds)
+            _save(checkpoint, epoch, net, gens, histories, alive, seeds, lrs)
         if on_epoch is not None:
             on_epoch(epoch)
     net.load_into(models)
     return histories
 
 
-def _save(path, epoch, net, gens, histories, alive, seeds) -> None:
+def learning_rates(lr, n: int, check) -> list[float]:
+    """One learning rate per model, from one number or a sequence of n; `check(value)` validates each."""
+    if isinstance(lr, (int, float)):
+        check(lr)  # one number (or a bad one, bool included: check names it)
+        return [float(lr)] * n
+    try:
+        values = list(lr)
+    except TypeError:
+        check(lr)  # neither a number nor a sequence: check names it
+        raise
+    if len(values) != n:
+        raise ValueError(f"lr: one number, or one per model ({n}), got {len(values)}")
+    for i, v in enumerate(values):
+        try:
+            check(v)
+        except ValueError as e:
+            raise ValueError(f"{e} (the lr of model {i} of {n})") from None
+    return [float(v) for v in values]
+
+
+def _save(path, epoch, net, gens, histories, alive, seeds, lrs) -> None:
     """Atomically: write a temporary file beside the checkpoint, then rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {"epoch": epoch, "seeds": seeds, "tensors": [t.detach().cpu() for t in net.tensors()],
+    state = {"epoch": epoch, "seeds": seeds, "lrs": lrs, "tensors": [t.detach().cpu() for t in net.tensors()],
              "generators": [g.get_state() for g in gens], "histories": histories, "alive": alive}
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
     torch.save(state, tmp)
     os.replace(tmp, path)
 
 
-def _resume(path, net, gens, histories, alive, seeds) -> int:
+def _resume(path, net, gens, histories, alive, seeds, lrs) -> int:
     state = torch.load(path, weights_only=False)
     tensors = net.tensors()
-    if state["seeds"] != seeds or len(state["tensors"]) != len(tensors) or any(
+    if state["seeds"] != seeds or state.get("lrs", lrs) != lrs or len(state["tensors"]) != len(tensors) or any(
         a.shape != b.shape for a, b in zip(state["tensors"], tensors)
     ):
         return 0  # another batch's checkpoint: start afresh

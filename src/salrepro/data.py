@@ -86,6 +86,11 @@ DATASETS = ("cifar10", "pcam", "stl10", "svhn", "mnist", "fashion_mnist", "digit
 DIGITS_SCALES = ("unit", "raw")  # unit: 0..16 / 16 into [0, 1]; raw: 0..16 kept as float
 INPUT_NORMS = ("pm1", "unit", "standard", "global")  # the input map applied after scaling (see `input_map`)
 USPS_TRAIN = ("original", "rebuilt")  # which file holds USPS's training split (see docs/data.md)
+# Which samples train and which validate: the official split (the paper's, every reported number), or
+# the tuning split carved out of the training split alone (choosing a learning rate never reads the
+# official validation split): a stratified TUNING_FRACTION of each class, drawn with TUNING_SEED.
+SPLITS = ("official", "tuning")
+TUNING_FRACTION, TUNING_SEED = 0.15, 2601
 # The rebuilt USPS training split of shared/data (SOURCES.md there): not torchvision's bytes, so it
 # is read only under its own name and checksum, and only when usps_train="rebuilt" asks for it.
 USPS_REBUILT = ("usps-rebuilt/usps.bz2", "87922cc43ed42d3d18caceec739190db")
@@ -641,6 +646,10 @@ DATA_OPTIONS = {
     "usps_train": (USPS_TRAIN, "original", ("usps",),
                    "USPS's training split: original (torchvision's usps.bz2, the default) or rebuilt "
                    f"({USPS_REBUILT[0]}, an approximation: docs/data.md)"),
+    "split": (SPLITS, "official", None,
+              "official (the paper's train / validation split, the default) or tuning (train on the training split "
+              f"less a stratified {TUNING_FRACTION:.0%} of each class, validate on that {TUNING_FRACTION:.0%}: for "
+              "choosing settings without reading the official validation split)"),
 }
 # The options that change the decoded pixels, hence the cache file; input_norm is applied on load.
 _CACHED_OPTIONS = ("digits_scale", "usps_train")
@@ -863,15 +872,31 @@ def input_map(x_train: torch.Tensor, x_val: torch.Tensor, input_norm: str) -> tu
     return x_train.sub_(mean).mul_(scale), x_val.sub_(mean).mul_(scale)
 
 
-def _given(name: str, input_norm: str, digits_scale: str, usps_train: str) -> dict:
+def _given(name: str, input_norm: str, digits_scale: str, usps_train: str, split: str = "official") -> dict:
     """The keyword arguments of the loaders as data options (those of another dataset are not its own)."""
     return {"input_norm": input_norm, **({"digits_scale": digits_scale} if name == "digits" else {}),
-            **({"usps_train": usps_train} if name == "usps" else {})}
+            **({"usps_train": usps_train} if name == "usps" else {}), "split": split}
+
+
+def tuning_split(y: torch.Tensor, fraction: float = TUNING_FRACTION, seed: int = TUNING_SEED
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices (fit, held) of the training split's samples: `held` is round(fraction x n_c) samples of
+    each class c, drawn with a generator seeded by `seed` alone (never by a run's seed), `fit` the
+    rest; both in ascending order."""
+    gen = torch.Generator().manual_seed(seed)
+    held = []
+    for c in torch.unique(y).tolist():
+        idx = torch.nonzero(y == c).squeeze(1)
+        held.append(idx[torch.randperm(idx.numel(), generator=gen)[: round(fraction * idx.numel())]])
+    held = torch.sort(torch.cat(held)).values
+    keep = torch.ones(y.numel(), dtype=torch.bool)
+    keep[held] = False
+    return torch.nonzero(keep).squeeze(1), held
 
 
 def load_dataset(name: str, root=None, download: bool = False, *, cache: bool = True, cache_dir=None,
                  input_norm: str = "pm1", digits_scale: str = "unit", usps_train: str = "original",
-                 verify: bool = True) -> Dataset:
+                 split: str = "official", verify: bool = True) -> Dataset:
     """Train and validation tensors of one Table 1 dataset, preprocessed and cached.
 
     name: one of DATASETS. root: raw data folder (else $SALREPRO_DATA, else <project>/data/raw).
@@ -882,18 +907,28 @@ def load_dataset(name: str, root=None, download: bool = False, *, cache: bool = 
     digits_scale: "unit" (0..16 / 16, default) or "raw" (0..16); Digits only, part of the cache key.
     usps_train: "original" (torchvision's usps.bz2, default) or "rebuilt" (usps-rebuilt/usps.bz2, an
         approximation of the training split, see docs/data.md); USPS only, part of the cache key.
+    split: "official" (the paper's train / validation split, default) or "tuning" (`tuning_split`: the
+        training split less a stratified 15% of each class, validated on that 15%; the official
+        validation split is not read). The input map's statistics come from the split's own training part.
     verify: compare raw files with torchvision's MD5s before decoding (False is for synthetic test files).
     """
-    options = data_options(name, _given(name, input_norm, digits_scale, usps_train))
+    options = data_options(name, _given(name, input_norm, digits_scale, usps_train, split))
     blob, path, status = _prepare(name, root, download, cache=cache, cache_dir_=cache_dir, options=options,
                                   verify=verify)
     meta = {**blob["meta"], "cache": status, "cache_file": str(path) if path is not None else None,
             "input_norm": input_norm, "data_options": options, "display": display_name(name, options)}
     meta["preprocessing"] += f", input map {input_norm}"
     scale = meta["scale"]
-    x_train, x_val = input_map(_to_float(blob["x_train"], scale), _to_float(blob["x_val"], scale), input_norm)
-    return Dataset(name=name, x_train=x_train, y_train=blob["y_train"].clone(),
-                   x_val=x_val, y_val=blob["y_val"].clone(), meta=meta)
+    x_train, y_train = blob["x_train"], blob["y_train"]
+    if split == "tuning":  # the official validation split is never touched
+        fit, held = tuning_split(y_train)
+        x_train, y_train, x_val, y_val = x_train[fit], y_train[fit], x_train[held], y_train[held]
+        meta["split"] = f"tuning: {fit.numel()} of the {y_train.numel() + held.numel()} training samples train, " \
+                        f"{held.numel()} (a stratified {TUNING_FRACTION:.0%}, seed {TUNING_SEED}) validate"
+    else:
+        x_val, y_val = blob["x_val"], blob["y_val"]
+    x_train, x_val = input_map(_to_float(x_train, scale), _to_float(x_val, scale), input_norm)
+    return Dataset(name=name, x_train=x_train, y_train=y_train.clone(), x_val=x_val, y_val=y_val.clone(), meta=meta)
 
 
 def load_split(name: str, split: str, root=None, *, input_norm: str = "pm1", digits_scale: str = "unit",

@@ -87,6 +87,13 @@ def rows(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(-1, x.shape[-1])
 
 
+def fold_lr(t: torch.Tensor, lr: float | torch.Tensor) -> tuple[torch.Tensor, float]:
+    """(t, lr) for a float lr; for a tensor lr, one per leading row of t (stacked models), (t * lr, 1.0)."""
+    if not isinstance(lr, torch.Tensor):
+        return t, lr
+    return t * lr.view(-1, *([1] * (t.dim() - 1))).to(t.dtype), 1.0
+
+
 def sort_by_area(x: torch.Tensor, groups: Groups) -> torch.Tensor:
     """The rows of x (models folded in) in group order."""
     return rows(x).index_select(0, groups.order)

@@ -32,7 +32,7 @@ from tqdm import tqdm  # text bars: tqdm.auto warns (with the machine's paths) i
 
 from .batched import batchable, train_many
 from .data import DATA_OPTIONS, DATASETS, IN_FEATURES, NUM_CLASSES, data_options, display_name
-from .models import build_model, count_parameters
+from .models import build_model, count_parameters, reading_of
 from .paper import label as method_label
 from .train import show_progress, train
 
@@ -87,8 +87,10 @@ class RunConfig:
 
     def key(self) -> str:
         """Stable identity of the run (configuration + results version)."""
-        fields = {**asdict(self), "options": list(self.options), "data_options": list(self.data_options)}
         opts = dict(self.data_options)
+        if opts.get("split") == DATA_OPTIONS["split"][1]:
+            del opts["split"]  # added after the results existed: named only when it is not the default
+        fields = {**asdict(self), "options": list(self.options), "data_options": sorted(opts.items())}
         if opts.get("input_norm", "unit") == "unit":
             # Before input_norm existed every run used [0, 1] inputs ("unit") and named only the data
             # options it changed: such runs keep the keys they had, so the pre-calibration results stay
@@ -192,14 +194,14 @@ def run_one(config: RunConfig, data, *, device="auto", progress=False, on_epoch=
 
 def run_batch(configs: list[RunConfig], data, *, device="auto", progress=False, checkpoint=None,
               on_epoch=None) -> list[dict]:
-    """Train models that share method, shape and training settings (seeds and,
-    for SAL, K may differ) as one batched computation; one record each, equal
-    to what `run_one` gives (tested to 1e-5)."""
+    """Train models that share method, shape and training settings (seeds and
+    learning rates may differ, and K for SAL and SAL-BP) as one batched
+    computation; one record each, equal to what `run_one` gives (tested to 1e-5)."""
     dev = resolve_device(device)
     models = [_model(c, data, dev) for c in configs]
     c0 = configs[0]
     t0 = time.perf_counter()
-    histories = train_many(models, data, epochs=c0.epochs, batch_size=c0.batch_size, lr=c0.lr,
+    histories = train_many(models, data, epochs=c0.epochs, batch_size=c0.batch_size, lr=[c.lr for c in configs],
                            seeds=[c.seed for c in configs], progress=progress, device=dev,
                            desc=f"{c0.dataset} {c0.method} x{len(configs)}", checkpoint=checkpoint, on_epoch=on_epoch)
     seconds = (time.perf_counter() - t0) / len(configs)
@@ -212,12 +214,13 @@ def batch_id(configs: list[RunConfig]) -> str:
 
 def batch_key(config: RunConfig):
     """Configurations with equal keys train together: same dataset, method,
-    shape, training and options; SAL and SAL-BP may mix K, MoE may not. Methods
-    batched.py cannot stack (fa, dfa) train alone."""
+    shape, epochs, batch size and options; seeds and learning rates may
+    differ, SAL and SAL-BP may mix K, MoE may not. Methods batched.py cannot
+    stack (fa, dfa) train alone."""
     if not batchable(meta_model(config)):
         return None
     return (config.dataset, config.data_options, config.method, config.depth, config.hidden, config.epochs,
-            config.batch_size, config.lr, config.options, config.areas if config.method == "moe" else 0)
+            config.batch_size, config.options, config.areas if config.method == "moe" else 0)
 
 
 def plan_batches(configs: list[RunConfig], max_bytes: float = MAX_BATCH_BYTES["cpu"],
@@ -410,9 +413,11 @@ def runs_frame(records) -> pd.DataFrame:
     for r in records:
         c = r["config"]
         data_opts = c.get("data_options") or {}
+        reading = reading_of(c["method"], c.get("options") or {})
         rows.append({
             "dataset": c["dataset"], "method": c["method"], "areas": c["areas"], "depth": c["depth"],
-            "hidden": c["hidden"], "seed": c["seed"], "label": r["label"],
+            "hidden": c["hidden"], "seed": c["seed"], "reading": reading,
+            "label": r["label"] + ("" if reading == "default" else f" [{reading}]"),
             "input_norm": record_input_norm(r),
             "display": display_name(c["dataset"], data_opts) if c["dataset"] in DATASETS else c["dataset"],
             "lr": c["lr"], "epochs": c["epochs"],
@@ -424,7 +429,7 @@ def runs_frame(records) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def summarize(records, by=("dataset", "method", "areas", "depth", "hidden")) -> pd.DataFrame:
+def summarize(records, by=("dataset", "method", "areas", "depth", "hidden", "reading")) -> pd.DataFrame:
     """Mean and std over seeds of the final-epoch metrics (std with ddof=1,
     as numpy/pandas report a sample standard deviation). Diverged runs are
     never averaged in: `seeds` counts the runs that finished, `diverged` the

@@ -41,6 +41,20 @@ PRESETS = {"sal_method": {},
            "paper_fit_unit": {"divisor": "area", "feedback_scale": 10.0}}
 
 
+def reading_of(method: str, options: dict) -> str:
+    """The name of the reading a run trained under: "default" when its method options are the
+    method's defaults, else the named preset whose options (those `method` takes) are exactly its
+    options, else "custom"."""
+    taken = {**COMMON_OPTIONS, **OPTIONS[method]}
+    given = {k: v for k, v in options.items() if k in taken and v != taken[k]}
+    if not given:
+        return "default"
+    for name, preset in PRESETS.items():
+        if preset and {k: v for k, v in preset.items() if k in taken} == given:
+            return name
+    return "custom"
+
+
 def _int_arg(name: str, value, minimum: int, allowed: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name}: must be an integer {allowed}, got {value!r}")
@@ -137,4 +151,4 @@ def describe(model: nn.Module) -> str:
     return f"{model.method} depth={model.depth} width={model.hidden} K={model.areas}: {c.total:,} total, {c.active:,} active"
 
 
-__all__ = ["METHODS", "OPTIONS", "PRESETS", "build_model", "count_parameters", "ParameterCount", "describe"]
+__all__ = ["METHODS", "OPTIONS", "PRESETS", "build_model", "reading_of", "count_parameters", "ParameterCount", "describe"]

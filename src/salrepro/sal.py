@@ -40,7 +40,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .dispatch import Groups, accumulate_, area_accumulate_, area_matmul, dense, dense_accumulate_, rows, sort_by_area
+from .dispatch import (Groups, accumulate_, area_accumulate_, area_matmul, dense, dense_accumulate_, fold_lr, rows,
+                       sort_by_area)
 from .nets import (Net, branch, combine, mean_cross_entropy, init_area_weights, init_matrix, layer_generator,
                    random_feedback, softmax, times_phi_prime, widths_for)
 
@@ -96,7 +97,7 @@ def area_update(
     delta: torch.Tensor,
     x: torch.Tensor,
     groups: Groups | None,
-    lr: float,
+    lr: float | torch.Tensor,
     divisor: str,
     xs: torch.Tensor | None = None,
 ) -> None:
@@ -104,9 +105,11 @@ def area_update(
 
     D is B (`batch`, a model's batch size), |S_k| (`area`) or 1 (`sum`). Only
     areas present in the batch are touched; the others stay bit-identical.
-    `xs` is x already sorted by area, if the caller has it.
+    `xs` is x already sorted by area, if the caller has it. `lr`: a float, or
+    (N,) one per stacked model, folded into each model's delta.
     """
     B = x.shape[-2]
+    delta, lr = fold_lr(delta, lr)  # a float lr: unchanged
     if groups is None:  # one area: a plain DFA update
         D = 1 if divisor == "sum" else B
         dense_accumulate_(weight, bias, delta, x, alpha=-lr / D)  # (7), (8) with one area
@@ -124,7 +127,7 @@ def selector_update(
     x: torch.Tensor,
     z: torch.Tensor,
     y: torch.Tensor,
-    lr: float,
+    lr: float | torch.Tensor,
     divisor: str,
     readout: torch.Tensor | None = None,
     active: torch.Tensor | None = None,
@@ -135,13 +138,15 @@ def selector_update(
     Q the identity when r = C (the default) and otherwise the frozen random
     `readout` (r x C). P never changes. `area` counts as `batch` here:
     the selector belongs to no area. `active` ((N,) bool, stacked models):
-    models of one area have no router, and it does not learn.
+    models of one area have no router, and it does not learn. `lr`: a float,
+    or (N,) one per stacked model.
     """
     g = global_error(z if readout is None else z @ readout, y)
     if readout is not None:
         g = g @ readout.transpose(-1, -2)
     if active is not None:
         g = g * active.view(-1, 1, 1)
+    g, lr = fold_lr(g, lr)  # a float lr: unchanged
     D = 1 if divisor == "sum" else x.shape[-2]
     accumulate_(router, g, x, alpha=-lr / D)  # (9)
 
@@ -184,9 +189,10 @@ def forward_trace(layers, roles, x: torch.Tensor) -> tuple[list[LayerTrace], tor
 
 
 @torch.no_grad()
-def learn(layers, roles, traces: list[LayerTrace], logits: torch.Tensor, y: torch.Tensor, lr: float, divisor: str,
-          selector_lr_scale: float) -> None:
-    """The backprop-free learning rule, (5)-(9), for every layer of one batch."""
+def learn(layers, roles, traces: list[LayerTrace], logits: torch.Tensor, y: torch.Tensor, lr: float | torch.Tensor,
+          divisor: str, selector_lr_scale: float) -> None:
+    """The backprop-free learning rule, (5)-(9), for every layer of one batch;
+    `lr` a float, or (N,) one per stacked model."""
     e = global_error(logits, y)  # (5)
     for layer, role, t in zip(layers, roles, traces):
         delta = layer_error(e, layer.feedback, role, t.a)  # (6)

@@ -56,6 +56,18 @@ def test_paper_profile_covers_the_paper():
         (("width", "widths"), [], "width.widths: got []"),
         (("preset_sweep", "preset"), "best", "preset_sweep.preset: got 'best'; allowed: a named preset of models.PRESETS"),
         (("preset_sweep", "preset"), "sal_method", "preset_sweep.preset: got 'sal_method'"),  # the defaults are no preset
+        (("tuned", "lrs"), [], "tuned.lrs: got []; allowed: a non-empty list of learning rates > 0"),
+        (("tuned", "lrs"), [1e-3, -1], "tuned.lrs: got [0.001, -1]"),
+        (("tuned", "methods"), ["bp", "salbp-4"], "tuned.methods: got ['bp', 'salbp-4']; allowed: a non-empty list of methods from bp, sal-K, moe-K"),
+        (("tuned", "presets"), ["best"], "tuned.presets: got ['best']"),
+        (("tuned", "select_seeds"), 0, "tuned.select_seeds: got 0"),
+        (("tuned", "depth", "preset"), "best", "tuned.depth.preset: got 'best'"),
+        (("tuned", "depth", "methods"), ["moe-4"], "tuned.depth.methods: got ['moe-4']"),
+        (("tuned", "depth", "datasets"), ["mnist"], "tuned.depth.datasets: 'mnist' is not listed under datasets"),
+        (("tuned", "datasets"), ["mnist"], "tuned.datasets: 'mnist' is not listed under datasets"),
+        (("tuned", "lr"), 0.1, "tuned.lr: unknown key (a typo?)"),
+        (("depth", "presets"), ["best"], "depth.presets: got ['best']"),
+        (("width", "presets"), "paper_fit", "width.presets: got 'paper_fit'"),
     ],
 )
 def test_bad_params_name_key_value_and_allowed(path, value, needle):

@@ -58,7 +58,9 @@ def test_report_metrics_are_headline_numbers_only(tmp_path):
     assert values and all(isinstance(v, (int, float)) or (isinstance(v, str) and len(v) <= 16) for v in values)
     assert set(metrics["calibration_within"]) == set(params["calibration"]["input_norms"])
     claims = json.loads((tmp_path / "claims.json").read_text())
-    assert {c["id"] for c in claims} == set(metrics["claims"]) and all(c["evidence"] for c in claims)
+    assert {c["column"] for c in claims} == set(metrics["claims"]) and all(c["evidence"] for c in claims)
+    for column, verdicts in metrics["claims"].items():  # report.json's verdicts are claims.json's, cell by cell
+        assert verdicts == {c["id"]: c["verdict"] for c in claims if c["column"] == column}
 
 
 def test_readme_has_each_generated_block_once_and_its_snippet_runs(tmp_path):
@@ -81,21 +83,34 @@ def test_readme_has_each_generated_block_once_and_its_snippet_runs(tmp_path):
 
 
 def test_in_short_counts_as_the_report_counts():
-    """The README's three top lines: the calibration's count under pm1, the accuracy cells and the claims
-    held, each the number the longer block and report.json give."""
-    from salrepro import calibration
-    from salrepro.config import load_params
+    """The README's top: the bottom line and the claims table first, then the calibration and SAL's
+    accuracy cells (BP's apart), the preset's in-sample and held-out apart; numbers worked out by hand."""
+    from salrepro import claims, paper
 
-    rep = report.build_report("tests/notebooks/results", load_params("tests/notebooks/params-test.yaml"))
-    lines = report.in_short(rep).splitlines()
-    agree = calibration.agreement(rep["calibration"]).loc["pm1"]
-    assert f"in {int(agree['within'])}/{int(agree['cells'])} cells under the protocol's map `pm1`" in lines[0]
-    acc = report.cell_counts(rep["comparison"])["val_accuracy_pct"]
-    assert f"{acc['within']} of {acc['cells']} accuracy cells" in lines[1]
-    tested = [c for c in rep["claims"] if c["verdict"] != "not testable" and "[preset" not in c["claim"]]
-    held = sum(c["verdict"] == "supported" for c in tested)
-    assert f"{held} of {len(tested)} tested claims supported" in lines[1]
-    assert report.summary_markdown(rep).startswith("**In short.**\n\n" + report.in_short(rep))
+    def sal(ds, k, acc, std=1.0, reading="default"):
+        return {"dataset": ds, "method": "sal", "areas": k, "depth": 2, "hidden": 256, "reading": reading, "seeds": 5,
+                "label": paper.label("sal", k), "val_accuracy_pct_mean": acc, "val_accuracy_pct_std": std,
+                "train_loss_mean": 1.0, "train_loss_std": 0.01, "val_loss_mean": 1.0, "val_loss_std": 0.01}
+
+    # Digits, paper: SAL-1 36.37 +- 3.34, SAL-16 71.63 +- 2.60; MNIST: SAL-1 93.02 +- 0.11, SAL-16 94.73 +- 0.16
+    defaults = pd.DataFrame([sal("digits", 1, 36.37), sal("digits", 16, 20.0)])  # within, outside: 1 of 2
+    preset = pd.DataFrame([sal("digits", 1, 36.37, reading="paper_fit"), sal("digits", 16, 71.63, reading="paper_fit"),  # 2 of 2
+                           sal("mnist", 1, 93.02, 0.1, "paper_fit"), sal("mnist", 16, 90.0, 0.1, "paper_fit")])  # 1 of 2
+    calib = pd.DataFrame([{"dataset": "digits", "input_norm": m, "metric": metric, "z": z, "verdict": v}
+                          for m, z, v in (("pm1", 0.5, "within"), ("unit", 3.0, "outside"))
+                          for metric in ("val_accuracy_pct", "train_loss", "val_loss")])
+    cells = claims.claim_cells({"area_sweep": defaults, "preset_sweep": preset}, None, "paper_fit")
+    rep = {"comparison": paper.compare_area_sweep(defaults), "preset_comparison": paper.compare_area_sweep(preset),
+           "preset": "paper_fit", "fit_datasets": ["digits"], "sigma": 2.0, "calibration": calib,
+           "claims_table": claims.claims_table(cells), "bottom_line": claims.bottom_line(cells)}
+    text = report.in_short(rep)
+    assert text.startswith("At the paper's learning rate, under the reading that reproduces its Tables 2/3, the headline")
+    assert "| claim | the paper's numbers | defaults, lr 0.0001 |" in text
+    lines = [ln for ln in text.splitlines() if ln.startswith("- Calibration") or ln.startswith("- Tables 2/3")]
+    assert lines[0] == "- Calibration: BP agrees with the paper in 3/3 cells under the protocol's map `pm1`; `unit` 0/3."
+    assert lines[1].startswith("- Tables 2/3, SAL under the defaults: 1 of 2 SAL accuracy cells agree")
+    assert "in-sample (Digits) 2 of 2; held out (MNIST) 1 of 2" in lines[2]
+    assert text.index("`paper_fit`: the reading") < text.index("| claim |")  # the terms before the table uses them
 
 
 def test_areas_versus_rule_reads_the_ablation_off_the_summary():

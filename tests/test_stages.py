@@ -21,7 +21,8 @@ def test_area_sweep_grid_is_table2():
 def test_depth_width_and_moe_grids():
     s = settings("depth")
     depth = stages.stage_configs("depth", s)
-    assert len(depth) == len(s["methods"]) * len(s["depths"]) * s["seeds"]
+    sal = sum(m.startswith("sal") for m in s["methods"])
+    assert len(depth) == (len(s["methods"]) + sal * len(s["presets"])) * len(s["depths"]) * s["seeds"]
     assert {c.hidden for c in depth} == {s["hidden"]} and {c.depth for c in depth} == set(s["depths"])
     w = settings("width")
     assert {c.hidden for c in stages.stage_configs("width", w)} == set(w["widths"])
@@ -47,3 +48,15 @@ def test_method_options_go_only_where_they_apply():
     assert stages.method_options("bp", {"divisor": "sum", "init": "torch_default"}) == {"init": "torch_default"}
     assert stages.method_options("sal", {"divisor": "sum", "balance_coef": 0.1}) == {"divisor": "sum"}
     assert stages.method_options("moe", {"divisor": "sum", "balance_coef": 0.1}) == {"balance_coef": 0.1}
+
+
+def test_depth_and_width_run_sal_again_under_each_preset_and_bp_once():
+    for stage in ("depth", "width"):
+        s = settings(stage)
+        assert s["presets"] == ["paper_fit"]
+        configs = stages.stage_configs(stage, s)
+        readings = {(c.method, salrepro.reading_of(c.method, dict(c.options))) for c in configs}
+        assert readings == {("bp", "default"), ("sal", "default"), ("sal", "paper_fit")}
+        preset = [c for c in configs if c.method == "sal" and dict(c.options)]
+        assert {dict(c.options) == salrepro.PRESETS["paper_fit"] for c in preset} == {True}
+        assert len({c.key() for c in configs}) == len(configs)

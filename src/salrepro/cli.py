@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _table(summary: pd.DataFrame) -> str:
-    cols = ["label", "depth", "hidden", "seeds", "diverged", "val_accuracy_pct_mean", "val_accuracy_pct_std",
+    cols = ["label", "depth", "hidden", "lr", "seeds", "diverged", "val_accuracy_pct_mean", "val_accuracy_pct_std",
             "train_loss_mean", "val_loss_mean"]
     return summary[[c for c in cols if c in summary]].round(3).to_string(index=False)
 
@@ -197,13 +197,15 @@ def cmd_run(args) -> int:
 def cmd_sweep(args) -> int:
     from .config import load_params
     from .stages import run_stage
+    from .tuned import run_tuned
 
     cfg = load_params(args.params)
     datasets = args.dataset or cfg[args.stage]["datasets"]
     diverged = False
+    run = run_tuned if args.stage == "tuned" else (lambda name, **kw: run_stage(args.stage, name, **kw))
     for name in datasets:
-        out = run_stage(args.stage, name, params_file=args.params, out_dir=f"{args.results}/{args.stage}/{name}" if args.results else None,
-                        progress=False if args.no_progress else None)
+        out = run(name, params_file=args.params, out_dir=f"{args.results}/{args.stage}/{name}" if args.results else None,
+                  progress=False if args.no_progress else None)
         print(f"== {args.stage} {name} ==")
         print(_table(out.summary))
         diverged |= bool(out.summary["diverged"].any())

@@ -22,7 +22,7 @@ from .data import DATA_OPTIONS, DATASETS, INPUT_NORMS, TRAIN_SIZES, data_options
 from .models import METHODS, OPTIONS, PRESETS, check_method_options
 
 PROFILES = ("quick", "cpu", "paper", "test")
-STAGES = ("area_sweep", "preset_sweep", "depth", "width", "moe")
+STAGES = ("area_sweep", "preset_sweep", "depth", "width", "moe", "tuned")
 
 
 class ParamsError(ValueError):
@@ -78,6 +78,10 @@ _TRAINING = {
 }
 _DATASETS_LIST = (_is_list(lambda d: d in DATASETS), f"a non-empty list of datasets from {DATASETS}")
 _METHODS_LIST = (_is_list(_is_method), "a non-empty list of methods like 'bp', 'sal-4', 'moe-16', 'dfa', 'fa'")
+_NAMED_PRESETS = [p for p in PRESETS if PRESETS[p]]
+_PRESETS_LIST = (lambda v: isinstance(v, list) and all(p in _NAMED_PRESETS for p in v),
+                 f"a list (possibly empty) of named presets of models.PRESETS, {_NAMED_PRESETS}: the SAL methods run "
+                 "again under each (BP runs are shared)")
 
 SCHEMA = {
     "profile": (lambda v: v in PROFILES, f"one of {PROFILES}"),
@@ -93,9 +97,10 @@ SCHEMA = {
     "area_sweep": {"datasets": _DATASETS_LIST, "methods": _METHODS_LIST, "hidden": (lambda v: _is_int(v, 1), "an integer >= 1"),
                    **_TRAINING},
     "depth": {"datasets": _DATASETS_LIST, "methods": _METHODS_LIST, "depths": (_is_list(lambda v: _is_int(v, 2)), "a list of integers >= 2"),
-              "hidden": (lambda v: _is_int(v, 1), "an integer >= 1 (the hidden width, as in area_sweep)"), **_TRAINING},
+              "hidden": (lambda v: _is_int(v, 1), "an integer >= 1 (the hidden width, as in area_sweep)"),
+              "presets": _PRESETS_LIST, **_TRAINING},
     "width": {"datasets": _DATASETS_LIST, "methods": _METHODS_LIST, "widths": (_is_list(lambda v: _is_int(v, 1)), "a list of integers >= 1"),
-              "depth": (lambda v: _is_int(v, 2), "an integer >= 2"), **_TRAINING},
+              "depth": (lambda v: _is_int(v, 2), "an integer >= 2"), "presets": _PRESETS_LIST, **_TRAINING},
     "moe": {"datasets": _DATASETS_LIST, "areas": (_is_list(lambda v: _is_int(v, 1)), "a list of integers >= 1 (K of sal-K and moe-K)"),
             "methods": (_is_list(lambda v: v in ("moe", "salbp")), "a non-empty list from ['moe', 'salbp']: the methods run beside SAL at each K"),
             "options": _TRAINING["options"]},
@@ -110,6 +115,18 @@ SCHEMA = {
                        "readings": (lambda v: isinstance(v, dict) and all(isinstance(r, dict) for r in v.values()),
                                     "a mapping from reading name to its choices (method options and data options); {} for none"),
                        "held_out_readings": (lambda v: _is_int(v, 0), "an integer >= 0: the best fit-set readings run on the held-out set, with the defaults")},
+    "tuned": {"datasets": _DATASETS_LIST,
+              "methods": (_is_list(lambda v: _is_method(v) and parse_method(v)[0] in ("bp", "sal", "moe")),
+                          "a non-empty list of methods from bp, sal-K, moe-K (the shallow net of Table 2)"),
+              "presets": _PRESETS_LIST,
+              "lrs": (_is_list(_is_pos_number), "a non-empty list of learning rates > 0 (the grid each method chooses from)"),
+              "select_seeds": (lambda v: _is_int(v, 1), "an integer >= 1: runs per learning rate on the tuning split"),
+              "depth": {"datasets": (lambda v: isinstance(v, list) and all(d in DATASETS for d in v),
+                                     f"a list (possibly empty) of datasets from {DATASETS}: Figure 2 at tuned learning rates"),
+                        "methods": (_is_list(lambda v: _is_method(v) and parse_method(v)[0] in ("bp", "sal")),
+                                    "a non-empty list of methods from bp, sal-K"),
+                        "preset": (lambda v: v is None or v in _NAMED_PRESETS,
+                                   f"null (SAL under the defaults) or a named preset from {_NAMED_PRESETS}")}},
     "report": {"sigma": (_is_pos_number, "a number > 0 (verdict: |ours - paper| <= sigma x combined std)")},
 }
 # data options (data.DATA_OPTIONS): name -> (check, what is allowed)
@@ -159,13 +176,17 @@ def _check_datasets(cfg: dict) -> None:
         for name in cfg[stage]["datasets"]:
             if name not in ds:
                 raise ParamsError(f"{stage}.datasets: {name!r} is not listed under datasets: {sorted(ds)}; add it there first")
+    for name in cfg["tuned"]["depth"]["datasets"]:
+        if name not in ds:
+            raise ParamsError(f"tuned.depth.datasets: {name!r} is not listed under datasets: {sorted(ds)}; add it there first")
     trained = [(st, n) for st in ("area_sweep", "depth", "width") for n in cfg[st]["datasets"]]
+    trained += [("depth", n) for n in cfg["tuned"]["depth"]["datasets"]]  # tuned depth trains at depth's settings
     trained += [("area_sweep", n) for n in cfg["calibration"]["datasets"]]  # calibration trains at area_sweep's settings
     for stage, name in trained:  # moe and preset_sweep train on area_sweep's datasets (checked below)
         if cfg[stage]["batch_size"] > TRAIN_SIZES[name]:
             raise ParamsError(f"{stage}.batch_size: got {cfg[stage]['batch_size']}; allowed: at most the "
                               f"{TRAIN_SIZES[name]} training samples of {name}")
-    for stage in ("moe", "preset_sweep"):
+    for stage in ("moe", "preset_sweep", "tuned"):  # they train at area_sweep's settings
         for name in cfg[stage]["datasets"]:
             if name not in cfg["area_sweep"]["datasets"]:
                 raise ParamsError(f"{stage}.datasets: {name!r} must also be in area_sweep.datasets (runs are shared with it)")
@@ -239,6 +260,13 @@ def stage_settings(cfg: dict, stage: str, dataset: str) -> dict:
         sweep = cfg["area_sweep"]
         s.update({k: sweep[k] for k in ("seeds", "epochs", "batch_size", "lr", "hidden")})
         s["sal_options"] = sweep["options"]
+    if stage == "tuned":  # Table 2's training but the learning rate, chosen per method from `lrs`
+        sweep = cfg["area_sweep"]
+        s.update({k: sweep[k] for k in ("seeds", "epochs", "batch_size", "hidden")})
+        s["paper_lr"], s["sal_options"], s["moe_options"] = sweep["lr"], sweep["options"], cfg["moe"]["options"]
+        depth = cfg["depth"]
+        s["depth"] = {**s["depth"], **{k: depth[k] for k in ("depths", "hidden", "seeds", "epochs", "batch_size", "options")},
+                      "run": dataset in s["depth"]["datasets"]}
     s["dataset"] = dataset
     s["data_options"] = dict(cfg["datasets"][dataset])
     s["data_root"] = cfg["data"]["root"]

@@ -266,3 +266,33 @@ def calibration(table: pd.DataFrame, sigma: float = 2.0):
     fig.suptitle(f"Calibration: BP against the paper's BP row (shaded: |z| <= {sigma:g}, the cell agrees)")
     fig.tight_layout()
     return fig
+
+
+def lr_curves(choice: pd.DataFrame, paper_lr: float, labels=None):
+    """The tuned stage: validation accuracy on the tuning split against the learning rate, one panel per
+    dataset (the shallow nets), a line per configuration of `labels` (default: BP, SAL-1 and SAL-16 under
+    each reading, MoE-16); the paper's lr marked, each line's chosen lr dotted in its colour."""
+    _sns()
+    c = choice[choice["depth"] == 2]
+    if labels is not None:
+        c = c[c["label"].isin(labels)]
+    else:
+        c = c[(c["method"] == "bp") | ((c["method"] == "sal") & c["areas"].isin([1, 16])) | ((c["method"] == "moe") & (c["areas"] == 16))]
+    lrs = sorted(float(col[4:]) for col in c.columns if col.startswith("acc@"))
+    datasets = list(dict.fromkeys(c["dataset"]))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.8), sharey=False, squeeze=False)
+    for ax, ds in zip(axes[0], datasets):
+        for _, r in c[c["dataset"] == ds].iterrows():
+            line, = ax.plot(lrs, [r[f"acc@{lr:g}"] for lr in lrs], marker="o", linestyle="--" if "[" in r["label"] else "-",
+                            label=r["label"])
+            if pd.notna(r["lr"]):
+                ax.axvline(r["lr"], color=line.get_color(), linestyle=":", linewidth=1.2)
+        ax.axvline(paper_lr, color="black", linewidth=2, alpha=0.35, label=f"paper's lr {paper_lr:g}")
+        ax.set_xscale("log")
+        ax.set(title=DISPLAY_NAMES[ds], xlabel="learning rate", ylabel="validation accuracy, tuning split (%)")
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=min(len(names), 4), bbox_to_anchor=(0.5, -0.12), frameon=False)
+    fig.suptitle("Each method at its own learning rate: accuracy on the tuning split (carved out of the training split)\n"
+                 "against the lr; dotted: the lr each chose", y=1.04)
+    fig.tight_layout()
+    return fig

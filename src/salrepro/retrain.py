@@ -29,10 +29,11 @@ from .calibration import run_calibration
 from .config import STAGES, load_params
 from .protocol import run_study
 from .stages import run_stage
+from .tuned import run_tuned
 
 log = logging.getLogger("salrepro")
-ORDER = ("calibration", "area_sweep", "preset_sweep", "moe", "depth", "width", "protocol_study")  # moe and
-# preset_sweep reuse the area sweep's runs: retrained first, it is in place before they read it
+ORDER = ("calibration", "area_sweep", "preset_sweep", "moe", "depth", "width", "protocol_study", "tuned")  # moe and
+# preset_sweep reuse the area sweep's runs, tuned every stage's: retrained first, they are in place before it reads them
 assert set(ORDER) == {"calibration", "protocol_study", *STAGES}
 
 
@@ -90,6 +91,9 @@ def retrain(params_file="params.yaml", stages=ORDER, results=None, progress=None
         elif stage == "protocol_study":
             out = staging / "protocol_study"
             run_study(params_file, out, progress=progress)
+        elif stage == "tuned":
+            out = staging / stage / dataset
+            run_tuned(dataset, params_file=params_file, out_dir=out, progress=progress, results=results)
         else:
             out = staging / stage / dataset
             run_stage(stage, dataset, params_file=params_file, out_dir=out, progress=progress,

@@ -26,7 +26,7 @@ from . import paper
 from .config import load_params, parse_method, stage_settings
 from .data import load_dataset
 from .experiments import write_json_atomic
-from .models import OPTIONS
+from .models import OPTIONS, PRESETS
 
 
 @dataclass
@@ -62,10 +62,14 @@ def stage_configs(stage: str, s: dict) -> list[ex.RunConfig]:
                     for i in seeds]
     elif stage in ("depth", "width"):
         shapes = [(d, s["hidden"]) for d in s["depths"]] if stage == "depth" else [(s["depth"], w) for w in s["widths"]]
-        for spec in s["methods"]:
-            m, k = parse_method(spec)
-            out += [ex.make_config(ds, m, areas=k, depth=d, hidden=w, seed=i, options=method_options(m, s["options"]), **train)
-                    for d, w in shapes for i in seeds]
+        for reading in (None, *s["presets"]):  # the options, then SAL again under each named preset
+            options = s["options"] if reading is None else {**s["options"], **PRESETS[reading]}
+            for spec in s["methods"]:
+                m, k = parse_method(spec)
+                if reading is not None and m != "sal":
+                    continue  # BP has no reading: its runs are shared
+                out += [ex.make_config(ds, m, areas=k, depth=d, hidden=w, seed=i, options=method_options(m, options), **train)
+                        for d, w in shapes for i in seeds]
     elif stage == "moe":
         for k in s["areas"]:
             for m, opts in (("sal", s["sal_options"]), *((m, s["options"]) for m in s["methods"])):

@@ -20,7 +20,8 @@ import papermill
 
 HERE = Path(__file__).resolve().parent
 NOTEBOOKS = HERE.parent.parent / "notebooks"
-ORDER = ["datasets", "calibration", "area_sweep", "preset_sweep", "depth", "width", "moe", "protocol_study", "report"]  # moe, preset_sweep read area_sweep's runs
+ORDER = ["datasets", "calibration", "area_sweep", "preset_sweep", "depth", "width", "moe", "protocol_study", "tuned", "report"]
+# moe and preset_sweep read area_sweep's runs, tuned every stage's
 SOURCE = {"preset_sweep": "area_sweep"}  # golden name -> notebook it executes (with stage=name)
 
 
@@ -42,7 +43,8 @@ def main(names) -> None:
     for name in names or ORDER:
         if name == "report":  # freeze the stages' summaries the report test reads
             shutil.rmtree(HERE / "results", ignore_errors=True)
-            for summary in [*(HERE / "_out").glob("*/*/summary.csv"), HERE / "_out/protocol_study/readings.csv",
+            for summary in [*(HERE / "_out").glob("*/*/summary.csv"), *(HERE / "_out").glob("tuned/*/choice.csv"),
+                            HERE / "_out/protocol_study/readings.csv",
                             HERE / "_out/calibration/comparison.csv"]:
                 target = HERE / "results" / summary.relative_to(HERE / "_out")
                 target.parent.mkdir(parents=True, exist_ok=True)

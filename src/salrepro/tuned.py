@@ -1,0 +1,156 @@
+"""Every method at its own best learning rate: the claims against a trained baseline.
+
+The paper trains every method at lr 1e-4, batch 16, 25 epochs, where BP is far
+from trained. This stage gives each method of `tuned.methods` (BP, SAL-K under
+the defaults and under each named preset, MoE-K) its own learning rate:
+
+1. **Selection.** Every lr of `tuned.lrs` trains `select_seeds` run(s) on the
+   *tuning split* (data option `split: tuning`: the training split less a
+   stratified 15% of each class, validated on that 15%; `data.tuning_split`).
+   The official validation split, on which every number is reported, is not
+   read. Runs of one configuration but lr train together (a per-model lr in the
+   stacked step).
+2. **Choice.** Per (method, K, reading[, depth]) the lr with the highest mean
+   final validation accuracy on the tuning split (`choose_lr`). An lr under
+   which any selection run diverged has failed and is never chosen; ties go to
+   the smaller lr.
+3. **Report.** The chosen lr trains `seeds` runs on the full training split,
+   reported on the official validation split, as Table 2 reports. Where the
+   chosen lr is the paper's, the runs are those of the area sweep, preset
+   sweep, MoE and depth stages (same configuration, same stored record).
+
+`tuned.depth` does the same for Figure 2 (the depth stage's depths, width and
+training) on the datasets it lists: the paper's depth claim is that BP
+degrades with depth, which a trained BP may not.
+
+    out = run_tuned("semeion", params_file="params.yaml", out_dir="results/cpu/tuned/semeion")
+    out.choice      # one row per configuration: the lr chosen and every lr's tuning accuracy
+    out.summary     # the reported runs at the chosen lrs (experiments.summarize, with an lr column)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from . import experiments as ex
+from .config import load_params, parse_method, stage_settings
+from .data import load_dataset
+from .experiments import write_json_atomic
+from .models import PRESETS, reading_of
+from .stages import method_options
+
+# what identifies one tuned configuration (its lr aside)
+SPEC_KEYS = ["dataset", "method", "areas", "reading", "depth", "hidden"]
+
+
+def readings(s: dict) -> list[tuple[str, dict]]:
+    """(name, SAL options) of every reading SAL runs under: the defaults, then each preset."""
+    return [("default", s["sal_options"])] + [(p, {**s["sal_options"], **PRESETS[p]}) for p in s["presets"]]
+
+
+def base_configs(s: dict, *, lr: float, split: str, select: bool = False) -> list[ex.RunConfig]:
+    """The stage's configurations at one lr: the shallow net of Table 2 (every method; SAL under every
+    reading) and, where `tuned.depth` lists the dataset, the depth figure's nets; `select_seeds` runs
+    each for the selection, else the area sweep's (depth stage's) seeds."""
+    ds = s["dataset"]
+    d = s["depth"]
+    seeds, depth_seeds = (range(s["select_seeds"]),) * 2 if select else (range(s["seeds"]), range(d["seeds"]))
+    data_options = {**s["data_options"], "split": split}
+    train = dict(epochs=s["epochs"], batch_size=s["batch_size"], lr=lr, data_options=data_options)
+    out = []
+    for spec in s["methods"]:
+        m, k = parse_method(spec)
+        options = {"sal": None, "moe": s["moe_options"], "bp": {}}[m]
+        for _, opts in (readings(s) if m == "sal" else [(None, options)]):
+            out += [ex.make_config(ds, m, areas=k, hidden=s["hidden"], seed=i, options=method_options(m, opts), **train)
+                    for i in seeds]
+    if d["run"]:
+        opts = d["options"] if d["preset"] is None else {**d["options"], **PRESETS[d["preset"]]}  # as the depth stage's
+        dtrain = {**train, "epochs": d["epochs"], "batch_size": d["batch_size"]}
+        for spec in d["methods"]:
+            m, k = parse_method(spec)
+            out += [ex.make_config(ds, m, areas=k, depth=depth, hidden=d["hidden"], seed=i,
+                                   options=method_options(m, opts), **dtrain)
+                    for depth in d["depths"] for i in depth_seeds]
+    return list(dict.fromkeys(out))  # depth 2 at Table 2's width is Table 2's net: one run, not two
+
+
+def selection_configs(s: dict) -> list[ex.RunConfig]:
+    """Every configuration at every lr of the grid, on the tuning split, `select_seeds` runs each."""
+    return [c for lr in s["lrs"] for c in base_configs(s, lr=lr, split="tuning", select=True)]
+
+
+def choose_lr(selection: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration (SPEC_KEYS) from the selection runs (experiments.runs_frame): the lr
+    with the highest mean final validation accuracy on the tuning split among the lrs under which no
+    run diverged (ties: the smaller lr); `lr` is NaN when every lr failed. Columns `acc@<lr>` give each
+    lr's tuning accuracy (NaN where it diverged), `failed_lrs` the lrs that diverged."""
+    rows = []
+    for key, g in selection.groupby(SPEC_KEYS, sort=False):
+        per_lr = g.groupby("lr")
+        acc = per_lr["val_accuracy_pct"].mean()
+        failed = per_lr["diverged"].any()
+        ok = acc[~failed.reindex(acc.index)].dropna()
+        best = ok[ok == ok.max()].index.min() if len(ok) else float("nan")
+        row = dict(zip(SPEC_KEYS, key), label=g["label"].iloc[0], lr=best,
+                   tuning_accuracy_pct=ok.max() if len(ok) else float("nan"),
+                   failed_lrs=" ".join(f"{lr:g}" for lr in failed[failed].index))
+        row.update({f"acc@{lr:g}": (float("nan") if failed[lr] else a) for lr, a in acc.items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def final_configs(s: dict, choice: pd.DataFrame) -> list[ex.RunConfig]:
+    """The configurations reported: each at its chosen lr, official split, `seeds` runs."""
+    chosen = {tuple(r[k] for k in SPEC_KEYS): r["lr"] for _, r in choice.iterrows() if pd.notna(r["lr"])}
+    out = []
+    for c in base_configs(s, lr=s["paper_lr"], split="official"):
+        key = (c.dataset, c.method, c.areas, reading_of(c.method, dict(c.options)), c.depth, c.hidden)
+        if key in chosen:
+            out.append(ex.make_config(c.dataset, c.method, areas=c.areas, depth=c.depth, hidden=c.hidden, seed=c.seed,
+                                      epochs=c.epochs, batch_size=c.batch_size, lr=float(chosen[key]),
+                                      options=dict(c.options), data_options=dict(c.data_options)))
+    return out
+
+
+@dataclass
+class TunedOutput:
+    settings: dict
+    selection: pd.DataFrame  # one row per selection run (tuning split)
+    choice: pd.DataFrame  # one row per configuration: the chosen lr and every lr's tuning accuracy
+    summary: pd.DataFrame  # the reported runs at the chosen lrs, mean and std over seeds
+    metrics: dict
+
+
+def run_tuned(dataset: str, *, params_file="params.yaml", out_dir=None, progress=None, results=None) -> TunedOutput:
+    """Run (or resume) the tuned stage on one dataset and write selection.csv, choice.csv, summary.csv and
+    metrics.json to `out_dir`. `results`: the profile's results folder, whose stages' stored runs are
+    reused where a chosen configuration equals one of theirs (default: two levels above `out_dir`)."""
+    cfg = load_params(params_file)
+    s = stage_settings(cfg, "tuned", dataset)
+    out_dir = Path(out_dir if out_dir is not None else f"results/{cfg['profile']}/tuned/{dataset}")
+    results = Path(results) if results is not None else out_dir.parent.parent
+    opts = dict(load=dict(root=s["data_root"], download=s["download"], **s["data_options"]))
+    tuning = load_dataset(dataset, split="tuning", **opts["load"])
+    store = out_dir / "runs"
+    selection = ex.runs_frame(ex.run_all(selection_configs(s), tuning, store=store, device=s["device"],
+                                         progress=progress, desc=f"tuned {dataset}: lr selection"))
+    choice = choose_lr(selection)
+    official = load_dataset(dataset, **opts["load"])
+    read_from = [p for stage in ("area_sweep", "preset_sweep", "moe", "depth", "protocol_study")
+                 if (p := results / stage / dataset / "runs").is_dir()]
+    records = ex.run_all(final_configs(s, choice), official, store=store, read_from=read_from, device=s["device"],
+                         progress=progress, desc=f"tuned {dataset}: at the chosen lrs")
+    summary = ex.summarize(records, by=(*SPEC_KEYS, "lr"))
+    metrics = {"val_accuracy_pct": {f"{r.label}@d{r.depth}": round(float(r.val_accuracy_pct_mean), 2)
+                                    for r in summary.itertuples()},
+               "lr": {f"{r.label}@d{r.depth}": (None if pd.isna(r.lr) else float(r.lr)) for r in choice.itertuples()}}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    selection.to_csv(out_dir / "selection.csv", index=False)
+    choice.to_csv(out_dir / "choice.csv", index=False)
+    summary.to_csv(out_dir / "summary.csv", index=False)
+    write_json_atomic(out_dir / "metrics.json", metrics)
+    return TunedOutput(s, selection, choice, summary, metrics)

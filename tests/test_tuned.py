@@ -1,0 +1,113 @@
+"""Every method at its own learning rate (tuned.py): the choice reads the tuning split only, never a failed lr."""
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from salrepro import experiments as ex
+from salrepro import tuned
+from salrepro.config import load_params, stage_settings
+from salrepro.data import Dataset
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def tiny_params(tmp_path, **tuned_overrides) -> Path:
+    p = yaml.safe_load((ROOT / "tests/notebooks/params-test.yaml").read_text())
+    p["area_sweep"].update(epochs=1, seeds=2)
+    p["tuned"].update(methods=["bp", "sal-4"], lrs=[0.01, 0.03], **tuned_overrides)
+    p["tuned"]["depth"]["datasets"] = []
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(p))
+    return path
+
+
+def test_selection_never_reads_the_reported_split(tmp_path, monkeypatch):
+    """The official validation split replaced by noise: the selection runs, their accuracies and the lrs
+    chosen are exactly those of the clean data. (Were the choice made on the official split, they
+    would move.)"""
+    params = tiny_params(tmp_path)
+    clean = tuned.run_tuned("digits", params_file=params, out_dir=tmp_path / "clean" / "tuned" / "digits")
+    real = tuned.load_dataset
+
+    def poisoned(name, split="official", **kw):
+        d = real(name, split=split, **kw)
+        if split != "official":
+            return d
+        gen = torch.Generator().manual_seed(1)
+        return Dataset(d.name, d.x_train, d.y_train, torch.randn(d.x_val.shape, generator=gen),
+                       torch.randint(0, 10, d.y_val.shape, generator=gen), d.meta)
+
+    monkeypatch.setattr(tuned, "load_dataset", poisoned)
+    dirty = tuned.run_tuned("digits", params_file=params, out_dir=tmp_path / "dirty" / "tuned" / "digits")
+    cols = ["label", "lr", "seed", "val_accuracy_pct", "val_loss"]
+    pd.testing.assert_frame_equal(clean.selection[cols], dirty.selection[cols])
+    pd.testing.assert_frame_equal(clean.choice, dirty.choice)
+    # ... while the reported numbers, on the official split, do move: the poison reached only them
+    assert not clean.summary["val_accuracy_pct_mean"].equals(dirty.summary["val_accuracy_pct_mean"])
+    assert set(clean.selection["lr"]) == {0.01, 0.03} and len(clean.choice) == 3  # BP, SAL-4, SAL-4 [paper_fit]
+
+
+def test_selection_runs_train_on_the_tuning_split_and_the_report_on_the_official_one(tmp_path):
+    params = tiny_params(tmp_path)
+    s = stage_settings(load_params(params), "tuned", "digits")
+    assert {dict(c.data_options)["split"] for c in tuned.selection_configs(s)} == {"tuning"}
+    out = tuned.run_tuned("digits", params_file=params, out_dir=tmp_path / "tuned" / "digits")
+    finals = tuned.final_configs(s, out.choice)
+    assert {dict(c.data_options)["split"] for c in finals} == {"official"} and len(finals) == 3 * 2
+    chosen = {(r.method, r.reading): r.lr for r in out.choice.itertuples()}
+    assert {(c.method, tuned.reading_of(c.method, dict(c.options))): c.lr for c in finals} == chosen
+
+
+def selection_frame(rows):
+    """rows: (lr, seed, accuracy, diverged) of one configuration -> a runs_frame-like selection."""
+    return pd.DataFrame([{"dataset": "digits", "method": "bp", "areas": 1, "reading": "default", "depth": 2,
+                          "hidden": 256, "label": "BP", "lr": lr, "seed": seed,
+                          "val_accuracy_pct": math.nan if div else acc, "diverged": div} for lr, seed, acc, div in rows])
+
+
+def test_a_diverged_lr_is_never_chosen():
+    # 0.03 has the best mean of its finished runs, but one of its runs diverged: it failed
+    sel = selection_frame([(0.01, 0, 80.0, False), (0.01, 1, 82.0, False), (0.03, 0, 95.0, False), (0.03, 1, 0.0, True),
+                           (0.001, 0, 60.0, False), (0.001, 1, 61.0, False)])
+    choice = tuned.choose_lr(sel).iloc[0]
+    assert choice["lr"] == 0.01 and choice["tuning_accuracy_pct"] == 81.0 and choice["failed_lrs"] == "0.03"
+    assert math.isnan(choice["acc@0.03"]) and choice["acc@0.001"] == 60.5
+    every = tuned.choose_lr(selection_frame([(0.01, 0, 0.0, True), (0.03, 0, 0.0, True)])).iloc[0]
+    assert math.isnan(every["lr"]) and every["failed_lrs"] == "0.01 0.03"
+
+
+def test_ties_go_to_the_smaller_lr():
+    choice = tuned.choose_lr(selection_frame([(0.03, 0, 90.0, False), (0.01, 0, 90.0, False), (0.001, 0, 50.0, False)]))
+    assert choice["lr"].iloc[0] == 0.01
+
+
+def test_a_configuration_whose_every_lr_failed_is_not_reported(tmp_path):
+    s = stage_settings(load_params(tiny_params(tmp_path)), "tuned", "digits")
+    choice = tuned.choose_lr(ex.runs_frame([]).reindex(columns=tuned.SPEC_KEYS + ["label", "lr", "val_accuracy_pct", "diverged"]))
+    assert choice.empty and tuned.final_configs(s, pd.DataFrame(columns=tuned.SPEC_KEYS + ["lr"])) == []
+    row = {"dataset": "digits", "method": "bp", "areas": 1, "reading": "default", "depth": 2, "hidden": 32, "lr": math.nan}
+    assert tuned.final_configs(s, pd.DataFrame([row])) == []
+
+
+def test_chosen_runs_at_the_paper_lr_are_the_other_stages_runs(tmp_path):
+    """Where the lr chosen is the paper's, the reported configuration is the area sweep's (preset sweep's,
+    moe's) very run: one key, so its stored record is reused, not retrained."""
+    from salrepro import stages
+
+    cfg = load_params(ROOT / "params.yaml")
+    s = stage_settings(cfg, "tuned", "digits")
+    selection = ex.runs_frame([])  # no selection needed: choose the paper's lr for every configuration
+    keys = tuned.base_configs(s, lr=s["paper_lr"], split="official")
+    choice = pd.DataFrame([{"dataset": c.dataset, "method": c.method, "areas": c.areas, "depth": c.depth, "hidden": c.hidden,
+                            "reading": tuned.reading_of(c.method, dict(c.options)), "lr": s["paper_lr"]} for c in keys])
+    finals = {c.key() for c in tuned.final_configs(s, choice)}
+    assert len(finals) == len(keys) and {c.depth for c in keys} == set(cfg["depth"]["depths"])
+    others = {c.key() for st in ("area_sweep", "preset_sweep", "moe", "depth")
+              for c in stages.stage_configs(st, stage_settings(cfg, st, "digits"))}
+    shallow = {c.key() for c in tuned.final_configs(s, choice) if c.depth == 2}
+    assert shallow <= others and finals <= others and len(selection) == 0

@@ -2,7 +2,7 @@
 
 Three kinds:
 - real files: byte-exact MNIST, Fashion-MNIST, Semeion and the USPS test split
-  under $SALREPRO_DATA (e.g. SALREPRO_DATA=/work/shared/data); skipped, with the
+  under $SALREPRO_DATA (a folder laid out as docs/data.md says); skipped, with the
   reason shown, when the variable is unset or the files are absent. Digits
   comes from scikit-learn and always runs.
 - synthetic files: a few images written here in each exact on-disk format
@@ -46,7 +46,7 @@ def _session_cache(tmp_path_factory):
 def shared_root(*needed: str) -> Path:
     root = os.environ.get(D.ENV_DATA)
     if not root:
-        pytest.skip(f"{D.ENV_DATA} not set: real-data test (set {D.ENV_DATA}=/work/shared/data)")
+        pytest.skip(f"{D.ENV_DATA} not set: real-data test (set {D.ENV_DATA} to a folder with the datasets, docs/data.md)")
     for rel in needed:
         if not (Path(root) / rel).is_file():
             pytest.skip(f"{D.ENV_DATA}={root} lacks {rel}")

@@ -363,3 +363,18 @@ def test_the_split_option_names_a_run_only_when_it_is_not_the_default():
     unit = ex.make_config("digits", "bp", data_options={"input_norm": "unit"})
     unit_tuning = ex.make_config("digits", "bp", data_options={"input_norm": "unit", "split": "tuning"})
     assert unit.key() != unit_tuning.key()
+
+
+def test_a_record_names_the_commit_that_made_it():
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    root = Path(ex.__file__).resolve().parents[2]
+    c = ex.make_config("digits", "bp", hidden=8, epochs=1, batch_size=256)
+    version = ex.run_one(c, load_dataset("digits"), device="cpu")["version"]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        assert version["commit"] is None
+        return
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert version["commit"] == head and isinstance(version["dirty"], bool)

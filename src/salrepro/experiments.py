@@ -48,6 +48,24 @@ def package_version() -> str:
     except PackageNotFoundError:  # pragma: no cover
         return "unknown"
 
+@functools.lru_cache(maxsize=1)
+def code_commit() -> dict:
+    """The git commit of the checkout the package runs from, and whether its code (src/) differs from
+    that commit: {"commit": sha or None (not a git checkout), "dirty": bool}. Asked once per process."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return {"commit": None, "dirty": None}
+        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--", "src"],
+                                capture_output=True, text=True, timeout=10)
+        return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
 # Bump when a change to the package changes results (not when it only speeds
 # things up): stored runs of another version are recomputed, never reused.
 RESULTS_VERSION = "1"
@@ -178,7 +196,8 @@ def _record(config: RunConfig, model, history, seconds, dev, batched_with=1) -> 
         "seconds": seconds,  # wall time of this run (a batch's time divided among its models)
         "batched_with": batched_with,
         "device": describe_device(dev),
-        "version": {"salrepro": package_version(), "results": RESULTS_VERSION, "torch": torch.__version__},
+        "version": {"salrepro": package_version(), "results": RESULTS_VERSION, "torch": torch.__version__,
+                    **code_commit()},  # the commit that made it (dirty: its src/ had uncommitted changes)
     }
 
 

@@ -12,6 +12,7 @@ numbers, and commit the result. Every notebook runs with this folder as its
 working directory, as nbval runs it.
 """
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -51,7 +52,20 @@ def main(names) -> None:
                 shutil.copy(summary, target)
         papermill.execute_notebook(NOTEBOOKS / f"{SOURCE.get(name, name)}.ipynb", HERE / f"{name}.ipynb", parameters=parameters(name),
                                    kernel_name="python3", cwd=str(HERE), progress_bar=False)
+        relative_paths(HERE / f"{name}.ipynb")
         print("executed", name)
+
+
+def relative_paths(path: Path) -> None:
+    """papermill records the notebooks' absolute paths: keep them relative to the repository, so that no
+    path of the machine that made the goldens is committed."""
+    nb = json.loads(path.read_text())
+    meta = nb["metadata"].get("papermill", {})
+    root = HERE.parent.parent
+    for key in ("input_path", "output_path"):
+        if meta.get(key):
+            meta[key] = Path(meta[key]).resolve().relative_to(root).as_posix()
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
 if __name__ == "__main__":

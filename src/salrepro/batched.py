@@ -39,6 +39,7 @@ import dataclasses
 import logging
 import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,11 +56,43 @@ log = logging.getLogger("salrepro")
 
 
 def _cat(tensors) -> torch.Tensor:
-    return torch.cat([t.detach() for t in tensors]).clone()
+    """The models' tensors concatenated (a new tensor); one model's is shared, not copied: a model
+    alone (the widest nets) trains in its own memory, and `load_into` copies onto itself."""
+    tensors = [t.detach() for t in tensors]
+    return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
 
 
 def _stack(tensors) -> torch.Tensor:
-    return torch.stack([t.detach() for t in tensors]).clone()
+    """The models' tensors on a new leading dimension; one model's is a view of it (see `_cat`)."""
+    tensors = [t.detach() for t in tensors]
+    return tensors[0].unsqueeze(0) if len(tensors) == 1 else torch.stack(tensors)
+
+
+# Checkpoints: written at every epoch end, unless the last one took more than CHECKPOINT_SECONDS to
+# write; then only once 1 / CHECKPOINT_SHARE times that much training has passed since it.
+CHECKPOINT_SECONDS, CHECKPOINT_SHARE = 1.0, 0.1
+
+# Rows of the validation set evaluated at once: the forward pass keeps every layer's trace, so a
+# chunk of rows costs about 3 x rows x width x depth floats per model (1.6 GB at 512 rows of the
+# paper's widest net, width 4096 at depth 64); chunks are cut to stay under this many bytes.
+EVAL_BYTES = 256e6
+
+
+def eval_rows(n_models: int, width: int, depth: int, budget: float = EVAL_BYTES) -> int:
+    """Validation rows per chunk: 512, or fewer for nets whose traces would outgrow `budget`."""
+    return int(max(16, min(512, budget // (3 * 4 * n_models * width * depth))))
+
+
+def peak_memory_bytes(device: torch.device) -> int | None:
+    """The process's peak resident memory so far (CPU: getrusage), or the device's peak allocation (CUDA)."""
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    try:
+        import resource
+
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux: KiB
+    except (ImportError, OSError):  # pragma: no cover - not a POSIX system
+        return None
 
 
 # ---------------------------------------------------------------------------
@@ -384,7 +417,7 @@ def batchable(model) -> bool:
 # The loop: train() for N models at once
 # ---------------------------------------------------------------------------
 def train_many(models, data, *, epochs: int, batch_size: int, lr, seeds, progress=None, device=None,
-               desc="batch", checkpoint=None, on_epoch=None) -> list[list[dict]]:
+               desc="batch", checkpoint=None, on_epoch=None, stats=None) -> list[list[dict]]:
     """Train N models of one method and shape on one dataset, each with its
     own seed's data order, as one batched computation. Returns one history
     per model, as `train` would (and the models hold the trained weights).
@@ -398,9 +431,15 @@ def train_many(models, data, *, epochs: int, batch_size: int, lr, seeds, progres
     epoch. (It keeps being computed alongside the others, which it cannot
     affect: the models share no tensor.)
 
-    `checkpoint`: a file written atomically at every epoch end (weights,
+    `checkpoint`: a file written atomically at epoch ends (weights,
     generators, histories); if it exists when training starts, training
     resumes from it, and the result is bitwise that of an uninterrupted run.
+    It is written at every epoch end unless the last write took over
+    CHECKPOINT_SECONDS (the widest nets: 17 GB a write); then once ten times
+    that much training has passed since (CHECKPOINT_SHARE). Writing streams the
+    tensors to disk: no copy of the weights is made in memory.
+    `stats` (a dict, if given) receives the mean seconds per step and the
+    peak memory (`peak_memory_bytes`) once training ends.
     """
     x_train, y_train, x_val, y_val = unpack(data)
     lrs = learning_rates(lr, len(models), lambda v: check_training_args(epochs, batch_size, v, x_train.shape[0]))
@@ -432,15 +471,21 @@ def train_many(models, data, *, epochs: int, batch_size: int, lr, seeds, progres
                     on_epoch(e)
     bar = tqdm(range(start, epochs + 1), desc=desc, disable=not show_progress(progress), leave=False,
                initial=start - 1, total=epochs)
+    chunk = eval_rows(N, models[0].hidden, models[0].depth)
+    steps, stepping = 0, 0.0  # steps taken here and their seconds (the step time a record reports)
+    trained, last_write = 0.0, 0.0  # seconds trained since the last checkpoint, and what writing that one cost
     for epoch in bar:
+        t0 = time.perf_counter()
         perms = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)  # each model its own order
         loss_sum = torch.zeros(N, device=device, dtype=torch.float64)
         for i in range(0, n, batch_size):
+            steps += 1
             idx = perms[:, i : i + batch_size]
             xb = x_train.index_select(0, idx.reshape(-1)).view(N, idx.shape[1], -1)
             yb = y_train.index_select(0, idx.reshape(-1)).view(N, idx.shape[1])
             loss_sum.add_(net.train_step(xb, yb, lr), alpha=idx.shape[1])  # in float64
-        val = net.evaluate(x_val, y_val)
+        stepping += time.perf_counter() - t0
+        val = net.evaluate(x_val, y_val, chunk)
         train_loss = (loss_sum / n).tolist()  # the one read of the epoch
         val_loss = (val["loss"] / max(x_val.shape[0], 1)).tolist()
         val_acc = (val["correct"].double() / max(x_val.shape[0], 1)).tolist()
@@ -458,11 +503,17 @@ def train_many(models, data, *, epochs: int, batch_size: int, lr, seeds, progres
             })
             alive[j] = not diverged
         bar.set_postfix(acc=f"{max(val_acc):.3f}")
-        if checkpoint is not None and epoch < epochs:
+        trained += time.perf_counter() - t0
+        if checkpoint is not None and epoch < epochs and (last_write <= CHECKPOINT_SECONDS
+                                                          or trained * CHECKPOINT_SHARE >= last_write):
+            t1 = time.perf_counter()
             _save(checkpoint, epoch, net, gens, histories, alive, seeds, lrs)
+            trained, last_write = 0.0, time.perf_counter() - t1
         if on_epoch is not None:
             on_epoch(epoch)
     net.load_into(models)
+    if stats is not None:  # on CUDA the steps are asynchronous: the last epoch's read waited for them
+        stats.update(step_seconds=stepping / steps if steps else None, peak_memory_bytes=peak_memory_bytes(device))
     return histories
 
 

@@ -34,7 +34,7 @@ from .batched import batchable, train_many
 from .data import DATA_OPTIONS, DATASETS, IN_FEATURES, NUM_CLASSES, data_options, display_name
 from .models import build_model, count_parameters, reading_of
 from .paper import label as method_label
-from .train import show_progress, train
+from .train import show_progress, train, unpack
 
 log = logging.getLogger("salrepro")
 
@@ -181,7 +181,7 @@ def _model(config: RunConfig, data, dev):
                        areas=config.areas, seed=config.seed, device=dev, **dict(config.options))
 
 
-def _record(config: RunConfig, model, history, seconds, dev, batched_with=1) -> dict:
+def _record(config: RunConfig, model, history, seconds, dev, batched_with=1, stats=None) -> dict:
     counts = count_parameters(model)
     diverged = next((h["epoch"] for h in history if h.get("diverged")), None)
     final = history[-1] if history and diverged is None else {}  # a diverged run has no final metrics
@@ -195,6 +195,8 @@ def _record(config: RunConfig, model, history, seconds, dev, batched_with=1) -> 
         "parameters": {"total": counts.total, "active": counts.active},
         "seconds": seconds,  # wall time of this run (a batch's time divided among its models)
         "batched_with": batched_with,
+        # the batch's mean seconds per training step and the process's peak memory when it ended
+        "resources": {k: (stats or {}).get(k) for k in ("step_seconds", "peak_memory_bytes")},
         "device": describe_device(dev),
         "version": {"salrepro": package_version(), "results": RESULTS_VERSION, "torch": torch.__version__,
                     **code_commit()},  # the commit that made it (dirty: its src/ had uncommitted changes)
@@ -217,14 +219,19 @@ def run_batch(configs: list[RunConfig], data, *, device="auto", progress=False, 
     learning rates may differ, and K for SAL and SAL-BP) as one batched
     computation; one record each, equal to what `run_one` gives (tested to 1e-5)."""
     dev = resolve_device(device)
+    if dev.type == "cpu":  # a batch that cannot fit is refused before any model is built
+        tensors = unpack(data)
+        check_fits(configs, sum(t.numel() * t.element_size() for t in tensors), val_rows=tensors[2].shape[0])
     models = [_model(c, data, dev) for c in configs]
     c0 = configs[0]
     t0 = time.perf_counter()
+    stats: dict = {}
     histories = train_many(models, data, epochs=c0.epochs, batch_size=c0.batch_size, lr=[c.lr for c in configs],
                            seeds=[c.seed for c in configs], progress=progress, device=dev,
-                           desc=f"{c0.dataset} {c0.method} x{len(configs)}", checkpoint=checkpoint, on_epoch=on_epoch)
+                           desc=f"{c0.dataset} {c0.method} x{len(configs)}", checkpoint=checkpoint, on_epoch=on_epoch,
+                           stats=stats)
     seconds = (time.perf_counter() - t0) / len(configs)
-    return [_record(c, m, h, seconds, dev, len(configs)) for c, m, h in zip(configs, models, histories)]
+    return [_record(c, m, h, seconds, dev, len(configs), stats) for c, m, h in zip(configs, models, histories)]
 
 
 def batch_id(configs: list[RunConfig]) -> str:
@@ -281,6 +288,55 @@ def meta_model(c: RunConfig):
 def weight_bytes(c: RunConfig) -> float:
     """Float32 bytes of a configuration's weights."""
     return 4.0 * count_parameters(meta_model(c)).total
+
+
+def tensor_bytes(c: RunConfig) -> float:
+    """Float32 bytes of every tensor of a configuration's model: the trained weights, biases and routers,
+    and the frozen prototypes, feedback matrices and router readouts."""
+    m = meta_model(c)
+    return 4.0 * (sum(t.numel() for t in m.parameters()) + sum(t.numel() for t in m.buffers()))
+
+
+def training_bytes(configs: list[RunConfig], data_bytes: float = 0.0, val_rows: int = 512) -> float:
+    """The memory a batch of configurations needs to train (`train_many`), estimated before anything is
+    built: its models' tensors, once more for the stacked copy when several models train together (a model
+    alone trains in its own tensors), once more for autograd's weight gradients (MoE, SAL-BP), the
+    activations of a step and, for SAL's forward pass that keeps every layer's trace, of an evaluation
+    chunk (batched.eval_rows, at most `val_rows`), and the dataset's tensors. Tested against the resident
+    memory measured on a net alone (tests/test_experiments.py: within 30%)."""
+    from .batched import EVAL_BYTES, eval_rows
+
+    c, n = configs[0], len(configs)
+    models = sum(tensor_bytes(x) for x in configs)
+    copies = 1 + (n > 1) + (c.method in ("moe", "salbp"))
+    steps = 4.0 * 4 * n * c.batch_size * c.hidden * c.depth  # x, sorted x, a, delta per layer
+    traces = 4.0 * 3 * min(val_rows, eval_rows(n, c.hidden, c.depth, EVAL_BYTES)) * n * c.hidden * c.depth
+    return copies * models + steps + (traces if c.method in ("sal", "salbp") else 0.0) + data_bytes
+
+
+def available_bytes() -> float | None:
+    """Memory free for a new allocation now (Linux: MemAvailable of /proc/meminfo), None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_fits(configs: list[RunConfig], data_bytes: float = 0.0, available: float | None = None,
+               val_rows: int = 512) -> None:
+    """SetupError, before any allocation, when a batch cannot fit in the memory free now; the message
+    names the sizes. On the CPU only (a GPU's memory is its own; it raises OutOfMemoryError)."""
+    need = training_bytes(configs, data_bytes, val_rows)
+    free = available_bytes() if available is None else available
+    if free is None or need <= free:
+        return
+    c = configs[0]
+    what = f"{c.label} depth {c.depth} width {c.hidden}" + (f" x{len(configs)} trained together" if len(configs) > 1 else "")
+    raise SetupError(f"{what}: needs about {need / 1e9:.1f} GB to train ({sum(tensor_bytes(x) for x in configs) / 1e9:.1f} GB "
+                     f"of tensors), {free / 1e9:.1f} GB free now; free memory, or train it on a machine with more")
 
 
 def describe_device(dev: torch.device) -> str:

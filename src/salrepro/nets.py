@@ -105,13 +105,18 @@ def layer_generator(seed: int, layer: int, stream: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed) * 1_000_003 + layer * 1_009 + stream)
 
 
-def _draw(shape: tuple[int, ...], fan_in: int, init: str, gen: torch.Generator) -> torch.Tensor:
+def _draw_(t: torch.Tensor, fan_in: int, init: str, gen: torch.Generator) -> torch.Tensor:
+    """Fill `t` in place (no temporary the size of a weight: the widest nets' weights are 268 MB a
+    layer); the same numbers as drawing a new tensor with torch.randn / torch.rand and scaling it.
+    The draws are float32 on the CPU (the layer generators'): another dtype or device gets a copy."""
+    if t.dtype != torch.float32 or t.device.type != "cpu":
+        return t.copy_(_draw_(torch.empty(t.shape), fan_in, init, gen))
     if init == "kaiming_normal":
-        return torch.randn(shape, generator=gen) * math.sqrt(2.0 / fan_in)
+        return t.normal_(generator=gen).mul_(math.sqrt(2.0 / fan_in))
     if init == "kaiming_uniform":
-        return (torch.rand(shape, generator=gen) * 2 - 1) * math.sqrt(6.0 / fan_in)
+        return t.uniform_(generator=gen).mul_(2).sub_(1).mul_(math.sqrt(6.0 / fan_in))
     if init == "torch_default":
-        return (torch.rand(shape, generator=gen) * 2 - 1) / math.sqrt(fan_in)
+        return t.uniform_(generator=gen).mul_(2).sub_(1).div_(math.sqrt(fan_in))
     raise ValueError(f"init: must be one of {INITS}, got {init!r}")
 
 
@@ -119,7 +124,7 @@ def _draw(shape: tuple[int, ...], fan_in: int, init: str, gen: torch.Generator) 
 def init_matrix(weight: torch.Tensor, init: str, gen: torch.Generator) -> None:
     """Initialise a weight whose last dimension is the fan-in (any leading dims)."""
     if weight.device.type != "meta":
-        weight.copy_(_draw(tuple(weight.shape), weight.shape[-1], init, gen))
+        _draw_(weight, weight.shape[-1], init, gen)
 
 
 @torch.no_grad()
@@ -135,7 +140,7 @@ def init_area_weights(weight: torch.Tensor, bias: torch.Tensor, init: str, gen: 
         return
     init_matrix(weight, init, gen)
     if init == "torch_default":
-        bias.copy_(_draw(tuple(bias.shape), weight.shape[-1], init, gen))
+        _draw_(bias, weight.shape[-1], init, gen)
     else:
         bias.zero_()
 

@@ -143,8 +143,9 @@ nb([
        "total parameter counts. The paper goes to width 4096 at depth 64 "
        "(about 1.07B active and 4.3B total weights) and prints no numbers for this figure: its own reading of it "
        "is drawn under ours.\n\n"
-       "Expected time: about a minute for the quick profile (widths to 256 at depth 8); the cpu profile's width "
-       "1024 at depth 64 takes about 10 minutes per SAL run on 2 CPU cores."),
+       "Expected time: about a minute for the quick profile (widths to 256 at depth 8). On 2 CPU cores, at depth 64, a "
+       "SAL-4 run takes about 10 minutes at width 1024, 16 at 2048 and an hour at 4096 (17 GB of memory: such a net "
+       "trains alone, and a batch that cannot fit in the memory free is refused before it is built)."),
     params('dataset = "digits"\nparams_file = "params.yaml"\nout_dir = "results/quick/width/digits"\nfigures_dir = "figures/quick"\nprogress = False'),
     code(IMPORTS + "\n\nout = stages.run_stage(\"width\", dataset, params_file=params_file, out_dir=out_dir, progress=progress)\n"
          "title = salrepro.data.display_name(dataset, out.settings[\"data_options\"])\n"
@@ -156,8 +157,11 @@ nb([
     code('n_in, n_classes = salrepro.data.IN_FEATURES[dataset], salrepro.data.NUM_CLASSES[dataset]\n'
          'salrepro.count_parameters(salrepro.build_model("sal", n_in, n_classes, hidden=4096, depth=64, areas=4, device="meta"))'),
     code('fig = figures.versus_axis(out.summary, "width", f"{title}: accuracy against width (depth {out.settings[\'depth\']})",\n'
-         '                          paper_trend=paper.TRENDS["hidden"])\n'
+         '                          paper_trend=paper.TRENDS["hidden"], note=report.run_costs(out.summary[out.summary["hidden"] >= 2048]))\n'
          'figures.show(fig, f"{figures_dir}/width-{dataset}.png")'),
+    md("What each point rests on and what its runs cost (seconds per step and peak memory, as the runs recorded them; "
+       "runs from before these were recorded show none):"),
+    code('display(Markdown(report.run_costs(out.summary) or "No run here recorded its step time and memory."))'),
     md("## Verdict"),
     code('for reading in dict.fromkeys(out.summary["reading"]):  # SAL under the defaults, then each preset\n'
          '    view = claims.reading_view(out.summary, reading)\n'

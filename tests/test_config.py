@@ -68,6 +68,7 @@ def test_paper_profile_covers_the_paper():
         (("tuned", "lr"), 0.1, "tuned.lr: unknown key (a typo?)"),
         (("depth", "presets"), ["best"], "depth.presets: got ['best']"),
         (("width", "presets"), "paper_fit", "width.presets: got 'paper_fit'"),
+        (("width", "seeds_at"), {4096: 0}, "width.seeds_at: got {4096: 0}"),
     ],
 )
 def test_bad_params_name_key_value_and_allowed(path, value, needle):

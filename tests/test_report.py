@@ -161,3 +161,12 @@ def test_stage_times_sum_the_runs_under_the_profile_map(tmp_path):
     assert times.to_dict("records") == [{"stage": "area_sweep", "dataset": "digits", "runs": 2, "train_minutes": 1.5,
                                          "machine": "cpu (Test CPU, 2 threads)"}]
     assert report.stage_times(tmp_path, None)["runs"].tolist() == [3, 1]  # no params: every record
+
+
+def test_run_costs_say_what_each_point_rests_on():
+    s = pd.DataFrame([{"label": "SAL-4 [paper_fit]", "hidden": 4096, "seeds": 1, "step_seconds": 1.714, "peak_memory_gb": 17.31},
+                      {"label": "BP", "hidden": 2048, "seeds": 3, "step_seconds": 0.12, "peak_memory_gb": 4.2},
+                      {"label": "BP", "hidden": 256, "seeds": 3, "step_seconds": float("nan"), "peak_memory_gb": float("nan")}])
+    assert report.run_costs(s) == ("Runs: BP width 2048: 3 seed(s), 0.12 s a step, peak memory 4.2 GB; SAL-4 [paper_fit] "
+                                   "width 4096: 1 seed(s), 1.71 s a step, peak memory 17.3 GB.")
+    assert report.run_costs(s.assign(step_seconds=float("nan"))) == ""

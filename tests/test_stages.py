@@ -60,3 +60,10 @@ def test_depth_and_width_run_sal_again_under_each_preset_and_bp_once():
         preset = [c for c in configs if c.method == "sal" and dict(c.options)]
         assert {dict(c.options) == salrepro.PRESETS["paper_fit"] for c in preset} == {True}
         assert len({c.key() for c in configs}) == len(configs)
+
+
+def test_the_widest_nets_can_run_fewer_seeds():
+    s = {**settings("width"), "widths": [256, 4096], "seeds": 3, "seeds_at": {4096: 1}, "presets": []}
+    configs = stages.stage_configs("width", s)
+    per_width = {w: sorted({c.seed for c in configs if c.hidden == w}) for w in (256, 4096)}
+    assert per_width == {256: [0, 1, 2], 4096: [0]}

@@ -100,7 +100,11 @@ SCHEMA = {
               "hidden": (lambda v: _is_int(v, 1), "an integer >= 1 (the hidden width, as in area_sweep)"),
               "presets": _PRESETS_LIST, **_TRAINING},
     "width": {"datasets": _DATASETS_LIST, "methods": _METHODS_LIST, "widths": (_is_list(lambda v: _is_int(v, 1)), "a list of integers >= 1"),
-              "depth": (lambda v: _is_int(v, 2), "an integer >= 2"), "presets": _PRESETS_LIST, **_TRAINING},
+              "depth": (lambda v: _is_int(v, 2), "an integer >= 2"), "presets": _PRESETS_LIST,
+              "seeds_at": (lambda v: isinstance(v, dict) and all(_is_int(k, 1) and _is_int(n, 1) for k, n in v.items()),
+                           "a mapping from a width to its number of seeds where it differs from `seeds` (the widest "
+                           "nets take an hour a run on a CPU), {} for none"),
+              **_TRAINING},
     "moe": {"datasets": _DATASETS_LIST, "areas": (_is_list(lambda v: _is_int(v, 1)), "a list of integers >= 1 (K of sal-K and moe-K)"),
             "methods": (_is_list(lambda v: v in ("moe", "salbp")), "a non-empty list from ['moe', 'salbp']: the methods run beside SAL at each K"),
             "options": _TRAINING["options"]},

@@ -499,6 +499,8 @@ def runs_frame(records) -> pd.DataFrame:
             "batch_size": c["batch_size"], "val_accuracy_pct": 100 * r["final"]["val_accuracy"], "train_loss": r["final"]["train_loss"],
             "val_loss": r["final"]["val_loss"], "params_total": r["parameters"]["total"],
             "params_active": r["parameters"]["active"], "seconds": r["seconds"],
+            "step_seconds": (r.get("resources") or {}).get("step_seconds"),
+            "peak_memory_gb": (lambda b: b / 1e9 if b is not None else None)((r.get("resources") or {}).get("peak_memory_bytes")),
             "diverged": r.get("diverged") is not None,
         })
     return pd.DataFrame(rows)
@@ -518,6 +520,8 @@ def summarize(records, by=("dataset", "method", "areas", "depth", "hidden", "rea
     out["seeds"] = finished.size().reindex(g.size().index).fillna(0).astype(int)
     out["diverged"] = g["diverged"].sum().astype(int)
     out["params_total"] = g["params_total"].first()
+    out["step_seconds"] = g["step_seconds"].mean()  # records from before resources were recorded: NaN
+    out["peak_memory_gb"] = g["peak_memory_gb"].max()
     out["params_active"] = g["params_active"].first()
     out["label"] = g["label"].first()
     for col in ("input_norm", "display"):

@@ -105,9 +105,10 @@ def occupancy(occ: pd.DataFrame, title: str):
     return fig
 
 
-def versus_axis(summary: pd.DataFrame, axis: str, title: str, paper_trend: str | None = None):
-    """Final validation accuracy against depth or width, bp vs sal (mean +- std); `paper_trend`,
-    the paper's own reading of its figure (paper.TRENDS), is printed under the axes for reference."""
+def versus_axis(summary: pd.DataFrame, axis: str, title: str, paper_trend: str | None = None, note: str | None = None):
+    """Final validation accuracy against depth or width, bp vs sal (mean +- std, each point labelled with
+    its number of seeds where they differ along a line); `paper_trend`, the paper's own reading of its
+    figure (paper.TRENDS), and `note` (e.g. what the widest runs cost) are printed under the axes."""
     sns = _sns()
     s = summary.copy()
     x = "depth" if axis == "depth" else "hidden"
@@ -115,12 +116,16 @@ def versus_axis(summary: pd.DataFrame, axis: str, title: str, paper_trend: str |
     for lab, g in s.groupby("label", sort=False):
         g = g.sort_values(x)
         ax.errorbar(g[x], g["val_accuracy_pct_mean"], yerr=g["val_accuracy_pct_std"].fillna(0), marker="o", capsize=3, label=lab)
+        if "seeds" in g and g["seeds"].nunique() > 1:  # say where a point rests on fewer runs
+            for xv, yv, n in zip(g[x], g["val_accuracy_pct_mean"], g["seeds"]):
+                ax.annotate(f"n={n}", (xv, yv), textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.set_xscale("log", base=2)
     ax.set(xlabel=axis, ylabel="final validation accuracy (%)", title=title)
     ax.legend()
     sns.despine(fig)
-    if paper_trend:
-        fig.text(0.01, -0.02, paper_trend, ha="left", va="top", fontsize=9, style="italic", wrap=True)
+    text = "\n".join(t for t in (paper_trend, note) if t)
+    if text:
+        fig.text(0.01, -0.02, text, ha="left", va="top", fontsize=9, style="italic", wrap=True)
     fig.tight_layout()
     return fig
 

@@ -352,6 +352,20 @@ def tuned_lrs(choice: pd.DataFrame) -> str:
     return "; ".join(parts)
 
 
+def run_costs(summary: pd.DataFrame, axis: str = "hidden") -> str:
+    """What each point of a depth or width figure rests on and cost: seeds, mean seconds per step and
+    peak memory, per method and value (where the runs recorded them)."""
+    if summary.empty or "step_seconds" not in summary or summary["step_seconds"].isna().all():
+        return ""
+    name = "width" if axis == "hidden" else "depth"
+    parts = []
+    for r in summary.sort_values([axis, "label"]).itertuples():
+        if pd.notna(r.step_seconds):
+            parts.append(f"{r.label} {name} {getattr(r, axis)}: {int(r.seeds)} seed(s), {r.step_seconds:.2f} s a step, "
+                         f"peak memory {r.peak_memory_gb:.1f} GB")
+    return "Runs: " + "; ".join(parts) + "." if parts else ""
+
+
 def depth_dips(summary: pd.DataFrame) -> str:
     """BP's accuracy dips against depth, diagnosed from the runs: a depth whose mean accuracy lies more than
     SIG_SE standard errors below both neighbours, with its training and validation losses beside theirs

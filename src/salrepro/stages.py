@@ -62,6 +62,7 @@ def stage_configs(stage: str, s: dict) -> list[ex.RunConfig]:
                     for i in seeds]
     elif stage in ("depth", "width"):
         shapes = [(d, s["hidden"]) for d in s["depths"]] if stage == "depth" else [(s["depth"], w) for w in s["widths"]]
+        seeds_at = s.get("seeds_at", {})  # width: fewer seeds for the widest nets
         for reading in (None, *s["presets"]):  # the options, then SAL again under each named preset
             options = s["options"] if reading is None else {**s["options"], **PRESETS[reading]}
             for spec in s["methods"]:
@@ -69,7 +70,7 @@ def stage_configs(stage: str, s: dict) -> list[ex.RunConfig]:
                 if reading is not None and m != "sal":
                     continue  # BP has no reading: its runs are shared
                 out += [ex.make_config(ds, m, areas=k, depth=d, hidden=w, seed=i, options=method_options(m, options), **train)
-                        for d, w in shapes for i in seeds]
+                        for d, w in shapes for i in range(seeds_at.get(w, s["seeds"]))]
     elif stage == "moe":
         for k in s["areas"]:
             for m, opts in (("sal", s["sal_options"]), *((m, s["options"]) for m in s["methods"])):

@@ -1,6 +1,7 @@
 """The salrepro command (cli.py): what it prints and the exit codes."""
 
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -209,3 +210,71 @@ def test_prepare_and_readme_subcommands(tmp_path, capsys):
     assert cli.main(["readme", "--profile", "quick", "--readme", str(readme)]) == cli.EXIT_OK
     text = readme.read_text()
     assert "OLD-BLOCK-TEXT" not in text and open("results/quick/report/summary.md").read().strip() in text
+
+
+def test_the_committed_params_file_is_what_dvc_writes_for_the_quick_profile():
+    """`dvc exp run -S profile=quick` rewrites params.yaml from conf/: byte for byte what is committed,
+    so switching to quick leaves git status clean (the documentation lives in conf/profile/quick.yaml)."""
+    import yaml
+
+    from salrepro.config import params_text
+
+    root = Path(__file__).resolve().parent.parent
+    assert (root / "params.yaml").read_text() == params_text(yaml.safe_load((root / "conf/profile/quick.yaml").read_text()))
+
+
+def test_a_profile_whose_data_is_missing_is_refused_and_params_stay(tmp_path, monkeypatch, capsys):
+    from salrepro.config import params_text
+
+    root = Path(__file__).resolve().parent.parent
+    monkeypatch.chdir(root)
+    params = tmp_path / "params.yaml"
+    params.write_text("unchanged\n")
+    monkeypatch.setenv("SALREPRO_DATA", str(tmp_path / "nothing"))
+    assert cli.main(["profile", "cpu", "--params", str(params)]) == cli.EXIT_DATA
+    assert params.read_text() == "unchanged\n" and "is unchanged" in capsys.readouterr().err
+    assert cli.main(["profile", "quick", "--params", str(params)]) == cli.EXIT_OK
+    assert params.read_text() == (root / "params.yaml").read_text()
+    assert cli.main(["profile", "huge", "--params", str(params)]) == cli.EXIT_USAGE
+    assert "profiles here: cpu, paper, quick" in capsys.readouterr().err
+
+
+def test_after_a_failed_switch_the_check_says_how_to_return(tmp_path, monkeypatch, capsys):
+    """The trap of `dvc exp run -S profile=cpu` without the data: params.yaml is left on cpu and the next
+    `dvc repro` stops at the check, whose message names the way back."""
+    import yaml
+
+    from salrepro.config import params_text
+
+    root = Path(__file__).resolve().parent.parent
+    params = tmp_path / "params.yaml"
+    params.write_text(params_text(yaml.safe_load((root / "conf/profile/cpu.yaml").read_text())))
+    monkeypatch.setenv("SALREPRO_DATA", str(tmp_path / "nothing"))
+    assert cli.main(["check", "--params", str(params)]) == cli.EXIT_DATA
+    err = capsys.readouterr().err
+    assert "holds the cpu profile: `salrepro profile quick`" in err
+    monkeypatch.chdir(root)
+    assert cli.main(["profile", "quick", "--params", str(params)]) == cli.EXIT_OK
+    assert cli.main(["check", "--params", str(params)]) == cli.EXIT_OK
+
+
+def test_an_interrupted_retrain_says_which_stages_were_swapped_in(tmp_path, monkeypatch):
+    from salrepro import retrain
+
+    def fake_stage(stage, dataset, *, out_dir, **kw):
+        if stage == "preset_sweep":
+            raise KeyboardInterrupt
+        (Path(out_dir) / "runs").mkdir(parents=True)
+
+    monkeypatch.setattr(retrain, "run_stage", fake_stage)
+    monkeypatch.setattr(retrain, "run_calibration", lambda params, out, **kw: (Path(out) / "digits" / "runs").mkdir(parents=True))
+    params = Path(__file__).resolve().parent.parent / "params.yaml"
+    with pytest.raises(retrain.Interrupted) as e:
+        retrain.retrain(params, ("calibration", "area_sweep", "preset_sweep", "moe"), results=tmp_path / "quick")
+    assert e.value.swapped == ["calibration", "area_sweep@digits"] and e.value.pending == ["preset_sweep@digits", "moe@digits"]
+    assert (tmp_path / "quick/area_sweep/digits/runs").is_dir() and not (tmp_path / "quick/moe").exists()
+    args = cli.build_parser().parse_args(["retrain"])
+    text = cli._interrupted(args, e.value)
+    assert f"swapped in (retrained, now in {tmp_path / 'quick'}): calibration, area_sweep@digits;" in text
+    assert "not swapped (their committed runs untouched): preset_sweep@digits, moe@digits;" in text
+    assert "<profile>" not in text and "PROFILE" not in text

@@ -89,3 +89,28 @@ def test_dvc_plots_show_renders_offline(tmp_path):
     page = (clone / "dvc_plots" / "index.html").read_text()
     assert "<script" not in page and page.count("<img") >= 5
     assert changed_files(clone) == []  # dvc_plots/ is ignored
+
+
+def test_profile_switches_leave_no_trap(tmp_path):
+    """`dvc exp run -S profile=quick` rewrites params.yaml byte for byte (git status stays clean). A switch
+    to a profile whose data is missing: `salrepro profile cpu` refuses and changes nothing, so the next
+    plain `dvc repro` runs; `dvc exp run -S profile=cpu` leaves params.yaml on cpu, and the next `dvc repro`
+    stops at the check with the way back, which restores the committed file."""
+    import os
+
+    clone = tmp_path / "clone"
+    sh("git", "clone", "-q", str(ROOT), str(clone), cwd=tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "SALREPRO_DATA"} | {"SALREPRO_DATA": str(tmp_path / "no-data")}
+    run = lambda *cmd: subprocess.run(cmd, cwd=clone, capture_output=True, text=True, env=env)  # noqa: E731
+    r = run("dvc", "exp", "run", "-S", "profile=quick")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert changed_files(clone) == []
+    r = run("salrepro", "profile", "cpu")
+    assert r.returncode == 3 and "params.yaml is unchanged" in r.stderr and changed_files(clone) == []
+    assert repro(clone).returncode == 0 and changed_files(clone) == []
+    r = run("dvc", "exp", "run", "-S", "profile=cpu")
+    assert r.returncode != 0 and changed_files(clone) == ["M params.yaml"]
+    r = repro(clone, {"SALREPRO_DATA": str(tmp_path / "no-data")})
+    assert r.returncode != 0 and "`salrepro profile quick`" in r.stdout + r.stderr
+    assert run("salrepro", "profile", "quick").returncode == 0
+    assert repro(clone).returncode == 0 and changed_files(clone) == []

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 import time
 
 import pandas as pd
@@ -115,12 +116,22 @@ def build_parser() -> argparse.ArgumentParser:
                                        "before DVC removes any stage's outputs.")
     check.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml)")
 
+    profile = sub.add_parser("profile", help="switch params.yaml to a profile of conf/profile/, checked first",
+                             description="Write params.yaml from conf/profile/NAME.yaml (as `dvc exp run -S profile=NAME` "
+                                         "would write it), only after the profile passes `salrepro check`: a profile "
+                                         "whose data is missing here is refused and params.yaml is left as it was, so "
+                                         "the next `dvc repro` still runs. `salrepro profile quick` returns to the "
+                                         "committed params.yaml, byte for byte. Then run `dvc repro`.")
+    profile.add_argument("name", help="a profile of conf/profile/: quick (committed), cpu, paper")
+    profile.add_argument("--params", default="params.yaml", help="the params file to write (default: params.yaml)")
+
     from .retrain import ORDER
     retrain = sub.add_parser("retrain", help="retrain a profile (or some stages) from scratch, then `dvc repro` renders it",
                              description="Train every run of the profile's stages again, ignoring the stored run records, "
                                          "into results/<profile>/.retrain/; each stage's runs/ folders are swapped into "
                                          "place only when all its runs are finished, so an interruption leaves the "
-                                         "committed results as they were, and the same command resumes. Then run "
+                                         "committed runs of every stage not yet swapped in as they were (the message "
+                                         "lists which were), and the same command resumes. Then run "
                                          "`dvc repro` to render the notebooks from the new runs.")
     retrain.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml, the quick profile)")
     retrain.add_argument("--stage", action="append", choices=ORDER, default=None,
@@ -245,21 +256,33 @@ def cmd_readme(args) -> int:
     return EXIT_OK
 
 
-def cmd_check(args) -> int:
-    from pathlib import Path
-
-    from .config import load_params
+def missing_data(cfg: dict) -> str | None:
+    """Why a checked params tree cannot run here (a device it names is absent: SetupError; a dataset's
+    files are missing: the returned line), or None."""
     from .data import _spec, available
     from .experiments import resolve_device
 
-    cfg = load_params(args.params)  # every key, unknown ones included: ParamsError
     resolve_device(cfg["device"] if cfg["device"] != "auto" else None)
     status = available(cfg["data"]["root"], cfg["datasets"])
     for name in cfg["datasets"]:
         if not status[name] and not (cfg["data"]["download"] and _spec(name).download):
-            print(f"salrepro check: {args.params}: datasets.{name}: cannot run: {status[name]} "
-                  "(set $SALREPRO_DATA or data.root to a folder that has it, or data.download: true)", file=sys.stderr)
-            return EXIT_DATA
+            return (f"datasets.{name}: cannot run: {status[name]} "
+                    "(set $SALREPRO_DATA or data.root to a folder that has it, or data.download: true)")
+    return None
+
+
+def cmd_check(args) -> int:
+    from pathlib import Path
+
+    from .config import load_params
+
+    cfg = load_params(args.params)  # every key, unknown ones included: ParamsError
+    why = missing_data(cfg)
+    if why:
+        back = (f"; {args.params} holds the {cfg['profile']} profile: `salrepro profile quick` (or `git checkout "
+                f"{args.params}`) returns to the committed one" if cfg["profile"] != "quick" else "")
+        print(f"salrepro check: {args.params}: {why}{back}", file=sys.stderr)
+        return EXIT_DATA
     if args.stamp:
         Path(args.stamp).parent.mkdir(parents=True, exist_ok=True)
         Path(args.stamp).write_text("params checked\n")  # constant: a passing check never reruns the stages after it
@@ -267,7 +290,23 @@ def cmd_check(args) -> int:
     return EXIT_OK
 
 
-def _interrupted(args) -> str:
+def cmd_profile(args) -> int:
+    from .config import load_params, params_text, profile_file, validate
+    from .experiments import write_text_atomic
+
+    source = profile_file(args.name)
+    cfg = validate(load_params(source))
+    why = missing_data(cfg)
+    if why:
+        print(f"salrepro profile: {args.name}: {why}; {args.params} is unchanged", file=sys.stderr)
+        return EXIT_DATA
+    write_text_atomic(Path(args.params), params_text(cfg))
+    print(f"{args.params}: the {args.name} profile ({source.relative_to(source.parent.parent.parent)}); now run `dvc repro`"
+          + ("" if args.name == "quick" else "; `salrepro profile quick` returns to the committed one"))
+    return EXIT_OK
+
+
+def _interrupted(args, error=None) -> str:
     """What an interruption kept, and how to go on."""
     from pathlib import Path
 
@@ -277,8 +316,11 @@ def _interrupted(args) -> str:
     if args.command == "sweep":
         return "interrupted; finished runs are kept in the stage's runs/ folders: rerun the same command to resume"
     if args.command == "retrain":
-        return ("interrupted; the committed results are untouched, and the runs finished so far are kept in "
-                "results/<profile>/.retrain/: rerun the same command to resume")
+        swapped, pending = getattr(error, "swapped", []), getattr(error, "pending", [])
+        results = getattr(error, "results", "results/PROFILE")
+        return (f"interrupted; swapped in (retrained, now in {results}): {', '.join(swapped) or 'none'}; not swapped "
+                f"(their committed runs untouched): {', '.join(pending) or 'none'}; the runs finished so far are kept "
+                f"in {results}/.retrain/: rerun the same command to resume")
     if store is None:
         return "interrupted; nothing was kept (no --store): add --store DIR to make a run resumable"
     runs = stored_files(Path(store))
@@ -328,7 +370,7 @@ def main(argv=None) -> int:
         logger.setLevel(logging.INFO)
     try:
         commands = {"run": cmd_run, "sweep": cmd_sweep, "datasets": cmd_datasets, "check": cmd_check, "retrain": cmd_retrain,
-                    "prepare": cmd_prepare, "readme": cmd_readme}
+                    "prepare": cmd_prepare, "readme": cmd_readme, "profile": cmd_profile}
         return commands[args.command](args)
     except ParamsError as e:
         print(f"salrepro {args.command}: bad parameters: {e}", file=sys.stderr)
@@ -339,8 +381,8 @@ def main(argv=None) -> int:
     except DatasetError as e:
         print(f"salrepro {args.command}: {e}", file=sys.stderr)
         return EXIT_DATA
-    except KeyboardInterrupt:
-        print(f"salrepro {args.command}: {_interrupted(args)}", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"salrepro {args.command}: {_interrupted(args, e)}", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 

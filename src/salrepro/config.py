@@ -4,7 +4,8 @@
     s = stage_settings(cfg, "area_sweep", "digits")   # dict for one stage instance
 
 `params.yaml` as committed is the `quick` profile; `conf/profile/*.yaml`
-hold every profile (Hydra composition: `dvc exp run -S profile=cpu`).
+hold every profile, documented there; `salrepro profile cpu` writes one into params.yaml
+(as DVC's Hydra composition, `dvc exp run -S profile=cpu`, does) after checking it can run here.
 Methods are written as in the paper's tables: `bp`, `sal-4`, `moe-16`,
 `dfa`, `fa`. Everything is checked before any stage trains: an unknown key,
 a wrong type or an out-of-range value raises `ParamsError` naming the key,
@@ -239,6 +240,26 @@ def validate(cfg: dict) -> dict:
     _check_stage_options(cfg)
     _check_readings(cfg)
     return cfg
+
+
+def params_text(cfg: dict) -> str:
+    """A params tree as DVC's Hydra composition writes params.yaml (`dvc exp run -S profile=NAME`): block
+    lists, no comments. The committed params.yaml is exactly this for the quick profile, so switching to
+    quick rewrites it byte for byte; the profiles' documentation lives in conf/profile/*.yaml."""
+    return yaml.safe_dump(cfg, sort_keys=False)
+
+
+def profile_file(name: str, root=None) -> Path:
+    """conf/profile/NAME.yaml of the checkout; ParamsError naming the profiles there if there is none."""
+    from .data import project_root
+
+    folder = Path(root if root is not None else project_root()) / "conf" / "profile"
+    path = folder / f"{name}.yaml"
+    if not path.is_file():
+        have = sorted(p.stem for p in folder.glob("*.yaml"))
+        raise ParamsError(f"profile {name!r}: no {path.relative_to(folder.parent.parent) if folder.is_dir() else path}; "
+                          f"profiles here: {', '.join(have) or 'none (run from the project root)'}")
+    return path
 
 
 def load_params(path="params.yaml") -> dict:

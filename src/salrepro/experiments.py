@@ -361,6 +361,19 @@ def cpu_model() -> str:
 # ---------------------------------------------------------------------------
 # The run store: one JSON file per finished run, written atomically.
 # ---------------------------------------------------------------------------
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a text file atomically (a temporary beside it, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{os.getpid()}-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def write_json_atomic(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{os.getpid()}-", suffix=".json")

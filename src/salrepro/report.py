@@ -324,6 +324,12 @@ def summary_markdown(rep: dict) -> str:
     dips = depth_dips(rep["stages"].get("depth", pd.DataFrame()))
     if dips:
         lines.append(dips)
+    width = rep["stages"].get("width", pd.DataFrame())
+    if len(width):
+        for ds, g in width.groupby("dataset", sort=False):
+            costs = run_costs(g[g["hidden"] >= 2048])
+            if costs:
+                lines.append(f"Width's widest nets on {paper.display_of(width, ds)} (depth {int(g['depth'].iloc[0])}). {costs}")
     if len(rep["not_run"]):
         lines.append("Not run here: " + ", ".join(rep["not_run"]["display"]) + " (see the report for why).")
     text += "Verdicts:\n\n" + "\n".join(f"- {line}" for line in lines)

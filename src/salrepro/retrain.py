@@ -73,6 +73,14 @@ def _instances(cfg: dict, stages) -> list[tuple[str, str | None]]:
     return out
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a retrain: which stage instances were already swapped in, which were not."""
+
+    def __init__(self, swapped: list[str], pending: list[str], results: str):
+        super().__init__(f"swapped in: {swapped}; not swapped: {pending}")
+        self.swapped, self.pending, self.results = swapped, pending, results
+
+
 def retrain(params_file="params.yaml", stages=ORDER, results=None, progress=None) -> list[dict]:
     """Retrain the stages of a profile from scratch (see the module doc); returns what was swapped in, with times."""
     cfg = load_params(params_file)
@@ -83,27 +91,38 @@ def retrain(params_file="params.yaml", stages=ORDER, results=None, progress=None
     staging = staging_root(results)
     restore_interrupted_swaps(results)
     done = []
-    for stage, dataset in _instances(cfg, stages):
-        t0 = time.perf_counter()
-        if stage == "calibration":
-            out = staging / "calibration"
-            run_calibration(params_file, out, progress=progress)
-        elif stage == "protocol_study":
-            out = staging / "protocol_study"
-            run_study(params_file, out, progress=progress)
-        elif stage == "tuned":
-            out = staging / stage / dataset
-            run_tuned(dataset, params_file=params_file, out_dir=out, progress=progress, results=results)
-        else:
-            out = staging / stage / dataset
-            run_stage(stage, dataset, params_file=params_file, out_dir=out, progress=progress,
-                      area_sweep_runs=results / "area_sweep" / dataset / "runs")  # in place, retrained first
-        for new in sorted(out.glob("**/runs")):
-            live = results / new.relative_to(staging)
-            swap_in(new, live)
-            done.append({"stage": stage, "dataset": dataset, "runs": str(live), "seconds": time.perf_counter() - t0})
-        log.info("%s%s: retrained in %.0f s; its runs are in place", stage, f"@{dataset}" if dataset else "",
-                 time.perf_counter() - t0)
-        shutil.rmtree(out, ignore_errors=True)
+    instances = _instances(cfg, stages)
+    name = lambda stage, dataset: stage + (f"@{dataset}" if dataset else "")  # noqa: E731
+    try:
+        for stage, dataset in instances:
+            _retrain_one(cfg, params_file, stage, dataset, results, staging, progress, done)
+    except KeyboardInterrupt:
+        swapped = list(dict.fromkeys(name(d["stage"], d["dataset"]) for d in done))
+        raise Interrupted(swapped, [name(s, d) for s, d in instances if name(s, d) not in swapped], str(results)) from None
     shutil.rmtree(staging, ignore_errors=True)
     return done
+
+
+def _retrain_one(cfg, params_file, stage, dataset, results, staging, progress, done) -> None:
+    """Retrain one stage instance into the staging folder, then swap its runs/ folders into place."""
+    t0 = time.perf_counter()
+    if stage == "calibration":
+        out = staging / "calibration"
+        run_calibration(params_file, out, progress=progress)
+    elif stage == "protocol_study":
+        out = staging / "protocol_study"
+        run_study(params_file, out, progress=progress)
+    elif stage == "tuned":
+        out = staging / stage / dataset
+        run_tuned(dataset, params_file=params_file, out_dir=out, progress=progress, results=results)
+    else:
+        out = staging / stage / dataset
+        run_stage(stage, dataset, params_file=params_file, out_dir=out, progress=progress,
+                  area_sweep_runs=results / "area_sweep" / dataset / "runs")  # in place, retrained first
+    for new in sorted(out.glob("**/runs")):
+        live = results / new.relative_to(staging)
+        swap_in(new, live)
+        done.append({"stage": stage, "dataset": dataset, "runs": str(live), "seconds": time.perf_counter() - t0})
+    log.info("%s%s: retrained in %.0f s; its runs are in place", stage, f"@{dataset}" if dataset else "",
+             time.perf_counter() - t0)
+    shutil.rmtree(out, ignore_errors=True)

@@ -38,20 +38,20 @@ DEPTH, N_IN, CLASSES, BATCH, K = 64, 784, 10, 16, 4
 STAGE_SEEDS = {256: 5, 1024: 3}  # seeds trained together by the depth (width 256) and width (1024) stages
 
 
-def build(method: str, width: int, dev, models: int = 1):
-    lone = [salrepro.build_model(method, N_IN, CLASSES, hidden=width, depth=DEPTH, areas=K if method == "sal" else 1,
+def build(method: str, width: int, dev, models: int = 1, depth: int = DEPTH):
+    lone = [salrepro.build_model(method, N_IN, CLASSES, hidden=width, depth=depth, areas=K if method == "sal" else 1,
                                  seed=s, device=dev) for s in range(models)]
     return lone, BATCHES[type(lone[0])](lone)
 
 
-def bound(model, method: str, width: int, x: torch.Tensor, rate: float, bandwidth: float) -> float:
+def bound(model, method: str, width: int, x: torch.Tensor, rate: float, bandwidth: float, depth: int = DEPTH) -> float:
     """Least seconds for one step on batch x (touched areas from the model's routing)."""
-    layers = [(N_IN, width)] + [(width, width)] * (DEPTH - 2) + [(width, CLASSES)]
+    layers = [(N_IN, width)] + [(width, width)] * (depth - 2) + [(width, CLASSES)]
     passes = 2 if method == "sal" else 3  # SAL: forward + update; BP: forward + backward data + weight gradient
     flops = sum(2 * BATCH * n * m * passes for n, m in layers)
     if method == "sal":
         routes = model.route(x)
-        touched = [len(set(routes[i].tolist())) if i in routes else 1 for i in range(DEPTH)]
+        touched = [len(set(routes[i].tolist())) if i in routes else 1 for i in range(depth)]
         flops += sum(2 * BATCH * n * CLASSES * 2 for n, _ in layers[:-1])  # router + selector update
         weight_bytes = sum(4 * (n * m + m) * t * 3 for (n, m), t in zip(layers, touched))  # read, read + write
         weight_bytes += sum(4 * n * CLASSES * 3 for n, _ in layers[:-1])  # routers
@@ -66,9 +66,14 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--widths", type=int, nargs="+", default=[256, 1024])
+    parser.add_argument("--tiny", action="store_true",
+                        help="depth 4, width 32, one repeat of two steps: the same code in seconds (CI runs it)")
     args = parser.parse_args()
+    depth = 4 if args.tiny else DEPTH
+    if args.tiny:
+        args.repeats, args.steps, args.widths = 1, 2, [32]
     dev = torch.device(args.device)
-    rate, copy_bw, add_bw = machine_limits(dev)
+    rate, copy_bw, add_bw = machine_limits(dev, args.tiny)
     bandwidth = max(copy_bw, add_bw)
     print(f"device {dev}, {torch.get_num_threads()} threads, torch {torch.__version__}: matmul {rate / 1e9:.1f} GFLOP/s, "
           f"bandwidth {bandwidth / 1e9:.1f} GB/s (copy {copy_bw / 1e9:.1f}, add {add_bw / 1e9:.1f})")
@@ -78,7 +83,7 @@ def main():
         for models in sorted({1, STAGE_SEEDS.get(width, 1)}):
             x = torch.randn(models, BATCH, N_IN, generator=g).to(dev)
             y = torch.randint(0, CLASSES, (models, BATCH), generator=g).to(dev)
-            nets = {m: build(m, width, dev, models) for m in ("sal", "bp")}
+            nets = {m: build(m, width, dev, models, depth) for m in ("sal", "bp")}
             times = {m: [] for m in nets}
             for m, (_, net) in nets.items():
                 net.train_step(x, y, 1e-4)  # warm-up
@@ -92,7 +97,7 @@ def main():
                     times[m].append((time.perf_counter() - t0) / args.steps)
             for m, (lone, net) in nets.items():
                 net.load_into(lone)
-                b = sum(bound(model, m, width, x[i], rate, bandwidth) for i, model in enumerate(lone))
+                b = sum(bound(model, m, width, x[i], rate, bandwidth, depth) for i, model in enumerate(lone))
                 best = min(times[m])
                 if models == STAGE_SEEDS.get(width, 1):
                     fractions[m].append(b / best)

@@ -6,6 +6,7 @@ BP steps are timed alternately on the same random batches (median of
 repeated blocks), so machine noise hits both alike.
 
     python benchmarks/step_cost.py [--threads N] [--repeats R]
+    python benchmarks/step_cost.py --tiny      # seconds, numbers meaningless (CI runs it)
 
 Last line (machine-readable): `sal_over_bp_b256_k16_cpu: <ratio>`.
 Goal: at batch 256, K = 16, SAL/BP <= 1.5 on CPU.
@@ -57,7 +58,11 @@ def main():
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--repeats", type=int, default=7, help="timed blocks per configuration; the median is kept")
     parser.add_argument("--steps", type=int, default=20, help="steps per timed block")
+    parser.add_argument("--tiny", action="store_true",
+                        help="one block of two steps per configuration: the same code in seconds (CI runs it)")
     args = parser.parse_args()
+    if args.tiny:
+        args.repeats, args.steps = 1, 2
     if args.threads:
         torch.set_num_threads(args.threads)
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])

@@ -32,6 +32,7 @@ Measured in one run, printed as ratios:
    layer dominates both arithmetic and bytes).
 
     SALREPRO_DATA=../shared/data python benchmarks/sweep_speed.py [--device cuda]
+    python benchmarks/sweep_speed.py --tiny      # the same code at toy sizes, in seconds (CI runs it)
 
 Last three lines (machine-readable): `digits_grid_speedup: <x>`,
 `mnist_grid_roofline_fraction: <y>`, `paper_grid_estimate_hours: <h>`.
@@ -56,9 +57,11 @@ def sync(dev):
         torch.cuda.synchronize()
 
 
-def machine_limits(dev) -> tuple[float, float, float]:
-    """(float32 matmul flop/s, copy bytes/s, in-place add bytes/s) measured now."""
-    a = torch.randn(2048, 2048, device=dev)
+def machine_limits(dev, tiny: bool = False) -> tuple[float, float, float]:
+    """(float32 matmul flop/s, copy bytes/s, in-place add bytes/s) measured now (`tiny`: on small
+    arrays, cache-resident: the numbers mean nothing, the code runs)."""
+    n = 256 if tiny else 2048
+    a = torch.randn(n, n, device=dev)
     for _ in range(3):
         a @ a
     sync(dev)
@@ -66,11 +69,11 @@ def machine_limits(dev) -> tuple[float, float, float]:
     for _ in range(reps):
         a @ a
     sync(dev)
-    rate = 2 * 2048**3 * reps / (time.perf_counter() - t0)
+    rate = 2 * n**3 * reps / (time.perf_counter() - t0)
     # 256 MB of real data: an untouched torch.empty source reads as the kernel's
     # shared zero page, from cache, and overstated the copy bandwidth ~1.5x on 2 cores
-    src = torch.randn(64 * 2**20, device=dev)
-    dst = torch.randn(64 * 2**20, device=dev)
+    src = torch.randn((2**16 if tiny else 64 * 2**20), device=dev)
+    dst = torch.randn((2**16 if tiny else 64 * 2**20), device=dev)
     rates = []
     for op, moved in ((lambda: dst.copy_(src), 2), (lambda: dst.add_(src), 3)):  # bytes moved per element
         op()
@@ -110,6 +113,13 @@ def compare(data, epochs, device, repeats) -> tuple[float, float]:
     return min(seq), min(bat)
 
 
+def synthetic_mnist(n: int = 16 * 20) -> "salrepro.data.Dataset":
+    """A random set of MNIST's shape (784 inputs, 10 classes, n samples) for --tiny: no files needed."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(n, 784, generator=g) * 2 - 1, torch.randint(0, 10, (n,), generator=g)
+    return salrepro.data.Dataset("mnist", x, y, x[:64], y[:64], {"synthetic": True, "classes": 10})
+
+
 def step_bound(data, method, K, rate, bandwidth, steps=200, batch=16, hidden=256) -> float:
     """Least seconds per step of one model of this configuration, averaged
     over `steps` real batches (touched areas counted from its routing)."""
@@ -137,22 +147,28 @@ def main():
                         help="alternated repeats of the MNIST timings (default 3)")
     parser.add_argument("--digits-repeats", type=int, default=5,
                         help="alternated repeats of the Digits grid timing, ~15 s each (default 5)")
+    parser.add_argument("--tiny", action="store_true",
+                        help="toy sizes (1 epoch of Digits, a synthetic MNIST-shaped set of 20 steps, one repeat): "
+                             "the same code in seconds, so that CI keeps it running; its numbers mean nothing")
     args = parser.parse_args()
+    if args.tiny:
+        args.repeats = args.digits_repeats = 1
     dev = ex.resolve_device(args.device)
-    print(f"device: {ex.describe_device(dev)}; torch {torch.__version__}")
-    rate, copy_bw, add_bw = machine_limits(dev)
+    print(f"device: {ex.describe_device(dev)}; torch {torch.__version__}" + (" (--tiny: toy sizes)" if args.tiny else ""))
+    rate, copy_bw, add_bw = machine_limits(dev, args.tiny)
     bandwidth = max(copy_bw, add_bw)  # the fastest the machine moved DRAM-sized data: the strictest bound
     print(f"measured limits: matmul {rate / 1e9:.1f} GFLOP/s, memory {copy_bw / 1e9:.1f} GB/s (256 MB copy), "
           f"{add_bw / 1e9:.1f} GB/s (256 MB in-place add); the bound uses {bandwidth / 1e9:.1f}")
 
     digits = salrepro.load_dataset("digits")
-    t_seq, t_bat = compare(digits, 25, dev, args.digits_repeats)
+    epochs = 1 if args.tiny else 25
+    t_seq, t_bat = compare(digits, epochs, dev, args.digits_repeats)
     speedup = t_seq / t_bat
-    print(f"Digits Table 2 grid (30 runs x 25 epochs): one at a time {t_seq:.1f} s, batched {t_bat:.1f} s, "
+    print(f"Digits Table 2 grid (30 runs x {epochs} epochs): one at a time {t_seq:.1f} s, batched {t_bat:.1f} s, "
           f"speedup {speedup:.2f}x")
 
     try:
-        mnist = salrepro.load_dataset("mnist", root=args.data_root)
+        mnist = synthetic_mnist() if args.tiny else salrepro.load_dataset("mnist", root=args.data_root)
     except DatasetError as e:
         print(f"MNIST not available ({str(e).splitlines()[0]}): skipping the MNIST grid")
         print(f"digits_grid_speedup: {speedup:.3f}\nmnist_grid_roofline_fraction: nan\npaper_grid_estimate_hours: nan")
@@ -165,13 +181,14 @@ def main():
     print(f"{'config':8} {'bound ms/step':>13} {'measured ms/step':>16} {'fraction':>8}   "
           "(5 seeds, batched as the grid batches them, per step of all 5; training only)")
     bound_grid = 0.0
-    sub = salrepro.data.Dataset("mnist", mnist.x_train[: 16 * 300], mnist.y_train[: 16 * 300],
+    timed = 20 if args.tiny else 300  # steps per configuration
+    sub = salrepro.data.Dataset("mnist", mnist.x_train[: 16 * timed], mnist.y_train[: 16 * timed],
                                 mnist.x_val[:16], mnist.y_val[:16], mnist.meta)
     for method, K in METHODS:
-        bound = 5 * step_bound(mnist, method, K, rate, bandwidth)
+        bound = 5 * step_bound(mnist, method, K, rate, bandwidth, steps=timed)
         configs = ex.grid("mnist", [(method, K)], range(5), epochs=1, batch_size=16, lr=1e-4, hidden=256)
         measured = min(  # each record: its batch's training time / batch size; least of the repeats
-            sum(r["seconds"] for r in ex.run_all(configs, sub, device=dev, progress=False)) / 300
+            sum(r["seconds"] for r in ex.run_all(configs, sub, device=dev, progress=False)) / timed
             for _ in range(args.repeats))
         bound_grid += bound
         print(f"{ex.make_config('mnist', method, areas=K).label:8} {bound * 1e3:13.3f} {measured * 1e3:16.3f} "

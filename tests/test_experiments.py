@@ -477,3 +477,10 @@ def test_the_large_net_path_end_to_end_at_a_tiny_width(monkeypatch, tmp_path):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5) and a["val_accuracy"] == b["val_accuracy"]
     res = record["resources"]
     assert res["step_seconds"] > 0 and res["peak_memory_bytes"] > 1e8
+
+
+def test_a_resolved_device_is_accepted_as_it_is():
+    """run_one(device=torch.device('cpu')) (what the benchmarks pass) resolves like 'cpu'."""
+    assert ex.resolve_device(torch.device("cpu")) == torch.device("cpu")
+    with pytest.raises(ex.SetupError, match="devices here"):
+        ex.resolve_device(torch.device("cuda:7") if not torch.cuda.is_available() else "tpu")

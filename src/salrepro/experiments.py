@@ -153,6 +153,8 @@ def devices_here() -> list[str]:
 def resolve_device(device: str | None) -> torch.device:
     """`auto` (or None): CUDA when present, else CPU; 'cpu', 'cuda', 'cuda:N' when this machine has it.
     Anything else raises SetupError naming the devices that exist here."""
+    if isinstance(device, torch.device):  # a device already resolved: as its name ('cpu', 'cuda:0')
+        device = str(device)
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     here = devices_here()

@@ -484,3 +484,26 @@ def test_a_resolved_device_is_accepted_as_it_is():
     assert ex.resolve_device(torch.device("cpu")) == torch.device("cpu")
     with pytest.raises(ex.SetupError, match="devices here"):
         ex.resolve_device(torch.device("cuda:7") if not torch.cuda.is_available() else "tpu")
+
+
+@pytest.mark.parametrize("method", ["sal", "moe", "salbp", "dfa", "fa"])
+def test_every_option_changes_the_run_key(method):
+    """Each option of each method (models.OPTIONS, init included), set to a value other than its default,
+    names another run: no stored record of one reading can be reused for another."""
+    from salrepro.models import COMMON_OPTIONS, OPTIONS
+
+    other = {"divisor": "sum", "feedback_scale": 2.5, "feedback_dist": "sign", "router_width": 7, "prototype_norm": "none",
+             "selector_lr_scale": 0.5, "balance_coef": 0.0, "init": "torch_default"}
+    base = ex.make_config("digits", method, areas=1 if method in ("dfa", "fa") else 4)
+    options = {**OPTIONS[method], "init": COMMON_OPTIONS["init"]}
+    for name in options:
+        assert other[name] != options[name]
+        changed = ex.make_config("digits", method, areas=base.areas, options={name: other[name]})
+        assert changed.key() != base.key(), name
+
+
+def test_moe_has_its_balance_term_on_by_default():
+    from salrepro.models import OPTIONS
+
+    assert OPTIONS["moe"]["balance_coef"] == 0.01
+    assert salrepro.build_model("moe", 64, 10, hidden=16, areas=4).balance_coef == 0.01

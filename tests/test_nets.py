@@ -39,3 +39,15 @@ def test_times_phi_prime_equals_the_product(role):
     d = phi_prime(role, a)
     expected = delta if d is None else delta * d
     assert torch.equal(times_phi_prime(role, delta, a), expected)  # bit for bit (+0 and -0 compare equal)
+
+
+@pytest.mark.parametrize("role", [RELU, RESIDUAL])
+def test_phi_prime_is_the_derivative_autograd_finds(role):
+    """phi'(a) against autograd's derivative of the branch's activation (relu, tanh) and a value worked by
+    hand: tanh'(0.5) = 1 - tanh(0.5)^2 = 0.786448..."""
+    a = torch.linspace(-3, 3, 61, dtype=torch.float64).requires_grad_()
+    act = torch.relu if role == RELU else torch.tanh
+    (grad,) = torch.autograd.grad(act(a).sum(), a)
+    torch.testing.assert_close(phi_prime(role, a.detach()), grad)
+    if role == RESIDUAL:
+        assert float(phi_prime(role, torch.tensor([0.5], dtype=torch.float64))) == pytest.approx(0.7864477329659274, abs=1e-12)

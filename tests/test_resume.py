@@ -127,3 +127,30 @@ def test_plain_loop_stops_at_divergence():
     model = salrepro.build_model("fa", 64, 10, hidden=32, seed=0)
     history = salrepro.train(model, data, epochs=6, batch_size=16, lr=1e20, seed=0, progress=False)
     assert history[-1].get("diverged") and len(history) < 6
+
+
+def test_a_resumed_batch_keeps_its_diverged_models_diverged(tmp_path, monkeypatch):
+    """An lr grid where one model diverges at epoch 1: killed after the epoch-2 checkpoint and resumed,
+    the diverged model stays diverged (its history stops at the epoch it diverged), as uninterrupted."""
+    import salrepro.batched as b
+
+    data = salrepro.load_dataset("digits")
+    models = lambda: [salrepro.build_model("bp", 64, 10, hidden=16, seed=s) for s in (0, 1)]  # noqa: E731
+    lrs = [0.05, 1e20]  # the second blows up in its first epoch
+    whole = train_many(models(), data, epochs=4, batch_size=16, lr=lrs, seeds=[0, 1])
+    assert whole[1][-1].get("diverged") and len(whole[1]) < 4 and len(whole[0]) == 4
+    ckpt, real_save = tmp_path / "batch.pt", b._save
+
+    def save_then_die(path, epoch, *a):
+        real_save(path, epoch, *a)
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(b, "_save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_many(models(), data, epochs=4, batch_size=16, lr=lrs, seeds=[0, 1], checkpoint=ckpt)
+    monkeypatch.setattr(b, "_save", real_save)
+    resumed = train_many(models(), data, epochs=4, batch_size=16, lr=lrs, seeds=[0, 1], checkpoint=ckpt)
+    import json
+
+    assert json.dumps(resumed) == json.dumps(whole)  # NaN losses compare equal as text

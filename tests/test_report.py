@@ -61,6 +61,18 @@ def test_report_metrics_are_headline_numbers_only(tmp_path):
     assert {c["column"] for c in claims} == set(metrics["claims"]) and all(c["evidence"] for c in claims)
     for column, verdicts in metrics["claims"].items():  # report.json's verdicts are claims.json's, cell by cell
         assert verdicts == {c["id"]: c["verdict"] for c in claims if c["column"] == column}
+    head = json.loads((tmp_path / "headline.json").read_text())  # `dvc metrics show`: a few short columns a profile
+    assert 3 <= len(head) <= 8 and all(isinstance(v, str) and len(v) <= 16 for v in head.values())
+    assert head["BP calibration"] == "{}/{}".format(*map(int, __import__("salrepro").calibration.agreement(
+        rep["calibration"]).loc["pm1", ["within", "cells"]]))
+
+
+def test_dvc_metrics_show_lists_one_headline_per_profile():
+    from pathlib import Path
+
+    dvc = yaml.safe_load((Path(__file__).resolve().parent.parent / "dvc.yaml").read_text())
+    assert dvc["metrics"] == ["results/quick/report/headline.json", "results/cpu/report/headline.json"]
+    assert not any("metrics" in st.get("do", st) for st in dvc["stages"].values())  # no per-stage metric columns
 
 
 def test_readme_has_each_generated_block_once_and_its_snippet_runs(tmp_path):

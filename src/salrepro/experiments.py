@@ -345,7 +345,8 @@ def describe_device(dev: torch.device) -> str:
     """The machine a run trained on, as its record names it: the GPU, or the CPU's model and threads."""
     if dev.type == "cuda":
         return torch.cuda.get_device_name(dev)
-    return f"cpu ({', '.join(filter(None, (cpu_model(), platform.machine())))}, {torch.get_num_threads()} threads)"
+    n = torch.get_num_threads()
+    return f"cpu ({', '.join(filter(None, (cpu_model(), platform.machine())))}, {n} thread{'s' if n != 1 else ''})"
 
 
 @functools.lru_cache(maxsize=1)

@@ -145,32 +145,37 @@ def sal_vs_moe(curves: pd.DataFrame, title: str):
 
 
 def protocol_distances(table: pd.DataFrame):
-    """Protocol study: each reading's distance to the paper (mean |z| over
-    Tables 2/3 cells), one panel per dataset, with the claims it shows."""
-    _sns()
+    """Protocol study at a glance: one row per reading (named by its choices), ordered by its mean |z| over
+    the fit datasets (closest to the paper on top); one marker per dataset on one shared axis, filled on
+    the fit set, hollow on the held-out set; a reading's claims (SAL above BP, accuracy rising with K) on
+    a dataset are the marker's shape: star both, triangle one, circle neither."""
+    sns = _sns()
+    fit_set = table.get("set", pd.Series("fit", index=table.index)) == "fit"
+    order = table[fit_set].groupby("reading")["mean_abs_z"].mean().sort_values().index.tolist()
+    order += [r for r in dict.fromkeys(table["reading"]) if r not in order]
+    names = {r: (f"{r}: {c}" if c and c != r else r) for r, c in zip(table["reading"], table.get("choices", table["reading"]))}
     datasets = list(dict.fromkeys(table["dataset"]))
-    order = table.groupby("reading")["mean_abs_z"].mean().sort_values().index.tolist()
-    fit = set(table.loc[table.get("set", pd.Series("fit", index=table.index)) == "fit", "dataset"])
-    fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 0.42 * len(order) + 1.6), squeeze=False)
-    for ax, ds in zip(axes[0], datasets):
-        ran = table[table["dataset"] == ds]
-        t = ran.set_index("reading").reindex(order if ds in fit else [o for o in order if o in set(ran["reading"])])
-        order_ds = list(t.index)
-        shown = t["mean_abs_z"].notna()
-        ys = list(range(len(order_ds)))
-        colors = ["tab:green" if (r.sal_above_bp and r.rises_with_k) else "tab:blue" if (r.sal_above_bp or r.rises_with_k)
-                  else "tab:gray" for r in t.fillna({"sal_above_bp": False, "rises_with_k": False}).itertuples()]
-        ax.barh(ys, t["mean_abs_z"].fillna(0), color=colors)
-        for y, (name, r) in zip(ys, t.iterrows()):
-            if shown[name]:
-                tag = ("SAL>BP " if r["sal_above_bp"] else "") + ("rises with K" if r["rises_with_k"] else "")
-                ax.text(r["mean_abs_z"], y, f" {tag}", va="center", fontsize=8)
-            else:
-                ax.text(0, y, " n/a for this dataset", va="center", fontsize=8, color="gray")
-        ax.set_yticks(ys, order_ds)
-        ax.invert_yaxis()
-        ax.set(title=ds + ("" if ds in fit else " (held out)"), xlabel="mean |z| over Tables 2/3 cells (lower = closer to the paper)")
-    fig.suptitle("Protocol study: distance to the paper per reading (green: shows both claims)")
+    colors = dict(zip(datasets, sns.color_palette("colorblind", len(datasets))))
+    fig, ax = plt.subplots(figsize=(10, 0.32 * len(order) + 1.8))
+    ys = {r: i for i, r in enumerate(order)}
+    for r in table.itertuples():
+        claims = bool(r.sal_above_bp) + bool(r.rises_with_k)
+        held = getattr(r, "set", "fit") != "fit"
+        ax.scatter(r.mean_abs_z, ys[r.reading], s=70, marker={2: "*", 1: "^", 0: "o"}[claims], zorder=3,
+                   facecolors="none" if held else colors[r.dataset], edgecolors=colors[r.dataset], linewidths=1.5)
+    ax.set_yticks(range(len(order)), [names[r] for r in order], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("mean |z| over the Tables 2/3 cells (log scale; lower = closer to the paper)")
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], marker="o", linestyle="", color=colors[d], label=DISPLAY_NAMES.get(d, d)) for d in datasets]
+    handles += [Line2D([], [], marker="o", linestyle="", markerfacecolor="none", color="gray", label="hollow: held out (run once)"),
+                Line2D([], [], marker="*", linestyle="", color="gray", markersize=10, label="star: SAL above BP and rising with K"),
+                Line2D([], [], marker="^", linestyle="", color="gray", label="triangle: one of the two claims")]
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.4, -0.07), ncol=4, fontsize=8, frameon=False)
+    ax.set_title("Protocol study: how close each reading comes to the paper (ordered on the fit set)")
+    sns.despine(fig)
     fig.tight_layout()
     return fig
 
@@ -236,17 +241,31 @@ def paper_vs_ours(comparison: pd.DataFrame, preset: pd.DataFrame | None = None, 
     return fig
 
 
+class Shown:
+    """A saved figure as a notebook shows it: the PNG, and an HTML <img> carrying its description as alt
+    text (nbconvert's HTML takes the <img>; it drops an image/png output's alt text and warns)."""
+
+    def __init__(self, path: Path, alt: str):
+        self.path, self.alt = Path(path), alt
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        import base64
+        import html
+
+        data = base64.b64encode(self.path.read_bytes()).decode("ascii")
+        return {"image/png": data, "text/plain": self.alt,
+                "text/html": f'<img alt="{html.escape(self.alt, quote=True)}" src="data:image/png;base64,{data}"/>'}
+
+
 def show(fig, path):
-    """Save `fig` to `path` (PNG) and return it as an image for the notebook to display inline.
+    """Save `fig` to `path` (PNG) and return it for the notebook to display inline (`Shown`).
 
     A notebook shows a figure only when a cell displays it; the figure is closed here so that
     nothing else draws it twice."""
-    from IPython.display import Image
-
     title = fig._suptitle.get_text() if fig._suptitle is not None else next((a.get_title() for a in fig.axes if a.get_title()), "")
     path = save(fig, path)
     plt.close(fig)
-    return Image(filename=str(path), alt=title or Path(path).stem)  # the alt text of the HTML page's <img>
+    return Shown(path, title or Path(path).stem)
 
 
 def calibration(table: pd.DataFrame, sigma: float = 2.0):

@@ -67,7 +67,8 @@ def stage_times(results="results", params: dict | None = None) -> pd.DataFrame:
             if records:
                 rows.append({"stage": stage, "dataset": ds, "runs": len(records),
                              "train_minutes": round(sum(r["seconds"] for r in records) / 60, 1),
-                             "machine": "; ".join(sorted({r.get("device", "?") for r in records}))})
+                             "machine": "; ".join(sorted({r.get("device", "?").replace(" 1 threads)", " 1 thread)")
+                                                          for r in records}))})
     return pd.DataFrame(rows, columns=["stage", "dataset", "runs", "train_minutes", "machine"])
 
 
@@ -151,9 +152,10 @@ def input_maps(summary: pd.DataFrame) -> list[str]:
     return sorted(set(summary["input_norm"])) if "input_norm" in summary else ["unit"]
 
 
-def wrapped(frame: pd.DataFrame):
-    """A table for reading in a notebook or its HTML: long text wraps instead of being cut, left aligned."""
-    return (frame.style.hide(axis="index")
+def wrapped(frame: pd.DataFrame, precision: int = 1):
+    """A table for reading in a notebook or its HTML: long text wraps instead of being cut, left aligned,
+    numbers with `precision` decimals (pandas' Styler would print six)."""
+    return (frame.style.hide(axis="index").format(precision=precision)
             .set_properties(**{"text-align": "left", "white-space": "pre-wrap", "vertical-align": "top"})
             .set_table_styles([{"selector": "th", "props": [("text-align", "left")]}]))
 
@@ -418,9 +420,30 @@ def write_report(rep: dict, out_dir="results/quick/report") -> dict:
                "cells_per_metric": max((v["cells"] for v in counts.values()), default=0),
                "claims": {col: {c["id"]: c["verdict"] for c in rep["claims"] if c["column"] == col}
                           for col in dict.fromkeys(c["column"] for c in rep["claims"])}}
-    write_json_atomic(out / "report.json", metrics)  # headline numbers only: what `dvc metrics show` prints
+    write_json_atomic(out / "report.json", metrics)  # every count and verdict, numbers and short words only
+    write_json_atomic(out / "headline.json", headline(rep))  # a few numbers: what `dvc metrics show` prints
     write_json_atomic(out / "claims.json", rep["claims"])  # each claim in words, with its evidence
     return metrics
+
+
+def headline(rep: dict) -> dict:
+    """A profile's results in a few numbers, one row of `dvc metrics show`: BP's calibration cells under pm1,
+    SAL's agreeing accuracy cells under each reading, and per column of the claims table how many of the
+    claims it could test are supported."""
+    out = {}
+    calib = rep.get("calibration", pd.DataFrame())
+    if len(calib):
+        row = calibration_stage.agreement(calib).loc[calibration_stage.DEFAULT_MAP]
+        out["BP calibration"] = f"{int(row['within'])}/{int(row['cells'])}"
+    for name, table in (("defaults", rep["comparison"]), (rep["preset"], rep.get("preset_comparison", pd.DataFrame()))):
+        if table is not None and len(table):
+            c = sal_cells(table)
+            out[f"SAL cells {name}"] = f"{c['within']}/{c['cells']}"
+    for col in dict.fromkeys(c["column"] for c in rep["claims"]):
+        tested = [c for c in rep["claims"] if c["column"] == col and c["verdict"] not in ("not run", "not testable")]
+        if tested:
+            out[f"claims {col}"] = f"{sum(c['verdict'] == 'supported' for c in tested)}/{len(tested)} supported"
+    return out
 
 
 def markers(name: str) -> tuple[str, str]:

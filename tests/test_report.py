@@ -182,3 +182,16 @@ def test_run_costs_say_what_each_point_rests_on():
     assert report.run_costs(s) == ("Runs: BP width 2048: 3 seed(s), 0.12 s a step, peak memory 4.2 GB; SAL-4 [paper_fit] "
                                    "width 4096: 1 seed(s), 1.71 s a step, peak memory 17.3 GB.")
     assert report.run_costs(s.assign(step_seconds=float("nan"))) == ""
+
+
+def test_depth_dips_are_diagnosed_from_the_losses():
+    def bp(depth, acc, train, val):
+        return {"dataset": "semeion", "method": "bp", "depth": depth, "val_accuracy_pct_mean": acc, "val_accuracy_pct_std": 2.0,
+                "seeds": 5, "train_loss_mean": train, "val_loss_mean": val}
+
+    s = pd.DataFrame([bp(16, 50.0, 0.18, 2.3), bp(32, 32.0, 0.01, 5.4), bp(64, 65.0, 0.39, 3.0)])
+    text = report.depth_dips(s)
+    assert "Semeion, BP at depth 32: 32.0 +- 2.0% (5 seeds) against 50.0% at 16 and 65.0% at 64" in text
+    assert "(overfitting)" in text
+    assert "not explained by its losses" in report.depth_dips(s.assign(train_loss_mean=[0.1, 0.5, 0.2]))
+    assert report.depth_dips(s.assign(val_accuracy_pct_mean=[50.0, 49.0, 65.0])) == ""  # within noise: no dip

@@ -386,7 +386,8 @@ def depth_dips(summary: pd.DataFrame) -> str:
         for i in range(1, len(g) - 1):
             mid, lo, hi = g.iloc[i], g.iloc[i - 1], g.iloc[i + 1]
             if all(paper._direction(n, mid)[0] == "supported" for n in (lo, hi)):
-                fits = mid["train_loss_mean"] < min(lo["train_loss_mean"], hi["train_loss_mean"])
+                fits = (mid["train_loss_mean"] < min(lo["train_loss_mean"], hi["train_loss_mean"])
+                        and mid["val_loss_mean"] > max(lo["val_loss_mean"], hi["val_loss_mean"]))
                 notes.append(
                     f"{paper.display_of(summary, ds)}, BP at depth {mid['depth']}: {mid['val_accuracy_pct_mean']:.1f} "
                     f"+- {mid['val_accuracy_pct_std']:.1f}% ({int(mid['seeds'])} seeds) against "
@@ -394,9 +395,9 @@ def depth_dips(summary: pd.DataFrame) -> str:
                     f"{hi['depth']}; training loss {mid['train_loss_mean']:.3f} against {lo['train_loss_mean']:.3f} and "
                     f"{hi['train_loss_mean']:.3f}, validation loss {mid['val_loss_mean']:.2f} against "
                     f"{lo['val_loss_mean']:.2f} and {hi['val_loss_mean']:.2f}: "
-                    + ("the net fits its training set more closely than its neighbours and generalises worse "
-                       "(overfitting; at this learning rate the deeper nets train more slowly), not seed noise"
-                       if fits else "not explained by a lower training loss"))
+                    + ("the lowest training loss and the highest validation loss of the three: the net fits its "
+                       "training set closest and generalises worst (overfitting), and the dip exceeds the seed noise"
+                       if fits else "not explained by its losses"))
     return ("BP's dips against depth (a depth more than "
             f"{paper.SIG_SE:g} standard errors below both neighbours): " + "; ".join(notes) + ".") if notes else ""
 

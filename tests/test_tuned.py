@@ -76,6 +76,7 @@ def test_a_diverged_lr_is_never_chosen():
                            (0.001, 0, 60.0, False), (0.001, 1, 61.0, False)])
     choice = tuned.choose_lr(sel).iloc[0]
     assert choice["lr"] == 0.01 and choice["tuning_accuracy_pct"] == 81.0 and choice["failed_lrs"] == "0.03"
+    assert not choice["at_grid_edge"]  # 0.01 lies inside the grid 0.001..0.03
     assert math.isnan(choice["acc@0.03"]) and choice["acc@0.001"] == 60.5
     every = tuned.choose_lr(selection_frame([(0.01, 0, 0.0, True), (0.03, 0, 0.0, True)])).iloc[0]
     assert math.isnan(every["lr"]) and every["failed_lrs"] == "0.01 0.03"
@@ -84,6 +85,8 @@ def test_a_diverged_lr_is_never_chosen():
 def test_ties_go_to_the_smaller_lr():
     choice = tuned.choose_lr(selection_frame([(0.03, 0, 90.0, False), (0.01, 0, 90.0, False), (0.001, 0, 50.0, False)]))
     assert choice["lr"].iloc[0] == 0.01
+    edge = tuned.choose_lr(selection_frame([(0.03, 0, 95.0, False), (0.01, 0, 90.0, False)]))
+    assert edge["lr"].iloc[0] == 0.03 and edge["at_grid_edge"].iloc[0]
 
 
 def test_a_configuration_whose_every_lr_failed_is_not_reported(tmp_path):

@@ -352,12 +352,15 @@ def summary_markdown(rep: dict) -> str:
 
 
 def tuned_lrs(choice: pd.DataFrame) -> str:
-    """'Digits: BP 0.01, SAL-1 0.003, ...; Semeion: ...' for the shallow nets (depth 2)."""
+    """'Digits: BP 0.01, SAL-1 0.03*, ...; Semeion: ...' for the shallow nets (depth 2); * marks an lr at
+    the edge of the grid (one beyond it might have done better)."""
     parts = []
+    edge = choice["at_grid_edge"] if "at_grid_edge" in choice else pd.Series(False, index=choice.index)
     for ds, g in choice[choice["depth"] == 2].groupby("dataset", sort=False):
         parts.append(f"{paper.DISPLAY_NAMES[ds]}: " + ", ".join(
-            f"{r.label} {'none (every lr diverged)' if pd.isna(r.lr) else f'{r.lr:g}'}" for r in g.itertuples()))
-    return "; ".join(parts)
+            f"{r.label} {'none (every lr diverged)' if pd.isna(r.lr) else f'{r.lr:g}'}{'*' if edge[i] else ''}"
+            for i, r in zip(g.index, g.itertuples())))
+    return "; ".join(parts) + ("; * the grid's smallest or largest lr: one beyond it might have done better" if edge.any() else "")
 
 
 def run_costs(summary: pd.DataFrame, axis: str = "hidden") -> str:

@@ -87,7 +87,8 @@ def choose_lr(selection: pd.DataFrame) -> pd.DataFrame:
     """One row per configuration (SPEC_KEYS) from the selection runs (experiments.runs_frame): the lr
     with the highest mean final validation accuracy on the tuning split among the lrs under which no
     run diverged (ties: the smaller lr); `lr` is NaN when every lr failed. Columns `acc@<lr>` give each
-    lr's tuning accuracy (NaN where it diverged), `failed_lrs` the lrs that diverged."""
+    lr's tuning accuracy (NaN where it diverged), `failed_lrs` the lrs that diverged, `at_grid_edge`
+    whether the lr chosen is the grid's smallest or largest (one beyond it might have done better)."""
     rows = []
     for key, g in selection.groupby(SPEC_KEYS, sort=False):
         per_lr = g.groupby("lr")
@@ -97,7 +98,8 @@ def choose_lr(selection: pd.DataFrame) -> pd.DataFrame:
         best = ok[ok == ok.max()].index.min() if len(ok) else float("nan")
         row = dict(zip(SPEC_KEYS, key), label=g["label"].iloc[0], lr=best,
                    tuning_accuracy_pct=ok.max() if len(ok) else float("nan"),
-                   failed_lrs=" ".join(f"{lr:g}" for lr in failed[failed].index))
+                   failed_lrs=" ".join(f"{lr:g}" for lr in failed[failed].index),
+                   at_grid_edge=bool(len(ok)) and best in (acc.index.min(), acc.index.max()))  # a larger/smaller lr might do better
         row.update({f"acc@{lr:g}": (float("nan") if failed[lr] else a) for lr, a in acc.items()})
         rows.append(row)
     return pd.DataFrame(rows)

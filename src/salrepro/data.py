@@ -91,7 +91,7 @@ USPS_TRAIN = ("original", "rebuilt")  # which file holds USPS's training split (
 # official validation split): a stratified TUNING_FRACTION of each class, drawn with TUNING_SEED.
 SPLITS = ("official", "tuning")
 TUNING_FRACTION, TUNING_SEED = 0.15, 2601
-# The rebuilt USPS training split of shared/data (SOURCES.md there): not torchvision's bytes, so it
+# The rebuilt USPS training split (docs/data.md, 'USPS's training split, rebuilt'): not torchvision's bytes, so it
 # is read only under its own name and checksum, and only when usps_train="rebuilt" asks for it.
 USPS_REBUILT = ("usps-rebuilt/usps.bz2", "87922cc43ed42d3d18caceec739190db")
 USPS_REBUILT_NOTE = "training split rebuilt"

@@ -113,7 +113,7 @@ def area_matmul(xs: torch.Tensor, weight: torch.Tensor, groups: Groups) -> torch
     if grouped_mm_ok(xs, weight):
         return F.grouped_mm(xs, weight.transpose(1, 2), offs=groups.offsets)
     parts, start = [], 0
-    for w, n in zip(weight.unbind(0), groups.sizes):  # unbind once: see ENGINEERING-NOTES
+    for w, n in zip(weight.unbind(0), groups.sizes):  # unbind once: one view per area, not one index per sample
         if n:
             parts.append(xs[start : start + n] @ w.T)
         start += n

@@ -111,3 +111,29 @@ def test_presets_are_valid_options_and_not_the_defaults():
     assert model.layers[0].router.shape[0] == 32  # router width 32, not the class count
     for name, options in salrepro.PRESETS.items():
         salrepro.build_model("sal", 8, 3, hidden=5, areas=4, **options)  # every preset is a valid reading
+
+
+def test_the_docs_options_table_is_the_options_declared_in_code():
+    """docs/method.md's table of options (name, methods, default) against models.OPTIONS, which comes from
+    the options dataclasses: a default changed in one place and not the other fails here."""
+    import ast
+    from pathlib import Path
+
+    from salrepro.models import COMMON_OPTIONS, OPTIONS
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "method.md").read_text()
+    table = text.split("## Options, defaults and why")[1].split("\n\n")[2]
+    documented = {}
+    for line in table.splitlines()[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        name, methods, default = cells[0].strip("`"), cells[1], cells[2]
+        if name.startswith("device"):
+            continue
+        value = ast.literal_eval(default.split("`")[1])
+        documented[name] = ({m.strip() for m in methods.split(",")}, value)
+    in_code = {}
+    for method, options in OPTIONS.items():
+        for name, value in options.items():
+            in_code.setdefault(name, (set(), value))[0].add(method)
+    in_code["init"] = ({"all"}, COMMON_OPTIONS["init"])
+    assert documented == in_code

@@ -19,14 +19,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .dispatch import Groups, dense, dense_accumulate_, fold_lr
-from .nets import (RESIDUAL, Net, branch, combine, mean_cross_entropy, init_area_weights, init_matrix, layer_generator,
+from .nets import (INIT, RESIDUAL, Net, branch, combine, mean_cross_entropy, init_area_weights, init_matrix, layer_generator,
                    random_feedback, times_phi_prime, widths_for)
-from .sal import AreaLayer, area_forward, forward_trace, routes, selector_update
+from .sal import SAL, AreaLayer, area_forward, forward_trace, routes, selector_update
 
 
 # ---------------------------------------------------------------------------
@@ -115,7 +117,7 @@ def bp_step(layers, roles, x: torch.Tensor, y: torch.Tensor, lr: float | torch.T
 class BPNet(Net):
     method = "bp"
 
-    def __init__(self, in_features, num_classes, *, hidden=256, depth=2, seed=0, init="kaiming_normal", device=None, dtype=None):
+    def __init__(self, in_features, num_classes, *, hidden=256, depth=2, seed=0, init=INIT, device=None, dtype=None):
         super().__init__(in_features, num_classes, hidden, depth, 1)
         self.layers = dense_layers(in_features, num_classes, hidden, depth, init=init, seed=seed, device=device, dtype=dtype)
 
@@ -127,6 +129,16 @@ class BPNet(Net):
 # ---------------------------------------------------------------------------
 # Mixture of experts
 # ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MoEOptions:
+    """The MoE baseline's option and its default (docs/method.md)."""
+
+    balance_coef: float = 0.01  # Switch Transformer's load-balancing coefficient
+
+
+MOE = MoEOptions()
+
+
 def gate_probs(x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
     """The gate: p = softmax(G x) over the K experts; x (B, in) or (N, B, in) stacked."""
     return torch.softmax(x @ gate.transpose(-1, -2), dim=-1)
@@ -183,8 +195,8 @@ class MoENet(Net):
 
     method = "moe"
 
-    def __init__(self, in_features, num_classes, *, hidden=256, depth=2, areas=1, seed=0, balance_coef=0.01,
-                 init="kaiming_normal", device=None, dtype=None):
+    def __init__(self, in_features, num_classes, *, hidden=256, depth=2, areas=1, seed=0, balance_coef=MOE.balance_coef,
+                 init=INIT, device=None, dtype=None):
         super().__init__(in_features, num_classes, hidden, depth, areas)
         self.balance_coef = balance_coef
         for i, (n, m) in enumerate(widths_for(in_features, num_classes, hidden, depth)):
@@ -256,8 +268,9 @@ class SALBPNet(Net):
 
     method = "salbp"
 
-    def __init__(self, in_features, num_classes, *, hidden=256, depth=2, areas=1, seed=0, router_width=None,
-                 prototype_norm="unit", selector_lr_scale=1.0, init="kaiming_normal", device=None, dtype=None):
+    def __init__(self, in_features, num_classes, *, hidden=256, depth=2, areas=1, seed=0, router_width=SAL.router_width,
+                 prototype_norm=SAL.prototype_norm, selector_lr_scale=SAL.selector_lr_scale, init=INIT, device=None,
+                 dtype=None):
         super().__init__(in_features, num_classes, hidden, depth, areas)
         self.selector_lr_scale = selector_lr_scale
         for i, (n, m) in enumerate(widths_for(in_features, num_classes, hidden, depth)):
@@ -286,8 +299,8 @@ class FeedbackNet(Net):
     same with one area, "sum" = no averaging), feedback_scale [1.0],
     init ["kaiming_normal"]."""
 
-    def __init__(self, in_features, num_classes, *, mode, hidden=256, depth=2, seed=0, divisor="batch",
-                 feedback_scale=1.0, init="kaiming_normal", device=None, dtype=None):
+    def __init__(self, in_features, num_classes, *, mode, hidden=256, depth=2, seed=0, divisor=SAL.divisor,
+                 feedback_scale=SAL.feedback_scale, init=INIT, device=None, dtype=None):
         super().__init__(in_features, num_classes, hidden, depth, 1)
         self.method, self.divisor = mode, divisor
         self.layers = dense_layers(in_features, num_classes, hidden, depth, init=init, seed=seed, device=device, dtype=dtype)

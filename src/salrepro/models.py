@@ -7,26 +7,28 @@
 from __future__ import annotations
 
 import numbers
+from dataclasses import asdict
 from typing import NamedTuple
 
 from torch import nn
 
-from .baselines import BPNet, FeedbackNet, MoENet, SALBPNet
-from .nets import FEEDBACK_DISTS, INITS
-from .sal import DIVISORS, PROTOTYPE_NORMS, SALNet
+from .baselines import BPNet, FeedbackNet, MoENet, MoEOptions, SALBPNet
+from .nets import FEEDBACK_DISTS, INIT, INITS
+from .sal import DIVISORS, PROTOTYPE_NORMS, SALNet, SALOptions
 
 METHODS = ("bp", "sal", "moe", "dfa", "fa", "salbp")
 
-# Options each method accepts beyond the shared arguments, with their defaults.
-COMMON_OPTIONS = {"init": "kaiming_normal", "device": None, "dtype": None}
+# Options each method accepts beyond the shared arguments, with their defaults: from the options
+# dataclasses (sal.SALOptions, baselines.MoEOptions), where each default is declared once.
+COMMON_OPTIONS = {"init": INIT, "device": None, "dtype": None}
+_SAL = asdict(SALOptions())
 OPTIONS = {
     "bp": {},
-    "sal": {"divisor": "batch", "feedback_scale": 1.0, "feedback_dist": "uniform", "router_width": None, "prototype_norm": "unit",
-            "selector_lr_scale": 1.0},
-    "dfa": {"divisor": "batch", "feedback_scale": 1.0},
-    "fa": {"divisor": "batch", "feedback_scale": 1.0},
-    "moe": {"balance_coef": 0.01},
-    "salbp": {"router_width": None, "prototype_norm": "unit", "selector_lr_scale": 1.0},
+    "sal": _SAL,
+    "dfa": {k: _SAL[k] for k in ("divisor", "feedback_scale")},
+    "fa": {k: _SAL[k] for k in ("divisor", "feedback_scale")},
+    "moe": asdict(MoEOptions()),
+    "salbp": {k: _SAL[k] for k in ("router_width", "prototype_norm", "selector_lr_scale")},
 }
 
 

@@ -29,6 +29,7 @@ LINEAR = "linear"  # deep first layer and every output layer: h = a
 RESIDUAL = "residual"  # deep hidden layer: h = h_in + tanh(a)
 
 INITS = ("kaiming_normal", "kaiming_uniform", "torch_default")
+INIT = INITS[0]  # every method's default: Kaiming (He) normal, paper 4.1
 
 
 def softmax(logits: torch.Tensor) -> torch.Tensor:

@@ -42,11 +42,28 @@ from torch import nn
 
 from .dispatch import (Groups, accumulate_, area_accumulate_, area_matmul, dense, dense_accumulate_, fold_lr, rows,
                        sort_by_area)
-from .nets import (Net, branch, combine, mean_cross_entropy, init_area_weights, init_matrix, layer_generator,
+from .nets import (INIT, Net, branch, combine, mean_cross_entropy, init_area_weights, init_matrix, layer_generator,
                    random_feedback, softmax, times_phi_prime, widths_for)
 
 DIVISORS = ("batch", "area", "sum")
 PROTOTYPE_NORMS = ("unit", "none")
+
+
+@dataclass(frozen=True)
+class SALOptions:
+    """SAL's open choices and their defaults, declared once (docs/method.md, "Options, defaults and why",
+    says why each; a test holds that table against these): the constructors' defaults and
+    models.OPTIONS come from here."""
+
+    divisor: str = "batch"  # D in (7), (8), (9): B ("batch"), |S_k| ("area") or 1 ("sum")
+    feedback_scale: float = 1.0  # multiplies the Kaiming-uniform feedback F
+    feedback_dist: str = "uniform"  # F's distribution: "uniform", or "normal" / "sign" of equal variance
+    router_width: int | None = None  # r, the routing dimension (None: C)
+    prototype_norm: str = "unit"  # unit-norm prototype columns, or "none"
+    selector_lr_scale: float = 1.0  # selector learning rate = lr x this
+
+
+SAL = SALOptions()
 
 
 # ---------------------------------------------------------------------------
@@ -226,12 +243,12 @@ class AreaLayer(nn.Module):
         areas: int,
         num_classes: int,
         *,
-        router_width: int | None = None,
-        prototype_norm: str = "unit",
+        router_width: int | None = SAL.router_width,
+        prototype_norm: str = SAL.prototype_norm,
         feedback: bool = True,
-        feedback_scale: float = 1.0,
-        feedback_dist: str = "uniform",
-        init: str = "kaiming_normal",
+        feedback_scale: float = SAL.feedback_scale,
+        feedback_dist: str = SAL.feedback_dist,
+        init: str = INIT,
         seed: int = 0,
         index: int = 0,
         device=None,
@@ -301,14 +318,7 @@ class SALNet(Net):
     hidden layer of deep nets), a one-area output layer, and the
     backprop-free learning rule.
 
-    Options (docs/method.md; defaults in brackets):
-      divisor            ["batch"] D in (7), (8), (9): B, |S_k| ("area") or 1 ("sum")
-      feedback_scale     [1.0]  multiplies the Kaiming-uniform feedback F
-      feedback_dist      ["uniform"] F's distribution: Kaiming-uniform, or "normal" / "sign" of equal variance
-      router_width       [None = C] r, the routing dimension
-      prototype_norm     ["unit"] unit-norm prototype columns, or "none"
-      selector_lr_scale  [1.0]  selector learning rate = lr x this
-      init               ["kaiming_normal"] area weight init
+    Options: the fields of SALOptions (their defaults are this constructor's), and init (nets.INIT).
     """
 
     method = "sal"
@@ -322,13 +332,13 @@ class SALNet(Net):
         depth: int = 2,
         areas: int = 1,
         seed: int = 0,
-        divisor: str = "batch",
-        feedback_scale: float = 1.0,
-        feedback_dist: str = "uniform",
-        router_width: int | None = None,
-        prototype_norm: str = "unit",
-        selector_lr_scale: float = 1.0,
-        init: str = "kaiming_normal",
+        divisor: str = SAL.divisor,
+        feedback_scale: float = SAL.feedback_scale,
+        feedback_dist: str = SAL.feedback_dist,
+        router_width: int | None = SAL.router_width,
+        prototype_norm: str = SAL.prototype_norm,
+        selector_lr_scale: float = SAL.selector_lr_scale,
+        init: str = INIT,
         device=None,
         dtype=None,
     ):

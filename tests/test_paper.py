@@ -183,3 +183,12 @@ def test_the_paper_own_numbers_pass_the_table_claims_by_our_rule():
     assert len(own) == 10 * 6 and set(own["seeds"]) == {5}
     assert paper.claim_sal_beats_bp(own)["counts"]["supported"] == 9
     assert paper.claim_train_loss_falls_with_k(own)["verdict"] == "supported"
+
+
+def test_a_lead_of_sal_with_one_area_says_so():
+    lead_at_one = summary([("digits", "bp", 1, 30.0, 0.5, 2.0), ("digits", "sal", 1, 40.0, 0.5, 2.0),
+                           ("digits", "sal", 16, 35.0, 0.5, 2.0)])
+    c = paper.claim_sal_beats_bp(lead_at_one)
+    assert c["verdict"] == "supported" and c["note"].endswith("its best is SAL-1 (one area: no routing, the feedback rule alone) on Digits")
+    lead_at_16 = lead_at_one.assign(val_accuracy_pct_mean=[30.0, 35.0, 40.0])
+    assert paper.claim_sal_beats_bp(lead_at_16)["note"] == ""

@@ -306,7 +306,7 @@ nb([
          "{k: out.settings[k] for k in (\"methods\", \"presets\", \"lrs\", \"select_seeds\", \"seeds\", \"epochs\", \"batch_size\", \"hidden\", \"paper_lr\")}"),
     md("## The learning rate each configuration chose\n\nAccuracy (%) on the tuning split at each lr of the grid "
        "(empty: a run diverged), and the lr chosen."),
-    code('out.choice.drop(columns=["dataset"]).round(1)'),
+    code('out.choice.drop(columns=["dataset"]).round({c: 1 for c in out.choice.columns if c.startswith("acc@") or c == "tuning_accuracy_pct"})'),
     check('print(out.choice[["label", "depth", "lr"]].to_string(index=False))'),
     code('figures.show(figures.lr_curves(out.choice, out.settings["paper_lr"]), f"{figures_dir}/tuned-{dataset}-lr.png")'),
     md("## At the chosen learning rates, reported on the official validation split"),
@@ -318,7 +318,8 @@ nb([
          '    view = claims.reading_view(shallow, reading)\n'
          '    found = [paper.claim_sal_beats_bp(view), paper.claim_accuracy_rises_with_k(view), paper.claim_sal_beats_moe(view)]\n'
          '    display(Markdown(f"**SAL under `{reading}`**\\n\\n" + paper.claims_markdown(found)))\n'
-         'deep = out.summary[(out.summary["hidden"] == out.settings["depth"]["hidden"]) & out.summary["depth"].isin(out.settings["depth"]["depths"])]\n'
+         'd = out.settings["depth"]\n'
+         'deep = tuned.depth_view(out.summary, d["methods"], d["depths"], d["hidden"])\n'
          'if out.settings["depth"]["run"]:\n'
          '    view = claims.reading_view(deep, out.settings["depth"]["preset"] or "default")\n'
          '    display(Markdown("**Depth at tuned learning rates**\\n\\n" + paper.claims_markdown(\n'

@@ -6,7 +6,7 @@ import pytest
 from salrepro import claims, paper
 
 PARAMS = {"area_sweep": {"hidden": 256}, "depth": {"hidden": 256, "depths": [2, 8, 32]},
-          "tuned": {"depth": {"datasets": ["semeion"], "preset": "paper_fit"}}}
+          "tuned": {"depth": {"datasets": ["semeion"], "preset": "paper_fit", "methods": ["bp", "sal-4"]}}}
 
 
 def row(ds, method, k, acc, *, depth=2, hidden=256, reading="default", std=0.5, loss=None, lr=1e-4):
@@ -118,3 +118,17 @@ def test_reading_view_keeps_other_methods_and_one_reading_of_sal():
     v = claims.reading_view(s, "paper_fit")
     assert set(v.loc[v["method"] == "sal", "reading"]) == {"paper_fit"} and (v["method"] == "bp").sum() == 2
     assert claims.reading_view(s.drop(columns="reading"), "paper_fit").empty  # old summaries hold the defaults only
+
+
+def test_the_tuned_depth_view_holds_the_depth_nets_only():
+    """Depth 2 at the shallow width is also Table 2's net: SAL-1 and SAL-16 share it with the depth nets,
+    and must not stand in for SAL-4 in the depth claims."""
+    from salrepro import tuned
+
+    cells = claims.views(stages(), claims.columns("paper_fit")[3], PARAMS)
+    depth = cells["depth"]
+    assert set(zip(depth["method"], depth["areas"])) == {("bp", 1), ("sal", 4)}
+    assert sorted(depth.loc[depth["method"] == "sal", "depth"]) == [2, 8, 32]
+    t = stages()["tuned"]
+    assert ("sal", 16) in set(zip(t["method"], t["areas"]))  # there to be left out
+    assert len(tuned.depth_view(t, ["sal-4"], [2], 256)) == 1

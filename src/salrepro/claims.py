@@ -96,10 +96,12 @@ def views(stages: dict[str, pd.DataFrame], column: Column, params: dict | None =
     table2 = tuned[(tuned["depth"] == 2) & (tuned["hidden"] == shallow_hidden)]
     depth = empty
     if params is not None:
+        from .tuned import depth_view
+
         d = params["tuned"]["depth"]
         if (d["preset"] or "default") == column.reading:
-            depth = tuned[tuned["dataset"].isin(d["datasets"]) & tuned["depth"].isin(params["depth"]["depths"])
-                          & (tuned["hidden"] == params["depth"]["hidden"])]
+            depth = depth_view(tuned[tuned["dataset"].isin(d["datasets"])], d["methods"], params["depth"]["depths"],
+                               params["depth"]["hidden"])
     return {"table2": table2, "depth": depth, "width": empty, "moe": table2}
 
 

@@ -78,6 +78,15 @@ def base_configs(s: dict, *, lr: float, split: str, select: bool = False) -> lis
     return list(dict.fromkeys(out))  # depth 2 at Table 2's width is Table 2's net: one run, not two
 
 
+def depth_view(summary: pd.DataFrame, methods, depths, hidden: int) -> pd.DataFrame:
+    """The rows of the depth figure's nets in a tuned summary or choice: the methods of `tuned.depth`
+    (e.g. BP and SAL-4) at the depth stage's depths and width; the shallow configurations that share
+    depth 2 and the width (SAL-1, SAL-16, MoE) are left out."""
+    pairs = {parse_method(m) for m in methods}
+    keep = [(m, int(k)) in pairs for m, k in zip(summary["method"], summary["areas"])]
+    return summary[pd.Series(keep, index=summary.index) & summary["depth"].isin(depths) & (summary["hidden"] == hidden)]
+
+
 def selection_configs(s: dict) -> list[ex.RunConfig]:
     """Every configuration at every lr of the grid, on the tuning split, `select_seeds` runs each."""
     return [c for lr in s["lrs"] for c in base_configs(s, lr=lr, split="tuning", select=True)]

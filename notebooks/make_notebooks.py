@@ -319,11 +319,12 @@ nb([
          '    found = [paper.claim_sal_beats_bp(view), paper.claim_accuracy_rises_with_k(view), paper.claim_sal_beats_moe(view)]\n'
          '    display(Markdown(f"**SAL under `{reading}`**\\n\\n" + paper.claims_markdown(found)))\n'
          'd = out.settings["depth"]\n'
-         'deep = tuned.depth_view(out.summary, d["methods"], d["depths"], d["hidden"])\n'
-         'if out.settings["depth"]["run"]:\n'
-         '    view = claims.reading_view(deep, out.settings["depth"]["preset"] or "default")\n'
+         'deep = claims.reading_view(tuned.depth_view(out.summary, d["methods"], d["depths"], d["hidden"]), d["preset"] or "default")\n'
+         'if d["run"]:\n'
          '    display(Markdown("**Depth at tuned learning rates**\\n\\n" + paper.claims_markdown(\n'
-         '        [paper.claim_gap_grows_with(view, "depth"), paper.claim_trains_at_depth(view)])))\n'
-         '    display(figures.show(figures.versus_axis(view, "depth", f"{title}: accuracy against depth, each at its tuned lr",\n'
-         '                                             paper_trend=paper.TRENDS["depth"]), f"{figures_dir}/tuned-{dataset}-depth.png"))'),
+         '        [paper.claim_gap_grows_with(deep, "depth"), paper.claim_trains_at_depth(deep)])))'),
+    md("## Depth at tuned learning rates (Figure 2, on the datasets of `tuned.depth`)"),
+    code('figures.show(figures.versus_axis(deep, "depth", f"{title}: accuracy against depth, each at its tuned lr",\n'
+         '                                 paper_trend=paper.TRENDS["depth"]), f"{figures_dir}/tuned-{dataset}-depth.png") \\\n'
+         '    if d["run"] else figures.absent(f"the depth nets run at tuned lrs on {\', \'.join(d[\'datasets\']) or \'no dataset\'} only")'),
 ], "tuned")

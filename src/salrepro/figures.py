@@ -257,6 +257,14 @@ class Shown:
                 "text/html": f'<img alt="{html.escape(self.alt, quote=True)}" src="data:image/png;base64,{data}"/>'}
 
 
+def absent(reason: str):
+    """What a figure cell shows when it has no figure to draw here, saying why (a figure cell either shows
+    its figure or this; tests/test_notebooks.py holds every cell to one or the other)."""
+    from IPython.display import Markdown
+
+    return Markdown(f"*No figure here: {reason}.*")
+
+
 def show(fig, path):
     """Save `fig` to `path` (PNG) and return it for the notebook to display inline (`Shown`).
 

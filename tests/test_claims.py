@@ -132,3 +132,60 @@ def test_the_tuned_depth_view_holds_the_depth_nets_only():
     t = stages()["tuned"]
     assert ("sal", 16) in set(zip(t["method"], t["areas"]))  # there to be left out
     assert len(tuned.depth_view(t, ["sal-4"], [2], 256)) == 1
+
+
+def scenario(sign: int) -> dict:
+    """Stages whose every claim, in every column, has one known verdict: sign +1 supported, -1
+    contradicted, 0 inconclusive (differences of a tenth of a point under a std of 20)."""
+    noisy = sign == 0
+    std = 20.0 if noisy else 0.5
+    sal1, sal16, moe = (50.1, 50.2, 50.0) if noisy else (50 + 5 * sign, 50 + 10 * sign, 50 - 10 * sign)
+    def table(reading, lr=1e-4):
+        rows = [row(ds, "bp", 1, 50.0, std=std, lr=lr) for ds in ("digits", "semeion")]
+        rows += [row(ds, "sal", k, a, reading=reading, std=std, lr=lr, loss=(2.0 if noisy else None))
+                 for ds in ("digits", "semeion") for k, a in ((1, sal1), (16, sal16))]
+        return rows
+
+    def curve_(reading, axis, sal_reading_only=False):
+        # gap +5 / -5 / 0 at the smallest value, +20 / -20 / +0.1 at the largest; contradicted: SAL below chance there
+        last_bp, last_sal = {1: (50, 70), -1: (25, 5), 0: (50, 50.1)}[sign]
+        values = (2, 8, 32) if axis == "depth" else (256, 1024, 4096)
+        rows = []
+        first = 50 + 5 * sign if sign else 50.05  # depth 2 at width 256 is also Table 2's SAL-4: beside SAL-1, SAL-16
+        for v, bp, sal in zip(values, (50, 50, last_bp), (first, 50 if sign else 50.05, last_sal)):
+            shape = {"depth": v, "hidden": 256} if axis == "depth" else {"depth": 64, "hidden": v}
+            if not sal_reading_only:
+                rows.append(row("semeion", "bp", 1, float(bp), std=std, **shape))
+            rows.append(row("semeion", "sal", 4, float(sal), reading=reading, std=std, **shape))
+        return rows
+
+    frame = pd.DataFrame
+    moe_rows = [row(ds, "moe", 16, moe, std=std) for ds in ("digits", "semeion")]
+    tuned = table("default", 1e-2) + [r for r in table("paper_fit", 1e-2) if r["method"] == "sal"]
+    tuned += [r for r in curve_("paper_fit", "depth") if not (r["method"] == "bp" and r["depth"] == 2)]
+    tuned += [dict(r, lr=1e-2) for r in moe_rows]
+    return {"area_sweep": frame(table("default")), "preset_sweep": frame(table("paper_fit")),
+            "depth": frame(curve_("default", "depth") + curve_("paper_fit", "depth", True)),
+            "width": frame(curve_("default", "width") + curve_("paper_fit", "width", True)),
+            "moe": frame([r for r in table("default") if r["method"] == "sal"] + moe_rows),
+            "tuned": frame(tuned).drop_duplicates(subset=["dataset", "method", "areas", "depth", "hidden", "reading"])}
+
+
+NOT_RUN = {("gap_grows_with_depth", "defaults_tuned"), ("trains_at_every_depth", "defaults_tuned"),
+           ("gap_grows_with_width", "defaults_tuned"), ("gap_grows_with_width", "preset_tuned")}
+
+
+@pytest.mark.parametrize("sign, verdict", [(1, "supported"), (-1, "contradicted"), (0, "inconclusive")])
+def test_every_claim_in_every_column_reaches_each_verdict(sign, verdict):
+    """Each (claim, column) cell on results built to support, contradict, or leave within noise every
+    claim: the cell says so (trains-at-every-depth has no 'inconclusive': within noise of the chance
+    level it is contradicted, well above it supported)."""
+    cells = claims.claim_cells(scenario(sign), PARAMS, "paper_fit")
+    assert len(cells) == len(claims.CLAIMS) * 4
+    for c in cells:
+        if (c["id"], c["column"]) in NOT_RUN:
+            assert c["verdict"] == "not run", c
+        elif c["id"] == "trains_at_every_depth" and sign == 0:
+            assert c["verdict"] == "supported", c  # 50% on 10 classes, whatever its noise
+        else:
+            assert c["verdict"] == verdict, (c["id"], c["column"], c["verdict"], c["evidence"])

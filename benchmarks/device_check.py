@@ -39,9 +39,9 @@ import torch
 
 import salrepro
 from salrepro.batched import BATCHES
-from salrepro.config import load_params, stage_settings
+from salrepro.pipeline.config import load_params, stage_settings
 from salrepro.data import IN_FEATURES, NUM_CLASSES, TRAIN_SIZES
-from salrepro.stages import stage_configs
+from salrepro.pipeline.stages import stage_configs
 
 ROOT = Path(__file__).resolve().parent.parent
 LINES: list[str] = []

@@ -25,7 +25,11 @@ Measured in one run, printed as ratios:
    configuration (training time only, 300 steps, the least of the repeats)
    and for the grid (its wall time, model building and validation
    included). A batch whose weights fit in the last-level cache can beat
-   this DRAM bound (a fraction above 1).
+   this DRAM bound (a fraction above 1). Beside it, where the time goes (the
+   torch profiler over one more run of each configuration): torch calls per
+   step (as Python issues them) and leaf calls (the ops that do the work),
+   and the shares of the run's wall time inside torch ops, inside leaf ops
+   (kernels, with their own dispatch) and outside torch (Python).
 4. From the measured MNIST step rate, the estimated wall time of the paper
    profile's full Table 2/3 grid (10 datasets, 30 runs each) on this device,
    scaling the per-step time with each dataset's input width (the first
@@ -139,6 +143,28 @@ def step_bound(data, method, K, rate, bandwidth, steps=200, batch=16, hidden=256
     return total / steps
 
 
+def where_time_goes(configs, data, device) -> dict:
+    """Where a batch's time goes, from the torch profiler over one run of `data` (5 seeds trained
+    together, as the grid trains them): torch calls per step (top-level ops, each one call from Python),
+    leaf calls per step (the ops that do the work), time inside torch ops (dispatch and kernels) and the
+    rest (Python: the engine's own lines; building, validation and the profiler's bookkeeping included,
+    so the shares are of this profiled run, not of the timed one)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    steps = -(-data.x_train.shape[0] // 16)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        t0 = time.perf_counter()
+        ex.run_all(configs, data, device=device, progress=False)
+        wall = time.perf_counter() - t0
+    events = list(prof.events())
+    top = [e for e in events if e.cpu_parent is None]
+    leaves = [e for e in events if not e.cpu_children]
+    in_ops = sum(e.cpu_time_total for e in top) / 1e6
+    in_leaves = sum(e.self_cpu_time_total for e in leaves) / 1e6
+    return {"calls": len(top) / steps, "leaf_calls": len(leaves) / steps, "torch_share": in_ops / wall,
+            "kernel_share": in_leaves / wall, "python_share": 1 - in_ops / wall}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
@@ -178,8 +204,9 @@ def main():
     print(f"MNIST grid, 1 epoch (30 runs x {steps} steps): one at a time {t_seq:.1f} s, batched {t_bat:.1f} s, "
           f"speedup {t_seq / t_bat:.2f}x")
 
-    print(f"{'config':8} {'bound ms/step':>13} {'measured ms/step':>16} {'fraction':>8}   "
-          "(5 seeds, batched as the grid batches them, per step of all 5; training only)")
+    print(f"{'config':8} {'bound ms/step':>13} {'measured ms/step':>16} {'fraction':>8} {'calls/step':>10} "
+          f"{'leaf calls':>10} {'in torch':>8} {'in leaves':>9} {'Python':>6}   (5 seeds, batched as the grid batches "
+          "them, per step of all 5; training only; the last five from the torch profiler: shares of a profiled run)")
     bound_grid = 0.0
     timed = 20 if args.tiny else 300  # steps per configuration
     sub = salrepro.data.Dataset("mnist", mnist.x_train[: 16 * timed], mnist.y_train[: 16 * timed],
@@ -191,8 +218,10 @@ def main():
             sum(r["seconds"] for r in ex.run_all(configs, sub, device=dev, progress=False)) / timed
             for _ in range(args.repeats))
         bound_grid += bound
+        where = where_time_goes(configs, sub, dev)
         print(f"{ex.make_config('mnist', method, areas=K).label:8} {bound * 1e3:13.3f} {measured * 1e3:16.3f} "
-              f"{bound / measured:8.2f}")
+              f"{bound / measured:8.2f} {where['calls']:10.0f} {where['leaf_calls']:10.0f} {where['torch_share']:8.2f} "
+              f"{where['kernel_share']:9.2f} {where['python_share']:6.2f}")
     fraction = bound_grid * steps / t_bat
     print(f"MNIST grid: bound {bound_grid * steps:.1f} s per epoch, batched runner {t_bat:.1f} s (wall time, model "
           f"building and validation included): {fraction:.2f} of the limit")

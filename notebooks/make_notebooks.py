@@ -22,7 +22,7 @@ def params(src):
 def check(src):
     c = code(src); c.metadata["tags"] = ["nbval-check-output"]; return c
 
-IMPORTS = "from IPython.display import Markdown, display\n\nimport salrepro\nfrom salrepro import claims, figures, paper, report, stages"
+IMPORTS = "from IPython.display import Markdown, display\n\nimport salrepro\nfrom salrepro.pipeline import claims, figures, paper, registry, report, stages"
 
 # ------------------------------------------------------------------ datasets
 nb([
@@ -58,7 +58,7 @@ nb([
        "Expected time: under a minute for Digits (the quick profile); about 25 minutes on 2 CPU cores for the cpu "
        "profile's five datasets. Expected result: `pm1` reproduces the paper's BP row; `unit` does not."),
     params('params_file = "params.yaml"\nout_dir = "results/quick/calibration"\nfigures_dir = "figures/quick"\nprogress = False'),
-    code("from IPython.display import Markdown, display\n\nfrom salrepro import calibration, figures\nfrom salrepro.config import load_params\n\n"
+    code("from IPython.display import Markdown, display\n\nfrom salrepro.pipeline import calibration, figures\nfrom salrepro.pipeline.config import load_params\n\n"
          "params = load_params(params_file)\nsigma = params[\"report\"][\"sigma\"]\n"
          "table = calibration.run_calibration(params_file, out_dir, progress=progress)\n"
          "calibration.side_by_side(table)"),
@@ -103,9 +103,8 @@ nb([
        "(mean share over seeds). An area that receives nothing never learns."),
     code('figures.show(figures.occupancy(out.occupancy, title), f"{figures_dir}/{stage}-{dataset}-occupancy.png")'),
     md("## Verdict"),
-    code('claims = [paper.claim_sal_beats_bp(out.summary), paper.claim_accuracy_rises_with_k(out.summary),\n'
-         '          paper.claim_train_loss_falls_with_k(out.summary)]\n'
-         'display(Markdown(f"**{title}**: {report.accuracy_agreement(out.comparison)}\\n\\n" + paper.claims_markdown(claims)))'),
+    code('found = registry.judge(stage, out.summary)  # the claims this stage tests (pipeline/registry.py)\n'
+         'display(Markdown(f"**{title}**: {report.accuracy_agreement(out.comparison)}\\n\\n" + paper.claims_markdown(found)))'),
 ], "area_sweep")
 
 # ------------------------------------------------------------------ depth
@@ -130,8 +129,7 @@ nb([
     md("## Verdict"),
     code('for reading in dict.fromkeys(out.summary["reading"]):  # SAL under the defaults, then each preset\n'
          '    view = claims.reading_view(out.summary, reading)\n'
-         '    display(Markdown(f"**SAL under `{reading}`**\\n\\n" + paper.claims_markdown(\n'
-         '        [paper.claim_gap_grows_with(view, "depth"), paper.claim_trains_at_depth(view)])))'),
+         '    display(Markdown(f"**SAL under `{reading}`**\\n\\n" + paper.claims_markdown(registry.judge("depth", view))))'),
     md("BP's dips against depth, if any, diagnosed from its losses:"),
     code('display(Markdown(report.depth_dips(out.summary) or "No BP dip against depth here."))'),
 ], "depth")
@@ -165,7 +163,7 @@ nb([
     md("## Verdict"),
     code('for reading in dict.fromkeys(out.summary["reading"]):  # SAL under the defaults, then each preset\n'
          '    view = claims.reading_view(out.summary, reading)\n'
-         '    display(Markdown(f"**SAL under `{reading}`**\\n\\n" + paper.claims_markdown([paper.claim_gap_grows_with(view, "hidden")])))'),
+         '    display(Markdown(f"**SAL under `{reading}`**\\n\\n" + paper.claims_markdown(registry.judge("width", view))))'),
 ], "width")
 
 # ------------------------------------------------------------------ moe
@@ -189,7 +187,7 @@ nb([
     md("## Per-epoch validation accuracy"),
     code('figures.show(figures.sal_vs_moe(out.curves, title), f"{figures_dir}/moe-{dataset}.png")'),
     md("## Verdict"),
-    code('display(Markdown(paper.claims_markdown([paper.claim_sal_beats_moe(out.summary)])))'),
+    code('display(Markdown(paper.claims_markdown(registry.judge("moe", out.summary))))'),
     md("## Beyond the paper: the areas or the learning rule?"),
     code('display(Markdown(report.areas_versus_rule(out.summary)))'),
 ], "moe")
@@ -204,7 +202,7 @@ nb([
        "BP lands on the paper's row), then the verdicts of Tables 2/3 and of each testable claim."),
     params('params_file = "params.yaml"\nresults_dir = "results/quick"\nout_dir = "results/quick/report"\nfigures_dir = "figures/quick"\n'
            'readme = None  # a path: also write the generated blocks into that README (this stage alone writes it)'),
-    code("from IPython.display import Markdown, display\n\nfrom salrepro import calibration, claims, figures, paper, protocol, report\nfrom salrepro.config import load_params\n\n"
+    code("from IPython.display import Markdown, display\n\nfrom salrepro.pipeline import calibration, claims, figures, paper, protocol, report\nfrom salrepro.pipeline.config import load_params\n\n"
          "params = load_params(params_file)\nrep = report.build_report(results_dir, params)\nmetrics = report.write_report(rep, out_dir)"),
     md("## The claims\n\n" + "One row per claim of the paper; the paper's own numbers judged by our rule; then SAL under the "
        "defaults and under the preset, at the paper's learning rate and with every method at its own best learning rate."),
@@ -260,7 +258,7 @@ nb([
        "held-out set (MNIST, Fashion-MNIST, USPS; about 15 minutes per reading per MNIST-sized dataset, less where "
        "the area sweep's or preset sweep's runs are reused). Expected result: not known before it runs."),
     params('params_file = "params.yaml"\nout_dir = "results/quick/protocol_study"\nfigures_dir = "figures/quick"\nprogress = False'),
-    code("from IPython.display import Markdown, display\n\nimport pandas as pd\n\nfrom salrepro import figures, protocol, report\n\n"
+    code("from IPython.display import Markdown, display\n\nimport pandas as pd\n\nfrom salrepro.pipeline import figures, protocol, report\n\n"
          "table = protocol.run_study(params_file, out_dir, progress=progress)\n"
          "protocol.fit_ranking(table).round(2)"),
     md("The checked cell prints what the study concludes (the ranking and each reading's verdicts), not its raw "
@@ -300,7 +298,7 @@ nb([
        "Expected time: about two minutes for Digits on 2 CPU cores; MNIST-sized datasets take hours (see the "
        "report's stage times). Expected result: not known before it runs."),
     params('dataset = "digits"\nparams_file = "params.yaml"\nout_dir = "results/quick/tuned/digits"\nfigures_dir = "figures/quick"\nprogress = False'),
-    code("from IPython.display import Markdown, display\n\nimport salrepro\nfrom salrepro import claims, figures, paper, report, tuned\n\n"
+    code("from IPython.display import Markdown, display\n\nimport salrepro\nfrom salrepro.pipeline import claims, figures, paper, registry, report, tuned\n\n"
          "out = tuned.run_tuned(dataset, params_file=params_file, out_dir=out_dir, progress=progress)\n"
          "title = salrepro.data.display_name(dataset, out.settings[\"data_options\"])\n"
          "{k: out.settings[k] for k in (\"methods\", \"presets\", \"lrs\", \"select_seeds\", \"seeds\", \"epochs\", \"batch_size\", \"hidden\", \"paper_lr\")}"),
@@ -316,13 +314,12 @@ nb([
     code('shallow = out.summary[out.summary["depth"] == 2]\n'
          'for reading in dict.fromkeys(shallow.loc[shallow["method"] == "sal", "reading"]):\n'
          '    view = claims.reading_view(shallow, reading)\n'
-         '    found = [paper.claim_sal_beats_bp(view), paper.claim_accuracy_rises_with_k(view), paper.claim_sal_beats_moe(view)]\n'
+         '    found = registry.judge("tuned", view, data=("table2", "moe"))\n'
          '    display(Markdown(f"**SAL under `{reading}`**\\n\\n" + paper.claims_markdown(found)))\n'
          'd = out.settings["depth"]\n'
          'deep = claims.reading_view(tuned.depth_view(out.summary, d["methods"], d["depths"], d["hidden"]), d["preset"] or "default")\n'
          'if d["run"]:\n'
-         '    display(Markdown("**Depth at tuned learning rates**\\n\\n" + paper.claims_markdown(\n'
-         '        [paper.claim_gap_grows_with(deep, "depth"), paper.claim_trains_at_depth(deep)])))'),
+         '    display(Markdown("**Depth at tuned learning rates**\\n\\n" + paper.claims_markdown(registry.judge("tuned", deep, data=("depth",)))))'),
     md("## Depth at tuned learning rates (Figure 2, on the datasets of `tuned.depth`)"),
     code('figures.show(figures.versus_axis(deep, "depth", f"{title}: accuracy against depth, each at its tuned lr",\n'
          '                                 paper_trend=paper.TRENDS["depth"]), f"{figures_dir}/tuned-{dataset}-depth.png") \\\n'

@@ -1,12 +1,12 @@
-"""Tests of salrepro.calibration: BP under each input map, against the paper's BP row."""
+"""Tests of salrepro.pipeline.calibration: BP under each input map, against the paper's BP row."""
 
 import json
 
 import pandas as pd
 import pytest
 
-from salrepro import calibration
-from salrepro.config import load_params
+from salrepro.pipeline import calibration
+from salrepro.pipeline.config import load_params
 
 TEST_PARAMS = "tests/notebooks/params-test.yaml"
 

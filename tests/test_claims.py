@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from salrepro import claims, paper
+from salrepro.pipeline import claims, paper
 
 PARAMS = {"area_sweep": {"hidden": 256}, "depth": {"hidden": 256, "depths": [2, 8, 32]},
           "tuned": {"depth": {"datasets": ["semeion"], "preset": "paper_fit", "methods": ["bp", "sal-4"]}}}
@@ -123,7 +123,7 @@ def test_reading_view_keeps_other_methods_and_one_reading_of_sal():
 def test_the_tuned_depth_view_holds_the_depth_nets_only():
     """Depth 2 at the shallow width is also Table 2's net: SAL-1 and SAL-16 share it with the depth nets,
     and must not stand in for SAL-4 in the depth claims."""
-    from salrepro import tuned
+    from salrepro.pipeline import tuned
 
     cells = claims.views(stages(), claims.columns("paper_fit")[3], PARAMS)
     depth = cells["depth"]

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from salrepro import cli
+from salrepro.pipeline import cli
 
 
 def test_help_explains_every_option(capsys):
@@ -194,7 +194,7 @@ def test_an_unexpected_error_exits_1_with_its_traceback():
     """Exit code 1 is for bugs: the traceback is kept, for the report."""
     import subprocess
     import sys
-    code = "import sys; from salrepro import cli; cli.cmd_datasets = lambda a: 1 / 0; sys.exit(cli.main(['datasets']))"
+    code = "import sys; from salrepro.pipeline import cli; cli.cmd_datasets = lambda a: 1 / 0; sys.exit(cli.main(['datasets']))"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == cli.EXIT_ERROR == 1 and "ZeroDivisionError" in r.stderr
 
@@ -217,14 +217,14 @@ def test_the_committed_params_file_is_what_dvc_writes_for_the_quick_profile():
     so switching to quick leaves git status clean (the documentation lives in conf/profile/quick.yaml)."""
     import yaml
 
-    from salrepro.config import params_text
+    from salrepro.pipeline.config import params_text
 
     root = Path(__file__).resolve().parent.parent
     assert (root / "params.yaml").read_text() == params_text(yaml.safe_load((root / "conf/profile/quick.yaml").read_text()))
 
 
 def test_a_profile_whose_data_is_missing_is_refused_and_params_stay(tmp_path, monkeypatch, capsys):
-    from salrepro.config import params_text
+    from salrepro.pipeline.config import params_text
 
     root = Path(__file__).resolve().parent.parent
     monkeypatch.chdir(root)
@@ -244,7 +244,7 @@ def test_after_a_failed_switch_the_check_says_how_to_return(tmp_path, monkeypatc
     `dvc repro` stops at the check, whose message names the way back."""
     import yaml
 
-    from salrepro.config import params_text
+    from salrepro.pipeline.config import params_text
 
     root = Path(__file__).resolve().parent.parent
     params = tmp_path / "params.yaml"
@@ -259,22 +259,21 @@ def test_after_a_failed_switch_the_check_says_how_to_return(tmp_path, monkeypatc
 
 
 def test_an_interrupted_retrain_says_which_stages_were_swapped_in(tmp_path, monkeypatch):
-    from salrepro import retrain
+    from salrepro.pipeline import retrain
 
-    def fake_stage(stage, dataset, *, out_dir, **kw):
-        if stage == "preset_sweep":
+    def fake_run(stage, dataset, *, out_dir, **kw):  # every stage trains through registry.run
+        if stage == "moe":
             raise KeyboardInterrupt
-        (Path(out_dir) / "runs").mkdir(parents=True)
+        (Path(out_dir) / ("digits/runs" if dataset is None else "runs")).mkdir(parents=True)
 
-    monkeypatch.setattr(retrain, "run_stage", fake_stage)
-    monkeypatch.setattr(retrain, "run_calibration", lambda params, out, **kw: (Path(out) / "digits" / "runs").mkdir(parents=True))
+    monkeypatch.setattr(retrain.registry, "run", fake_run)
     params = Path(__file__).resolve().parent.parent / "params.yaml"
     with pytest.raises(retrain.Interrupted) as e:
         retrain.retrain(params, ("calibration", "area_sweep", "preset_sweep", "moe"), results=tmp_path / "quick")
-    assert e.value.swapped == ["calibration", "area_sweep@digits"] and e.value.pending == ["preset_sweep@digits", "moe@digits"]
+    assert e.value.swapped == ["calibration", "area_sweep@digits"] and e.value.pending == ["moe@digits", "preset_sweep@digits"]
     assert (tmp_path / "quick/area_sweep/digits/runs").is_dir() and not (tmp_path / "quick/moe").exists()
     args = cli.build_parser().parse_args(["retrain"])
     text = cli._interrupted(args, e.value)
     assert f"swapped in (retrained, now in {tmp_path / 'quick'}): calibration, area_sweep@digits;" in text
-    assert "not swapped (their committed runs untouched): preset_sweep@digits, moe@digits;" in text
+    assert "not swapped (their committed runs untouched): moe@digits, preset_sweep@digits;" in text
     assert "<profile>" not in text and "PROFILE" not in text

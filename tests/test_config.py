@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from salrepro.config import ParamsError, load_params, parse_method, stage_settings, validate
+from salrepro.pipeline.config import ParamsError, load_params, parse_method, stage_settings, validate
 
 ROOT = Path(__file__).resolve().parent.parent
 

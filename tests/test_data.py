@@ -29,6 +29,7 @@ import torch
 from PIL import Image
 
 import salrepro.data as D
+from salrepro.pipeline import paper
 
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 SEMEION_COUNTS = [161, 162, 159, 159, 161, 159, 161, 158, 155, 158]
@@ -381,9 +382,9 @@ def test_digits_from_sklearn_unit_and_raw(monkeypatch, tmp_path):
 def test_table1_real():
     root = shared_root("MNIST/raw/train-images-idx3-ubyte.gz", "FashionMNIST/raw/train-images-idx3-ubyte.gz",
                        "semeion.data", "usps.t.bz2")
-    t = D.table1(root)
+    t = paper.table1(root)
     assert t["name"].tolist() == list(D.DATASETS)
-    assert t["dataset"].tolist() == D.paper_table1()["dataset"].tolist()
+    assert t["dataset"].tolist() == paper.paper_table1()["dataset"].tolist()
     by = t.set_index("name")
     for name in ("mnist", "fashion_mnist", "digits", "semeion"):
         assert by.loc[name, "status"] == "loaded" and by.loc[name, "matches"] is True, name
@@ -580,7 +581,7 @@ def test_fer2013_download_true_still_explains_manual_download(tmp_path):
 def test_table1_on_synthetic_files(tmp_path):
     write_cifar10(tmp_path)  # MD5s cannot match: reported as an error, not loaded
     write_pcam(tmp_path)  # PCam's .h5 files carry no MD5: loads, and its test split counts toward the total
-    t = D.table1(tmp_path, cache_dir=tmp_path / "cache").set_index("name")
+    t = paper.table1(tmp_path, cache_dir=tmp_path / "cache").set_index("name")
     assert t.loc["cifar10", "status"].startswith("error: ") and t.loc["cifar10", "matches"] is None
     assert t.loc["pcam", "status"] == "loaded" and t.loc["pcam", "total_samples"] == 3 + 2 + 4
     assert t.loc["pcam", "matches"] is False and t.loc["pcam", "paper_total_samples"] == 327680

@@ -18,7 +18,7 @@ def test_groups_of_stacked_models_number_each_models_areas_after_the_previous_on
     areas = torch.tensor([[0, 1, 1], [2, 0, 2]])
     stacked = Groups.of(areas, 5, torch.tensor([0, 2]))  # model 0 has 2 areas, model 1 has 3
     flat = Groups.of(torch.tensor([0, 1, 1, 4, 2, 4]), 5)
-    for name in ("areas", "order", "inverse", "counts", "offsets"):
+    for name in ("k", "order", "inverse", "counts", "offsets"):
         assert torch.equal(getattr(stacked, name), getattr(flat, name))
 
 

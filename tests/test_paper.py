@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from salrepro import paper
+from salrepro.pipeline import paper
 
 
 def summary(rows):

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from salrepro import protocol
-from salrepro.config import ParamsError, validate
+from salrepro.pipeline import protocol
+from salrepro.pipeline.config import ParamsError, validate
 
 
 def test_readings_split_into_model_and_data_choices():

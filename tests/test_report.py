@@ -3,8 +3,8 @@
 import pandas as pd
 import yaml
 
-from salrepro import report
-from salrepro.report import read_stage_outputs
+from salrepro.pipeline import report
+from salrepro.pipeline.report import read_stage_outputs
 
 
 def test_update_readme_replaces_only_the_block(tmp_path):
@@ -44,7 +44,7 @@ def test_report_metrics_are_headline_numbers_only(tmp_path):
     """report.json is what `dvc metrics show` prints: counts and verdicts, no prose."""
     import json
 
-    from salrepro.config import load_params
+    from salrepro.pipeline.config import load_params
     params = load_params("tests/notebooks/params-test.yaml")
     rep = report.build_report("tests/notebooks/results", params)
     report.write_report(rep, tmp_path)
@@ -63,7 +63,7 @@ def test_report_metrics_are_headline_numbers_only(tmp_path):
         assert verdicts == {c["id"]: c["verdict"] for c in claims if c["column"] == column}
     head = json.loads((tmp_path / "headline.json").read_text())  # `dvc metrics show`: a few short columns a profile
     assert 3 <= len(head) <= 8 and all(isinstance(v, str) and len(v) <= 16 for v in head.values())
-    assert head["BP calibration"] == "{}/{}".format(*map(int, __import__("salrepro").calibration.agreement(
+    assert head["BP calibration"] == "{}/{}".format(*map(int, __import__("salrepro.pipeline.calibration").pipeline.calibration.agreement(
         rep["calibration"]).loc["pm1", ["within", "cells"]]))
 
 
@@ -97,7 +97,7 @@ def test_readme_has_each_generated_block_once_and_its_snippet_runs(tmp_path):
 def test_in_short_counts_as_the_report_counts():
     """The README's top: the bottom line and the claims table first, then the calibration and SAL's
     accuracy cells (BP's apart), the preset's in-sample and held-out apart; numbers worked out by hand."""
-    from salrepro import claims, paper
+    from salrepro.pipeline import claims, paper
 
     def sal(ds, k, acc, std=1.0, reading="default"):
         return {"dataset": ds, "method": "sal", "areas": k, "depth": 2, "hidden": 256, "reading": reading, "seeds": 5,
@@ -158,7 +158,7 @@ def test_not_run_reasons_tell_a_profile_cut_short_from_a_dataset_outside_it(tmp_
 def test_stage_times_sum_the_runs_under_the_profile_map(tmp_path):
     import json
 
-    from salrepro.config import load_params
+    from salrepro.pipeline.config import load_params
 
     params = load_params()  # quick profile: area_sweep on digits, inputs pm1 by default
     runs = tmp_path / "area_sweep" / "digits" / "runs"

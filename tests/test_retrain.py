@@ -1,10 +1,10 @@
-"""Tests of salrepro.retrain: retraining from scratch never puts the committed runs at risk."""
+"""Tests of salrepro.pipeline.retrain: retraining from scratch never puts the committed runs at risk."""
 
 import json
 
 import pytest
 
-from salrepro import retrain as rt
+from salrepro.pipeline import retrain as rt
 
 TEST_PARAMS = "tests/notebooks/params-test.yaml"
 
@@ -21,7 +21,7 @@ def test_retrain_swaps_in_new_runs_only_when_a_stage_is_complete(tmp_path, monke
     assert committed and not (results / ".retrain").exists()
 
     calls = {"n": 0}
-    real = rt.run_stage
+    real = rt.registry.run
 
     def interrupted(*a, **kw):  # Ctrl-C in the middle of training, after some runs were stored
         calls["n"] += 1
@@ -30,13 +30,13 @@ def test_retrain_swaps_in_new_runs_only_when_a_stage_is_complete(tmp_path, monke
         out.joinpath("runs", "partial.json").write_text("{}")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(rt, "run_stage", interrupted)
+    monkeypatch.setattr(rt.registry, "run", interrupted)
     with pytest.raises(KeyboardInterrupt):
         rt.retrain(TEST_PARAMS, ["area_sweep"], results=results, progress=False)
     assert {p.name: p.read_bytes() for p in live.glob("*.json")} == committed  # untouched
     assert (results / ".retrain" / "area_sweep" / "digits" / "runs" / "partial.json").exists()  # kept to resume
 
-    monkeypatch.setattr(rt, "run_stage", real)
+    monkeypatch.setattr(rt.registry, "run", real)
     (results / ".retrain" / "area_sweep" / "digits" / "runs" / "partial.json").unlink()
     done = rt.retrain(TEST_PARAMS, ["area_sweep"], results=results, progress=False)
     assert [d["stage"] for d in done] == ["area_sweep"]

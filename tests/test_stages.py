@@ -3,8 +3,8 @@
 import yaml
 
 import salrepro
-from salrepro import stages
-from salrepro.config import stage_settings, validate
+from salrepro.pipeline import stages
+from salrepro.pipeline.config import stage_settings, validate
 
 
 def settings(stage):

@@ -9,8 +9,8 @@ import torch
 import yaml
 
 from salrepro import experiments as ex
-from salrepro import tuned
-from salrepro.config import load_params, stage_settings
+from salrepro.pipeline import tuned
+from salrepro.pipeline.config import load_params, stage_settings
 from salrepro.data import Dataset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,7 +100,7 @@ def test_a_configuration_whose_every_lr_failed_is_not_reported(tmp_path):
 def test_chosen_runs_at_the_paper_lr_are_the_other_stages_runs(tmp_path):
     """Where the lr chosen is the paper's, the reported configuration is the area sweep's (preset sweep's,
     moe's) very run: one key, so its stored record is reused, not retrained."""
-    from salrepro import stages
+    from salrepro.pipeline import stages
 
     cfg = load_params(ROOT / "params.yaml")
     s = stage_settings(cfg, "tuned", "digits")

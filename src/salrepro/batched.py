@@ -148,8 +148,8 @@ class StackedAreaLayer(StackedLayer):
     def route(self, h):
         return route(h, self.router, self.prototypes, self.valid)  # (1)-(3), per model
 
-    def groups_of(self, areas):
-        return Groups.of(areas, self.weight.shape[0], self.offsets)
+    def groups_of(self, k):
+        return Groups.of(k, self.weight.shape[0], self.offsets)
 
     @classmethod
     def stack(cls, layers) -> "StackedAreaLayer":

@@ -39,7 +39,7 @@ Layout of this file, top to bottom:
      file (the map is applied on load, and named in each run's identity). It is
      written atomically, so a failed decode never leaves one behind. Being one
      deterministic file per dataset, a DVC stage can own it as an `outs:`.
-  8. public API: `load_dataset`, `load_split`, `prepare`, `available`, `table1`.
+  8. public API: `load_dataset`, `load_split`, `prepare`, `available`, `describe`.
 
 MD5s: the loader checks every raw file against torchvision's own published MD5
 (read from the torchvision class attributes; for gunzipped MNIST files the
@@ -57,8 +57,6 @@ import csv
 import dataclasses
 import gzip
 import importlib
-import importlib.resources
-import io
 import json
 import logging
 import os
@@ -66,15 +64,12 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import numpy as np
 import torch
 import torchvision.datasets as tvd
 from torchvision.datasets.utils import calculate_md5
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -150,11 +145,9 @@ class Dataset:
 
 
 def project_root(start: Path | None = None) -> Path:
-    """The salrepro checkout: nearest folder up from cwd with dvc.yaml or a salrepro pyproject.toml."""
+    """The salrepro checkout: nearest folder up from cwd with a salrepro pyproject.toml (else cwd)."""
     start = Path.cwd() if start is None else Path(start)
     for d in (start, *start.parents):
-        if (d / "dvc.yaml").is_file():
-            return d
         pyproject = d / "pyproject.toml"
         if pyproject.is_file() and "salrepro" in pyproject.read_text(errors="replace"):
             return d
@@ -184,7 +177,7 @@ def cache_root(cache_dir=None) -> Path:
 
 
 def cache_path(name: str, cache_dir=None) -> Path:
-    """The one cache file of a dataset, e.g. data/cache/mnist.pt (a DVC stage output)."""
+    """The one cache file of a dataset, e.g. data/cache/mnist.pt."""
     return cache_root(cache_dir) / f"{_spec(name).name}.pt"
 
 
@@ -961,7 +954,7 @@ def load_split(name: str, split: str, root=None, *, input_norm: str = "pm1", dig
 
 
 def prepare(name: str, root=None, download: bool = False, *, cache_dir=None, **options) -> Path:
-    """Build (or confirm) the cache file of a dataset and return its path: the command of a DVC stage.
+    """Build (or confirm) the cache file of a dataset ahead of training and return its path.
 
     options: the dataset's data options (DATA_OPTIONS; input_norm is accepted and does not change the file)."""
     _, path, status = _prepare(name, root, download, cache=True, cache_dir_=cache_dir, options=options)
@@ -990,44 +983,19 @@ def available(root=None, options: dict | None = None) -> dict[str, bool | Unavai
     return out
 
 
-def paper_table1() -> pd.DataFrame:
-    """Table 1 as transcribed from the paper (package data salrepro/paper/table1_datasets.csv)."""
-    import pandas as pd
-
-    text = importlib.resources.files("salrepro").joinpath("paper/table1_datasets.csv").read_text()
-    return pd.read_csv(io.StringIO(text))
-
-
-def table1(root=None, *, cache_dir=None, options: dict | None = None) -> pd.DataFrame:
-    """Table 1 regenerated from the loaders, the paper's columns beside ours.
-
-    total_samples counts every labelled official split, including one the protocol
-    leaves unused (PCam test, FER2013 PrivateTest), as the paper's totals do.
-    options: {name: data options} (e.g. USPS's rebuilt training split); defaults otherwise.
-    status is "loaded", "partial: ..." (some split's files absent: the numbers cover
-    the present split only and matches is None) or "missing: ..." / "error: ...".
-    """
-    import pandas as pd
-
-    paper = paper_table1().set_index("dataset")
-    rows = []
-    for name in DATASETS:
-        opts = (options or {}).get(name) or {}
-        spec = _spec_for(name, opts)
-        p = paper.loc[spec.display]
-        row = {"dataset": display_name(name, data_options(name, opts)), "name": name, "classes": None, "total_samples": None,
-               "resolution": None, "channel_processing": None,
-               "paper_classes": int(p["classes"]), "paper_total_samples": int(p["total_samples"]),
-               "paper_resolution": p["native_resolution"], "paper_channel_processing": p["channel_processing"],
-               "matches": None, "status": "", "note": ""}
-        row.update(_table1_ours(spec, opts, root, cache_dir))
-        if row.pop("comparable", False):
-            row["matches"] = bool(
-                row["classes"] == row["paper_classes"] and row["total_samples"] == row["paper_total_samples"]
-                and row["resolution"] == row["paper_resolution"]
-                and row["channel_processing"] == row["paper_channel_processing"])
-        rows.append(row)
-    return pd.DataFrame(rows).astype({"classes": "Int64", "total_samples": "Int64"})
+def describe(name: str, root=None, *, cache_dir=None, options: dict | None = None) -> dict:
+    """Table 1's columns of one dataset, measured from its files: classes, total_samples (every labelled
+    official split, including one the protocol leaves unused: PCam test, FER2013 PrivateTest), resolution,
+    channel_processing, with status "loaded", "partial: ..." (some split's files absent: the numbers cover
+    the present split only, and comparable is False), "missing: ..." or "error: ...", and a note.
+    options: the dataset's data options (e.g. USPS's rebuilt training split); defaults otherwise."""
+    opts = options or {}
+    spec = _spec_for(name, opts)
+    row = {"dataset": display_name(name, data_options(name, opts)), "name": name, "classes": None,
+           "total_samples": None, "resolution": None, "channel_processing": None, "status": "", "note": "",
+           "comparable": False}
+    row.update(_table1_ours(spec, opts, root, cache_dir))
+    return row
 
 
 def _ours(spec: _Spec, ys) -> dict:

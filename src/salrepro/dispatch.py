@@ -43,7 +43,7 @@ _HAS_GROUPED_MM = hasattr(F, "grouped_mm")
 class Groups:
     """Samples of a batch (all models' samples, when stacked) sorted by group."""
 
-    areas: torch.Tensor  # (rows,) group of each sample (its area; offset by its model's first group when stacked)
+    k: torch.Tensor  # (rows,) group of each sample: its area k_i (offset by its model's first group when stacked)
     order: torch.Tensor  # (rows,) sample indices sorted by group (stable)
     inverse: torch.Tensor  # (rows,) position of each sample in `order`
     counts: torch.Tensor  # (groups,) samples per group
@@ -69,17 +69,17 @@ class Groups:
         return self._present
 
     @classmethod
-    def of(cls, areas: torch.Tensor, num_groups: int, model_offsets: torch.Tensor | None = None) -> "Groups":
-        """`areas`: (B,) area of each sample, or (N, B) per stacked model with
+    def of(cls, k: torch.Tensor, num_groups: int, model_offsets: torch.Tensor | None = None) -> "Groups":
+        """`k`: (B,) area k_i of each sample, or (N, B) per stacked model with
         `model_offsets` (N,) the first group of each model; `num_groups` in all."""
         if model_offsets is not None:
-            areas = (model_offsets.unsqueeze(1) + areas).reshape(-1)
+            k = (model_offsets.unsqueeze(1) + k).reshape(-1)
         # a scatter, not bincount: bincount's output size depends on the data (a host sync on CUDA)
-        counts = torch.zeros(num_groups, dtype=torch.long, device=areas.device).index_add_(0, areas, torch.ones_like(areas))
-        order = torch.argsort(areas, stable=True)
+        counts = torch.zeros(num_groups, dtype=torch.long, device=k.device).index_add_(0, k, torch.ones_like(k))
+        order = torch.argsort(k, stable=True)
         inverse = torch.empty_like(order)
         inverse[order] = torch.arange(order.numel(), device=order.device)
-        return cls(areas, order, inverse, counts, torch.cumsum(counts, 0).to(torch.int32))
+        return cls(k, order, inverse, counts, torch.cumsum(counts, 0).to(torch.int32))
 
 
 def rows(x: torch.Tensor) -> torch.Tensor:
@@ -154,7 +154,7 @@ def area_accumulate_(weight: torch.Tensor, bias: torch.Tensor, delta: torch.Tens
                 bias[k].add_(d_k.sum(0), alpha=alpha)
             start += n
         return
-    bias.index_add_(0, groups.areas, delta, alpha=alpha)
+    bias.index_add_(0, groups.k, delta, alpha=alpha)
 
 
 def dense(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:

@@ -33,7 +33,7 @@ from tqdm import tqdm  # text bars: tqdm.auto warns (with the machine's paths) i
 from .batched import batchable, train_many
 from .data import DATA_OPTIONS, DATASETS, IN_FEATURES, NUM_CLASSES, data_options, display_name
 from .models import build_model, count_parameters, reading_of
-from .paper import label as method_label
+from .models import label as method_label
 from .train import show_progress, train, unpack
 
 log = logging.getLogger("salrepro")

@@ -18,6 +18,11 @@ from .sal import DIVISORS, PROTOTYPE_NORMS, SALNet, SALOptions
 
 METHODS = ("bp", "sal", "moe", "dfa", "fa", "salbp")
 
+
+def label(method: str, areas: int) -> str:
+    """A method as the paper's tables write it: BP, SAL-4, MoE-16, SAL-BP-4."""
+    return {"sal": f"SAL-{areas}", "moe": f"MoE-{areas}", "salbp": f"SAL-BP-{areas}"}.get(method, method.upper())
+
 # Options each method accepts beyond the shared arguments, with their defaults: from the options
 # dataclasses (sal.SALOptions, baselines.MoEOptions), where each default is declared once.
 COMMON_OPTIONS = {"init": INIT, "device": None, "dtype": None}

@@ -92,7 +92,7 @@ def area_forward(
     if groups is None:
         return dense(x, weight, bias)  # (4), one area
     xs = sort_by_area(x, groups) if xs is None else xs
-    a = area_matmul(xs, weight, groups).index_select(0, groups.inverse) + bias.index_select(0, groups.areas)  # (4)
+    a = area_matmul(xs, weight, groups).index_select(0, groups.inverse) + bias.index_select(0, groups.k)  # (4)
     return a.view(*x.shape[:-1], -1)
 
 
@@ -134,7 +134,7 @@ def area_update(
     xs = sort_by_area(x, groups) if xs is None else xs
     delta = rows(delta)
     if divisor == "area":  # each sample weighs 1/|S_k| of its own area
-        delta = delta / groups.counts.index_select(0, groups.areas).unsqueeze(1).to(delta.dtype)
+        delta = delta / groups.counts.index_select(0, groups.k).unsqueeze(1).to(delta.dtype)
     D = B if divisor == "batch" else 1
     area_accumulate_(weight, bias, delta, xs, groups, alpha=-lr / D)  # (7), (8)
 
@@ -181,12 +181,12 @@ class LayerTrace:
     a: torch.Tensor  # its pre-activation
     groups: Groups | None  # its routing (None for one area)
     z: torch.Tensor | None  # its routing projection (for the selector)
-    areas: torch.Tensor | None  # the area of each sample (routed layers)
+    k: torch.Tensor | None  # the area k_i of each sample (routed layers)
 
 
 def routes(traces: list[LayerTrace]) -> dict[int, torch.Tensor]:
     """The area of each sample, per routed layer {layer index: areas}, from a forward pass's traces."""
-    return {i: t.areas for i, t in enumerate(traces) if t.areas is not None}
+    return {i: t.k for i, t in enumerate(traces) if t.k is not None}
 
 
 def forward_trace(layers, roles, x: torch.Tensor) -> tuple[list[LayerTrace], torch.Tensor]:
@@ -194,13 +194,13 @@ def forward_trace(layers, roles, x: torch.Tensor) -> tuple[list[LayerTrace], tor
     routing. Routing is decided here, before any update of the batch."""
     h, traces = x, []
     for layer, role in zip(layers, roles):
-        groups = xs = z = areas = None
+        groups = xs = z = k = None
         if layer.routed:
-            areas, z = layer.route(h)  # (1)-(3)
-            groups = layer.groups_of(areas)
+            k, z = layer.route(h)  # (1)-(3)
+            groups = layer.groups_of(k)
             xs = sort_by_area(h, groups)
         a = area_forward(h, layer.weight, layer.bias, groups, xs)  # (4)
-        traces.append(LayerTrace(h, xs, a, groups, z, areas))
+        traces.append(LayerTrace(h, xs, a, groups, z, k))
         h = combine(role, h, branch(role, a))
     return traces, h
 
@@ -296,8 +296,8 @@ class AreaLayer(nn.Module):
         """(1)-(3): the area of each sample, and z."""
         return route(x, self.router, self.prototypes)
 
-    def groups_of(self, areas: torch.Tensor) -> Groups:
-        return Groups.of(areas, self.num_areas)
+    def groups_of(self, k: torch.Tensor) -> Groups:
+        return Groups.of(k, self.num_areas)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Pre-activation a of every sample, computed by its own area."""

@@ -21,12 +21,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import experiments as ex
+from .. import experiments as ex
 from . import paper
+from . import registry
 from .config import load_params, parse_method, stage_settings
-from .data import load_dataset
-from .experiments import write_json_atomic
-from .models import OPTIONS, PRESETS
+from ..data import load_dataset
+from ..experiments import write_json_atomic
+from ..models import OPTIONS, PRESETS
 
 
 @dataclass
@@ -46,37 +47,53 @@ def method_options(method: str, options: dict) -> dict:
     return {k: v for k, v in options.items() if k in allowed}
 
 
-TABLE2_STAGES = ("area_sweep", "preset_sweep")  # Tables 2/3: the second with SAL under a named preset
+TABLE2_STAGES = tuple(st.name for st in registry.STAGES if st.table2)  # Tables 2/3: the preset sweep under a preset
+
+
+def _training(s: dict) -> dict:
+    return dict(epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"], data_options=s["data_options"])
+
+
+def table2_configs(s: dict) -> list[ex.RunConfig]:
+    """Tables 2/3 (area_sweep, preset_sweep): each method of `methods` on the shallow net, every seed."""
+    out = []
+    for spec in s["methods"]:
+        m, k = parse_method(spec)
+        out += [ex.make_config(s["dataset"], m, areas=k, hidden=s["hidden"], seed=i, options=method_options(m, s["options"]),
+                               **_training(s)) for i in range(s["seeds"])]
+    return out
+
+
+def scaling_configs(s: dict) -> list[ex.RunConfig]:
+    """Figures 2 and 3 (depth, width): each method at each depth (`depths`) or width (`widths`, at `depth`),
+    under the options and again, SAL only, under each named preset (BP's runs are shared)."""
+    shapes = [(d, s["hidden"]) for d in s["depths"]] if "depths" in s else [(s["depth"], w) for w in s["widths"]]
+    seeds_at = s.get("seeds_at", {})  # width: fewer seeds for the widest nets
+    out = []
+    for reading in (None, *s["presets"]):  # the options, then SAL again under each named preset
+        options = s["options"] if reading is None else {**s["options"], **PRESETS[reading]}
+        for spec in s["methods"]:
+            m, k = parse_method(spec)
+            if reading is not None and m != "sal":
+                continue  # BP has no reading: its runs are shared
+            out += [ex.make_config(s["dataset"], m, areas=k, depth=d, hidden=w, seed=i, options=method_options(m, options),
+                                   **_training(s)) for d, w in shapes for i in range(seeds_at.get(w, s["seeds"]))]
+    return out
+
+
+def moe_configs(s: dict) -> list[ex.RunConfig]:
+    """Figures 4-5 (moe): at each K of `areas`, SAL-K (the area sweep's runs) and each of `methods` at K."""
+    out = []
+    for k in s["areas"]:
+        for m, opts in (("sal", s["sal_options"]), *((m, s["options"]) for m in s["methods"])):
+            out += [ex.make_config(s["dataset"], m, areas=k, hidden=s["hidden"], seed=i, options=method_options(m, opts),
+                                   **_training(s)) for i in range(s["seeds"])]
+    return out
 
 
 def stage_configs(stage: str, s: dict) -> list[ex.RunConfig]:
-    """The runs of one stage instance, in table order."""
-    train = dict(epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"], data_options=s["data_options"])
-    seeds = range(s["seeds"])
-    ds = s["dataset"]
-    out = []
-    if stage in TABLE2_STAGES:
-        for spec in s["methods"]:
-            m, k = parse_method(spec)
-            out += [ex.make_config(ds, m, areas=k, hidden=s["hidden"], seed=i, options=method_options(m, s["options"]), **train)
-                    for i in seeds]
-    elif stage in ("depth", "width"):
-        shapes = [(d, s["hidden"]) for d in s["depths"]] if stage == "depth" else [(s["depth"], w) for w in s["widths"]]
-        seeds_at = s.get("seeds_at", {})  # width: fewer seeds for the widest nets
-        for reading in (None, *s["presets"]):  # the options, then SAL again under each named preset
-            options = s["options"] if reading is None else {**s["options"], **PRESETS[reading]}
-            for spec in s["methods"]:
-                m, k = parse_method(spec)
-                if reading is not None and m != "sal":
-                    continue  # BP has no reading: its runs are shared
-                out += [ex.make_config(ds, m, areas=k, depth=d, hidden=w, seed=i, options=method_options(m, options), **train)
-                        for d, w in shapes for i in range(seeds_at.get(w, s["seeds"]))]
-    elif stage == "moe":
-        for k in s["areas"]:
-            for m, opts in (("sal", s["sal_options"]), *((m, s["options"]) for m in s["methods"])):
-                out += [ex.make_config(ds, m, areas=k, hidden=s["hidden"], seed=i, options=method_options(m, opts), **train)
-                        for i in seeds]
-    return out
+    """The runs of one stage instance, in table order (the function its Stage names)."""
+    return globals()[registry.STAGE[stage].configs](s)
 
 
 def write_curves(curves: pd.DataFrame, stage: str, folder: Path) -> None:
@@ -86,8 +103,9 @@ def write_curves(curves: pd.DataFrame, stage: str, folder: Path) -> None:
         old.unlink()
     keys = ["label", "depth", "hidden", "epoch"]
     mean = curves.groupby(keys, sort=False)[["val_accuracy_pct", "train_loss", "val_loss"]].mean().reset_index()
+    axis = registry.STAGE[stage].axis
     for (lab, depth, hidden), g in mean.groupby(["label", "depth", "hidden"], sort=False):
-        name = {"depth": f"{lab}-depth{depth}", "width": f"{lab}-width{hidden}"}.get(stage, lab)
+        name = {"depth": f"{lab}-depth{depth}", "hidden": f"{lab}-width{hidden}"}.get(axis, lab)
         g[["epoch", "val_accuracy_pct", "train_loss", "val_loss"]].round(6).to_csv(folder / f"{name}.csv", index=False)
 
 
@@ -96,11 +114,12 @@ def headline_metrics(stage: str, summary: pd.DataFrame, comparison: pd.DataFrame
     per method and shape) and, for Tables 2/3, how many accuracy cells agree with the paper.
     The full numbers (stds, losses) are in summary.csv."""
     acc: dict = {}
+    axis = registry.STAGE[stage].axis
     for r in summary.itertuples():
         v = round(float(r.val_accuracy_pct_mean), 2)
-        if stage == "depth":
+        if axis == "depth":
             acc.setdefault(r.label, {})[f"depth_{r.depth}"] = v
-        elif stage == "width":
+        elif axis == "hidden":
             acc.setdefault(r.label, {})[f"width_{r.hidden}"] = v
         else:
             acc[r.label] = v
@@ -112,11 +131,12 @@ def headline_metrics(stage: str, summary: pd.DataFrame, comparison: pd.DataFrame
 
 
 def run_stage(stage: str, dataset: str, *, params_file="params.yaml", out_dir=None, progress=None,
-              area_sweep_runs=None) -> StageOutput:
+              results=None) -> StageOutput:
     """Run (or resume) one stage instance and write its outputs to `out_dir`.
 
-    area_sweep_runs: the area sweep's runs folder, whose runs moe (its SAL runs) and preset_sweep (its
-    BP runs) reuse; default: `<out_dir>/../../area_sweep/<dataset>/runs`, beside this stage's folder."""
+    results: the profile's results folder, whose stages' stored runs this stage reuses where its Stage
+    says so (moe: the area sweep's SAL runs; preset_sweep: its BP runs and the protocol study's runs of
+    the preset); default: two levels above `out_dir`."""
     cfg = load_params(params_file)
     s = stage_settings(cfg, stage, dataset)
     out_dir = Path(out_dir if out_dir is not None else f"results/{cfg['profile']}/{stage}/{dataset}")
@@ -124,12 +144,9 @@ def run_stage(stage: str, dataset: str, *, params_file="params.yaml", out_dir=No
     configs = stage_configs(stage, s)
     if any(c.batch_size > data.x_train.shape[0] for c in configs):
         raise ValueError(f"{stage}.batch_size: {s['batch_size']} exceeds the {data.x_train.shape[0]} training samples of {dataset}")
-    # moe and preset_sweep share runs with the area sweep (its SAL runs; its BP runs), and preset_sweep
-    # with the protocol study (its runs of the preset's reading): a stored run of the same configuration
-    shared = Path(area_sweep_runs) if area_sweep_runs is not None else out_dir.parent.parent / "area_sweep" / dataset / "runs"
-    read_from = [shared] if stage in ("moe", "preset_sweep") else []
-    if stage == "preset_sweep":
-        read_from.append(shared.parent.parent.parent / "protocol_study" / dataset / "runs")
+    results = Path(results) if results is not None else out_dir.parent.parent
+    read_from = [results / other / dataset / "runs" for other in registry.STAGE[stage].reuses]  # a stored run of
+    # the same configuration is reused, not retrained
     records = ex.run_all(configs, data, store=out_dir / "runs", read_from=read_from, device=s["device"],
                          progress=progress, desc=f"{stage} {dataset}")
     summary = ex.summarize(records)
@@ -154,7 +171,8 @@ def dataset_table(params_file="params.yaml", out_dir="results/quick/datasets") -
     cache file of its own), saved as table1.csv."""
     import tempfile
 
-    from .data import data_root, table1
+    from ..data import data_root
+    from .paper import table1
 
     cfg = load_params(params_file)
     with tempfile.TemporaryDirectory() as tmp:

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import experiments as ex
+from .. import experiments as ex
 from . import paper
 from .config import load_params
-from .data import DATA_OPTIONS, load_dataset
-from .experiments import write_json_atomic
+from ..data import DATA_OPTIONS, load_dataset
+from ..experiments import write_json_atomic
 
 DEFAULT_MAP = DATA_OPTIONS["input_norm"][1]
 METRIC_NAMES = paper.METRIC_NAMES

@@ -25,16 +25,12 @@ import shutil
 import time
 from pathlib import Path
 
-from .calibration import run_calibration
-from .config import STAGES, load_params
-from .protocol import run_study
-from .stages import run_stage
-from .tuned import run_tuned
+from . import registry
+from .config import load_params
 
 log = logging.getLogger("salrepro")
-ORDER = ("calibration", "area_sweep", "preset_sweep", "moe", "depth", "width", "protocol_study", "tuned")  # moe and
-# preset_sweep reuse the area sweep's runs, tuned every stage's: retrained first, they are in place before it reads them
-assert set(ORDER) == {"calibration", "protocol_study", *STAGES}
+ORDER = registry.retrain_order()  # each stage after those whose runs it reuses: retrained first, they are in
+# place before it reads them
 
 
 def staging_root(results: Path) -> Path:
@@ -61,18 +57,6 @@ def swap_in(new: Path, live: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _instances(cfg: dict, stages) -> list[tuple[str, str | None]]:
-    out = []
-    for stage in ORDER:
-        if stage not in stages:
-            continue
-        if stage in ("calibration", "protocol_study"):
-            out.append((stage, None))
-        else:
-            out += [(stage, ds) for ds in cfg[stage]["datasets"]]
-    return out
-
-
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C during a retrain: which stage instances were already swapped in, which were not."""
 
@@ -91,7 +75,7 @@ def retrain(params_file="params.yaml", stages=ORDER, results=None, progress=None
     staging = staging_root(results)
     restore_interrupted_swaps(results)
     done = []
-    instances = _instances(cfg, stages)
+    instances = registry.instances(cfg, stages)
     name = lambda stage, dataset: stage + (f"@{dataset}" if dataset else "")  # noqa: E731
     try:
         for stage, dataset in instances:
@@ -106,19 +90,8 @@ def retrain(params_file="params.yaml", stages=ORDER, results=None, progress=None
 def _retrain_one(cfg, params_file, stage, dataset, results, staging, progress, done) -> None:
     """Retrain one stage instance into the staging folder, then swap its runs/ folders into place."""
     t0 = time.perf_counter()
-    if stage == "calibration":
-        out = staging / "calibration"
-        run_calibration(params_file, out, progress=progress)
-    elif stage == "protocol_study":
-        out = staging / "protocol_study"
-        run_study(params_file, out, progress=progress)
-    elif stage == "tuned":
-        out = staging / stage / dataset
-        run_tuned(dataset, params_file=params_file, out_dir=out, progress=progress, results=results)
-    else:
-        out = staging / stage / dataset
-        run_stage(stage, dataset, params_file=params_file, out_dir=out, progress=progress,
-                  area_sweep_runs=results / "area_sweep" / dataset / "runs")  # in place, retrained first
+    out = staging / stage / dataset if dataset else staging / stage
+    registry.run(stage, dataset, params_file=params_file, out_dir=out, results=results, progress=progress)
     for new in sorted(out.glob("**/runs")):
         live = results / new.relative_to(staging)
         swap_in(new, live)

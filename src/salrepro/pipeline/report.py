@@ -17,10 +17,11 @@ import yaml
 from . import calibration as calibration_stage
 from . import claims as claims_table
 from . import paper
+from . import registry
 from .config import STAGES
-from .data import DATASETS, DISPLAY_NAMES, available, data_options, project_root
-from .data import data_root as resolve_data_root
-from .experiments import record_input_norm, stored_records, write_json_atomic
+from ..data import DATASETS, DISPLAY_NAMES, available, data_options, project_root
+from ..data import data_root as resolve_data_root
+from ..experiments import record_input_norm, stored_records, write_json_atomic
 
 def read_stage_outputs(results="results", params: dict | None = None) -> dict[str, pd.DataFrame]:
     """The summary.csv of every stage instance under `results/`, concatenated
@@ -51,9 +52,7 @@ def stage_times(results="results", params: dict | None = None) -> pd.DataFrame:
     sum is the batches' time, data loading and rendering not counted), with the
     machines the runs name. With `params`, only the datasets each stage lists and
     runs under the input map `params` gives each dataset (the calibration: all maps)."""
-    stages = {**{s: (params[s]["datasets"] if params else None) for s in STAGES},
-              "calibration": params["calibration"]["datasets"] if params else None,
-              "protocol_study": (params["protocol_study"]["fit"] + params["protocol_study"]["held_out"]) if params else None}
+    stages = {s: (registry.datasets_of(s, params) if params else None) for s in registry.retrain_order()}
     rows = []
     for stage, datasets in stages.items():
         for runs in sorted(Path(results, stage).glob("*/runs")):
@@ -210,7 +209,7 @@ def areas_versus_rule(summary: pd.DataFrame) -> str:
 
 def glossary(rep: dict) -> str:
     """One line for each term the verdicts use, before they use it."""
-    from .models import PRESETS
+    from ..models import PRESETS
 
     preset = rep["preset"]
     choices = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in PRESETS.get(preset, {}).items())

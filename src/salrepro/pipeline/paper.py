@@ -25,7 +25,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from .data import DISPLAY_NAMES, NUM_CLASSES
+from ..data import DATASETS, DISPLAY_NAMES, NUM_CLASSES, describe
+from ..models import label
 
 METRICS = ("val_accuracy_pct", "train_loss", "val_loss")
 METRIC_NAMES = {"val_accuracy_pct": "validation accuracy", "train_loss": "training loss", "val_loss": "validation loss"}
@@ -66,10 +67,6 @@ def display_of(table: pd.DataFrame, dataset: str) -> str:
         if len(names):
             return str(names.iloc[0])
     return DISPLAY_NAMES[dataset]
-
-
-def label(method: str, areas: int) -> str:
-    return {"sal": f"SAL-{areas}", "moe": f"MoE-{areas}", "salbp": f"SAL-BP-{areas}"}.get(method, method.upper())
 
 
 def compare_cell(ours_mean, ours_std, paper_mean, paper_std, sigma=2.0) -> dict:
@@ -341,3 +338,35 @@ def claims_markdown(claims: list[dict]) -> str:
 
 def claims_frame(claims: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(claims, columns=["claim", "verdict", "evidence"])
+
+
+# ---------------------------------------------------------------------------
+# Table 1
+# ---------------------------------------------------------------------------
+def paper_table1() -> pd.DataFrame:
+    """Table 1 as transcribed from the paper (package data salrepro/paper/table1_datasets.csv)."""
+    text = importlib.resources.files("salrepro").joinpath("paper/table1_datasets.csv").read_text()
+    return pd.read_csv(io.StringIO(text))
+
+
+def table1(root=None, *, cache_dir=None, options: dict | None = None) -> pd.DataFrame:
+    """Table 1 regenerated from the loaders (data.describe, each of the ten datasets), the paper's columns
+    beside ours; matches is None where the files do not allow a comparison (absent or partial).
+    options: {name: data options} (e.g. USPS's rebuilt training split); defaults otherwise."""
+    paper = paper_table1().set_index("dataset")
+    rows = []
+    for name in DATASETS:
+        row = describe(name, root, cache_dir=cache_dir, options=(options or {}).get(name))
+        p = paper.loc[DISPLAY_NAMES[name]]
+        row.update({"paper_classes": int(p["classes"]), "paper_total_samples": int(p["total_samples"]),
+                    "paper_resolution": p["native_resolution"], "paper_channel_processing": p["channel_processing"],
+                    "matches": None})
+        if row.pop("comparable"):
+            row["matches"] = bool(
+                row["classes"] == row["paper_classes"] and row["total_samples"] == row["paper_total_samples"]
+                and row["resolution"] == row["paper_resolution"]
+                and row["channel_processing"] == row["paper_channel_processing"])
+        rows.append(row)
+    columns = ["dataset", "name", "classes", "total_samples", "resolution", "channel_processing", "paper_classes",
+               "paper_total_samples", "paper_resolution", "paper_channel_processing", "matches", "status", "note"]
+    return pd.DataFrame(rows)[columns].astype({"classes": "Int64", "total_samples": "Int64"})

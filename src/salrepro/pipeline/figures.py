@@ -14,7 +14,7 @@ matplotlib.use("Agg")  # headless: figures are written to files (the notebooks s
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .data import DISPLAY_NAMES  # noqa: E402
+from ..data import DISPLAY_NAMES  # noqa: E402
 from .paper import METRIC_NAMES  # noqa: E402
 
 

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import experiments as ex
+from .. import experiments as ex
 from . import paper
 from .config import DATASET_OPTIONS, load_params
-from .data import DISPLAY_NAMES, load_dataset
+from ..data import DISPLAY_NAMES, load_dataset
 from .stages import stage_configs
 
 
@@ -73,8 +73,8 @@ ABBREV = {"divisor": "", "feedback_scale": "fb", "feedback_dist": "fbdist_", "se
 
 
 def _defaults() -> dict:
-    from .data import DATA_OPTIONS
-    from .models import COMMON_OPTIONS, OPTIONS
+    from ..data import DATA_OPTIONS
+    from ..models import COMMON_OPTIONS, OPTIONS
 
     return {**OPTIONS["sal"], "init": COMMON_OPTIONS["init"], **{k: v[1] for k, v in DATA_OPTIONS.items()}}
 

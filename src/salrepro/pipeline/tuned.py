@@ -35,11 +35,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import experiments as ex
+from .. import experiments as ex
+from . import registry
 from .config import load_params, parse_method, stage_settings
-from .data import load_dataset
-from .experiments import write_json_atomic
-from .models import PRESETS, reading_of
+from ..data import load_dataset
+from ..experiments import write_json_atomic
+from ..models import PRESETS, reading_of
 from .stages import method_options
 
 # what identifies one tuned configuration (its lr aside)
@@ -151,8 +152,7 @@ def run_tuned(dataset: str, *, params_file="params.yaml", out_dir=None, progress
                                          progress=progress, desc=f"tuned {dataset}: lr selection"))
     choice = choose_lr(selection)
     official = load_dataset(dataset, **opts["load"])
-    read_from = [p for stage in ("area_sweep", "preset_sweep", "moe", "depth", "protocol_study")
-                 if (p := results / stage / dataset / "runs").is_dir()]
+    read_from = [p for stage in registry.STAGE["tuned"].reuses if (p := results / stage / dataset / "runs").is_dir()]
     records = ex.run_all(final_configs(s, choice), official, store=store, read_from=read_from, device=s["device"],
                          progress=progress, desc=f"tuned {dataset}: at the chosen lrs")
     summary = ex.summarize(records, by=(*SPEC_KEYS, "lr"))

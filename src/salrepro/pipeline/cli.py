@@ -58,7 +58,7 @@ def _int_at_least(lo: int):
 
 def build_parser() -> argparse.ArgumentParser:
     from .config import STAGES
-    from .data import DATASETS
+    from ..data import DATASETS
 
     parser = argparse.ArgumentParser(prog="salrepro", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -163,10 +163,10 @@ def _table(summary: pd.DataFrame) -> str:
 
 
 def cmd_run(args) -> int:
-    from . import experiments as ex
+    from .. import experiments as ex
     from .config import ParamsError, parse_method
-    from .data import data_options, load_dataset
-    from .models import build_model
+    from ..data import data_options, load_dataset
+    from ..models import build_model
 
     try:
         method, areas = parse_method(args.method)
@@ -206,17 +206,16 @@ def cmd_run(args) -> int:
 
 
 def cmd_sweep(args) -> int:
+    from . import registry
     from .config import load_params
-    from .stages import run_stage
-    from .tuned import run_tuned
 
     cfg = load_params(args.params)
     datasets = args.dataset or cfg[args.stage]["datasets"]
     diverged = False
-    run = run_tuned if args.stage == "tuned" else (lambda name, **kw: run_stage(args.stage, name, **kw))
     for name in datasets:
-        out = run(name, params_file=args.params, out_dir=f"{args.results}/{args.stage}/{name}" if args.results else None,
-                  progress=False if args.no_progress else None)
+        out_dir = f"{args.results or 'results/' + cfg['profile']}/{args.stage}/{name}"
+        out = registry.run(args.stage, name, params_file=args.params, out_dir=out_dir, results=None,
+                           progress=False if args.no_progress else None)
         print(f"== {args.stage} {name} ==")
         print(_table(out.summary))
         diverged |= bool(out.summary["diverged"].any())
@@ -236,7 +235,7 @@ def cmd_retrain(args) -> int:
 
 def cmd_prepare(args) -> int:
     from .config import load_params
-    from .data import prepare
+    from ..data import prepare
 
     cfg = load_params(args.params)
     if args.name not in cfg["datasets"]:
@@ -259,8 +258,8 @@ def cmd_readme(args) -> int:
 def missing_data(cfg: dict) -> str | None:
     """Why a checked params tree cannot run here (a device it names is absent: SetupError; a dataset's
     files are missing: the returned line), or None."""
-    from .data import _spec, available
-    from .experiments import resolve_device
+    from ..data import _spec, available
+    from ..experiments import resolve_device
 
     resolve_device(cfg["device"] if cfg["device"] != "auto" else None)
     status = available(cfg["data"]["root"], cfg["datasets"])
@@ -292,7 +291,7 @@ def cmd_check(args) -> int:
 
 def cmd_profile(args) -> int:
     from .config import load_params, params_text, profile_file, validate
-    from .experiments import write_text_atomic
+    from ..experiments import write_text_atomic
 
     source = profile_file(args.name)
     cfg = validate(load_params(source))
@@ -310,7 +309,7 @@ def _interrupted(args, error=None) -> str:
     """What an interruption kept, and how to go on."""
     from pathlib import Path
 
-    from .experiments import stored_files
+    from ..experiments import stored_files
 
     store = getattr(args, "store", None)
     if args.command == "sweep":
@@ -331,7 +330,7 @@ def _interrupted(args, error=None) -> str:
 
 
 def cmd_datasets(args) -> int:
-    from .data import DATASETS, DISPLAY_NAMES, available, data_root
+    from ..data import DATASETS, DISPLAY_NAMES, available, data_root
 
     root = data_root(args.data_root)
     status = available(args.data_root)
@@ -356,8 +355,8 @@ class _Say(logging.Handler):
 
 def main(argv=None) -> int:
     from .config import ParamsError
-    from .data import DatasetError
-    from .experiments import SetupError
+    from ..data import DatasetError
+    from ..experiments import SetupError
 
     parser = build_parser()
     try:

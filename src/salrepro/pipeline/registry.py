@@ -1,0 +1,331 @@
+"""The pipeline's stages, each declared once.
+
+A `Stage` says all that the rest of the pipeline knows of one stage: its params.yaml section and how
+a stage instance's settings are read from it, whether it runs once per dataset, the run stores of
+other stages it reuses, the runs it trains (`configs`), what it writes, and which of the paper's
+claims its notebook judges. Everything else is derived from `STAGES`:
+
+- `config.SCHEMA` (each stage's section) and the dataset checks (`within`);
+- `config.STAGES` (the sweep stages: `salrepro sweep`, the report's inputs) and `stage_settings`;
+- `stages.stage_configs` (each stage's runs) and `stages.run_stage`'s reused stores;
+- the retrain order (`retrain_order`: a stage after the stages whose runs it reuses) and `run`;
+- the report's training times (`instances`);
+- the claims each notebook judges (`judge`);
+- dvc.yaml (`dvc_yaml`; `python -m salrepro.pipeline.registry` writes it, a test holds the file to it).
+
+Adding a stage: a `Stage` here, its section in `schema.py` and in the profiles (conf/profile/*.yaml,
+tests/params-test.yaml), its notebook in notebooks/make_notebooks.py, and then this module's command
+to rewrite dvc.yaml.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from ..models import PRESETS
+from . import schema
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str  # the params.yaml section, the results folder, the DVC stage
+    what: str  # one line: what it reproduces (dvc.yaml's comment)
+    section: dict | None  # its params.yaml section (schema.py); None: it has none
+    params: tuple[str, ...]  # the params.yaml keys its outputs depend on (dvc.yaml's params:)
+    per_dataset: bool = True  # one instance per dataset of its section's `datasets` (DVC foreach)
+    notebook: str | None = None  # notebooks/<notebook>.ipynb, if not its own name (papermill gets `-p stage`)
+    dataset_keys: tuple[str, ...] = ("datasets",)  # the section's keys that list the datasets it trains on
+    within: str | None = None  # a stage whose datasets must include this one's (it reuses that stage's runs)
+    reuses: tuple[str, ...] = ()  # stages whose stored runs it reads (retrained before it; dvc deps)
+    runner: str | None = None  # "module:function" that trains it (None: it trains nothing)
+    configs: str | None = None  # stages.py's function from settings to the runs of one instance (sweep stages)
+    settings: object = None  # (cfg, settings, dataset) -> settings: what it reads beyond its own section
+    outs: tuple[str, ...] = ()  # files it writes in its folder, beside its runs/, notebook and page
+    figures: tuple[str, ...] = ()  # figures/<profile>/..., with {item} for the dataset
+    folder_out: bool = False  # its whole results folder is one output (runs/ per dataset inside)
+    claims: tuple[str, ...] = ()  # ids of claims.CLAIMS its notebook judges
+    axis: str | None = None  # the shape it varies: "depth" or "hidden" (curve names, headline metrics)
+    table2: bool = False  # compared with the paper's Tables 2/3 cell by cell (comparison.csv)
+    notebook_params: tuple[tuple[str, str], ...] = ()  # papermill -p pairs beyond the usual ones
+    sweep: bool = False  # trains a grid per dataset and writes summary.csv (`salrepro sweep`, the report's input)
+
+    @property
+    def trains(self) -> bool:
+        return self.runner is not None
+
+
+# ---------------------------------------------------------------------------
+# How a stage instance's settings are read beyond its own section
+# ---------------------------------------------------------------------------
+def _preset_sweep_settings(cfg: dict, s: dict, dataset: str) -> dict:
+    """The area sweep again, its SAL runs under a named preset (models.PRESETS)."""
+    s.update({k: v for k, v in cfg["area_sweep"].items() if k != "datasets"})
+    s["options"] = {**cfg["area_sweep"]["options"], **PRESETS[s["preset"]]}
+    return s
+
+
+def _moe_settings(cfg: dict, s: dict, dataset: str) -> dict:
+    """Table 2's training: the SAL runs are the area sweep's."""
+    sweep = cfg["area_sweep"]
+    s.update({k: sweep[k] for k in ("seeds", "epochs", "batch_size", "lr", "hidden")})
+    s["sal_options"] = sweep["options"]
+    return s
+
+
+def _tuned_settings(cfg: dict, s: dict, dataset: str) -> dict:
+    """Table 2's training but the learning rate, chosen per method from `lrs`; its depth nets at depth's."""
+    sweep = cfg["area_sweep"]
+    s.update({k: sweep[k] for k in ("seeds", "epochs", "batch_size", "hidden")})
+    s["paper_lr"], s["sal_options"], s["moe_options"] = sweep["lr"], sweep["options"], cfg["moe"]["options"]
+    depth = cfg["depth"]
+    s["depth"] = {**s["depth"], **{k: depth[k] for k in ("depths", "hidden", "seeds", "epochs", "batch_size", "options")},
+                  "run": dataset in s["depth"]["datasets"]}
+    return s
+
+
+_TABLE2 = ("area_sweep.seeds", "area_sweep.epochs", "area_sweep.batch_size", "area_sweep.lr", "area_sweep.hidden")
+_SWEEP_OUTS = ("summary.csv", "curves_all.csv", "occupancy.csv")
+_TABLE2_CLAIMS = ("sal_beats_bp", "accuracy_rises_with_k", "train_loss_falls_with_k")
+
+STAGES: tuple[Stage, ...] = (
+    Stage("calibration", "BP under every input map: which map reproduces the paper's BP row (read before any SAL verdict)",
+          schema.CALIBRATION, ("device", "data", "datasets", "calibration", *_TABLE2, "report.sigma"),
+          per_dataset=False, runner="salrepro.pipeline.calibration:run_calibration",
+          figures=("calibration.png",), folder_out=True),
+    Stage("datasets", "Table 1 from the loaders, beside the paper's", None, ("data",), per_dataset=False,
+          outs=("table1.csv",)),
+    Stage("area_sweep", "Tables 2/3: BP and SAL-K against the number of areas K", schema.AREA_SWEEP,
+          ("device", "datasets.${item}", "area_sweep.methods", *_TABLE2, "area_sweep.options", "report.sigma"),
+          runner="salrepro.pipeline.stages:run_stage", sweep=True, configs="table2_configs", table2=True,
+          outs=(*_SWEEP_OUTS[:1], "comparison.csv", *_SWEEP_OUTS[1:]),
+          figures=("area_sweep-{item}-curves.png", "area_sweep-{item}-vs-paper.png", "area_sweep-{item}-occupancy.png"),
+          claims=_TABLE2_CLAIMS),
+    Stage("preset_sweep", "Tables 2/3 with SAL under a named preset (the area sweep's notebook)", schema.PRESET_SWEEP,
+          ("device", "datasets.${item}", "area_sweep.methods", *_TABLE2, "area_sweep.options", "preset_sweep.preset",
+           "report.sigma"),
+          notebook="area_sweep", within="area_sweep", reuses=("area_sweep", "protocol_study"),
+          runner="salrepro.pipeline.stages:run_stage", sweep=True, configs="table2_configs", settings=_preset_sweep_settings,
+          table2=True, outs=(*_SWEEP_OUTS[:1], "comparison.csv", *_SWEEP_OUTS[1:]),
+          figures=("preset_sweep-{item}-curves.png", "preset_sweep-{item}-vs-paper.png", "preset_sweep-{item}-occupancy.png"),
+          claims=_TABLE2_CLAIMS),
+    Stage("moe", "Figures 4-5: SAL against a BP-trained top-1 MoE (and SAL-BP) at equal K", schema.MOE,
+          ("device", "datasets.${item}", "moe.areas", "moe.methods", "moe.options", *_TABLE2[:4], "area_sweep.hidden",
+           "area_sweep.options"),
+          within="area_sweep", reuses=("area_sweep",), runner="salrepro.pipeline.stages:run_stage", sweep=True,
+          configs="moe_configs", settings=_moe_settings, outs=_SWEEP_OUTS, figures=("moe-{item}.png",),
+          claims=("sal_beats_moe",)),
+    Stage("depth", "Figure 2: BP and SAL against depth", schema.DEPTH,
+          ("device", "datasets.${item}", *(f"depth.{k}" for k in ("methods", "depths", "hidden", "seeds", "epochs",
+                                                                  "batch_size", "lr", "options", "presets"))),
+          runner="salrepro.pipeline.stages:run_stage", sweep=True, configs="scaling_configs", axis="depth", outs=_SWEEP_OUTS,
+          figures=("depth-{item}.png",), claims=("gap_grows_with_depth", "trains_at_every_depth")),
+    Stage("width", "Figure 3: BP and SAL against width, at depth 64", schema.WIDTH,
+          ("device", "datasets.${item}", *(f"width.{k}" for k in ("methods", "widths", "depth", "seeds", "epochs",
+                                                                  "batch_size", "lr", "options", "presets", "seeds_at"))),
+          runner="salrepro.pipeline.stages:run_stage", sweep=True, configs="scaling_configs", axis="hidden", outs=_SWEEP_OUTS,
+          figures=("width-{item}.png",), claims=("gap_grows_with_width",)),
+    Stage("tuned", "every method at its own best learning rate, chosen on a split carved out of the training split",
+          schema.TUNED,
+          ("device", "datasets.${item}", "tuned", "moe.options", *_TABLE2, "area_sweep.options",
+           *(f"depth.{k}" for k in ("depths", "hidden", "seeds", "epochs", "batch_size", "options"))),
+          within="area_sweep", reuses=("area_sweep", "preset_sweep", "moe", "depth", "protocol_study"),
+          runner="salrepro.pipeline.tuned:run_tuned", sweep=True, settings=_tuned_settings,
+          outs=("selection.csv", "choice.csv", "summary.csv"), figures=("tuned-{item}-lr.png",),
+          claims=("sal_beats_bp", "accuracy_rises_with_k", "sal_beats_moe", "gap_grows_with_depth",
+                  "trains_at_every_depth")),
+    Stage("protocol_study", "the open choices of the method, ranked on a fit set and checked on held-out datasets",
+          schema.PROTOCOL_STUDY,
+          ("profile", "device", "datasets", "protocol_study", "area_sweep.methods", *_TABLE2[1:], "report.sigma"),
+          per_dataset=False, dataset_keys=("fit", "held_out"), runner="salrepro.pipeline.protocol:run_study",
+          figures=("protocol_study.png", "protocol_loss_accuracy.png"), folder_out=True),
+    Stage("report", "the verdicts: every table and claim against the paper's, README's summary", schema.REPORT,
+          ("profile", "data", "report", "calibration", "area_sweep.datasets", "preset_sweep", "depth.datasets",
+           "width.datasets", "moe.datasets", "tuned.datasets", "tuned.depth", "protocol_study.fit"),
+          per_dataset=False, dataset_keys=(), reuses=("calibration", "area_sweep", "preset_sweep", "depth", "width", "moe",
+                                     "protocol_study", "tuned"),
+          outs=("comparison.csv", "preset_comparison.csv", "not_run.csv", "summary.md", "claims.json",
+                "claims_table.csv", "report.json", "headline.json"),
+          figures=("tuned_lr.png", "paper_vs_ours.png"),
+          claims=("sal_beats_bp", "accuracy_rises_with_k", "train_loss_falls_with_k", "gap_grows_with_depth",
+                  "gap_grows_with_width", "trains_at_every_depth", "sal_beats_moe"),
+          notebook_params=(("results_dir", "results/${profile}"), ("readme", "README.md"))),
+)
+STAGE = {s.name: s for s in STAGES}
+
+
+def section_schema() -> dict:
+    """Each stage's params.yaml section, by name (config.SCHEMA's stage part)."""
+    return {s.name: s.section for s in STAGES if s.section is not None}
+
+
+def sweep_stages() -> tuple[str, ...]:
+    return tuple(s.name for s in STAGES if s.sweep)
+
+
+def datasets_of(stage: str, cfg: dict) -> list[str]:
+    """The datasets a stage trains on under params `cfg` (its section's dataset lists, in order)."""
+    section = cfg[stage]
+    return list(dict.fromkeys(d for key in STAGE[stage].dataset_keys for d in section[key]))
+
+
+def retrain_order() -> tuple[str, ...]:
+    """The stages that train, each after every stage whose runs it reuses (registry order otherwise)."""
+    order: list[str] = []
+    todo = [s for s in STAGES if s.trains]
+    while todo:
+        ready = next(s for s in todo if all(r in order or not STAGE[r].trains for r in s.reuses))
+        order.append(ready.name)
+        todo.remove(ready)
+    return tuple(order)
+
+
+def instances(cfg: dict, stages=None) -> list[tuple[str, str | None]]:
+    """(stage, dataset) of every instance that trains, in retrain order; dataset None for a stage run once."""
+    out = []
+    for name in retrain_order():
+        if stages is not None and name not in stages:
+            continue
+        out += [(name, d) for d in cfg[name]["datasets"]] if STAGE[name].per_dataset else [(name, None)]
+    return out
+
+
+def _function(path: str):
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def run(stage: str, dataset: str | None, *, params_file: str, out_dir, results, progress=None):
+    """Train (or resume) one stage instance into `out_dir`, reusing the stored runs under `results`."""
+    st = STAGE[stage]
+    fn = _function(st.runner)
+    if not st.per_dataset:
+        return fn(params_file, out_dir, progress=progress)
+    if st.configs is None:  # its own runner (tuned)
+        return fn(dataset, params_file=params_file, out_dir=out_dir, progress=progress, results=results)
+    return fn(stage, dataset, params_file=params_file, out_dir=out_dir, progress=progress, results=results)
+
+
+def judge(stage: str, summary, data: tuple[str, ...] | None = None) -> list[dict]:
+    """The claims a stage's notebook judges, on `summary` (a view of its results): those of claims.CLAIMS
+    the stage declares, limited to those that read `data` ("table2", "depth", "width", "moe") if given."""
+    from .claims import CLAIMS
+
+    own = STAGE[stage].claims
+    return [c.test(summary) for c in CLAIMS if c.id in own and (data is None or c.data in data)]
+
+
+# ---------------------------------------------------------------------------
+# dvc.yaml, generated
+# ---------------------------------------------------------------------------
+_HEADER = """\
+# The replication pipeline, generated from src/salrepro/pipeline/registry.py (python -m salrepro.pipeline.registry
+# rewrites it; a test holds this file to it: edit the registry, not this file). Each notebook stage runs a
+# notebook with papermill (parameters from params.yaml, the quick profile as committed) and renders it to HTML.
+# Other profiles: salrepro profile cpu | paper, then dvc repro   (see conf/profile/).
+# Results that a reader needs (metrics, tables, figures, executed notebooks)
+# and the run records (one small JSON per trained model) are git-tracked
+# (cache: false); the preprocessed data cache is DVC-cached. The HTML pages leave out the notebooks'
+# default parameters cell (papermill's injected one follows it) and the cells that print numbers for the
+# nbval regression tests (their tables are shown above them).
+
+stages:
+  check:   # first: params.yaml (every key, unknown ones too) and its data are checked before DVC removes any output
+    cmd: salrepro check --params params.yaml --stamp data/params-checked
+    deps:
+      - params.yaml   # the whole file: a typo'd key reruns this check, not only the keys a stage names
+    outs:
+      - data/params-checked
+
+  prepare:
+    foreach: ${datasets}
+    do:
+      cmd: salrepro prepare ${key}
+      deps:
+        - data/params-checked
+        - src/salrepro/data.py
+      params:
+        - data
+        - datasets.${key}
+      outs:
+        - data/cache/${key}.pt
+"""
+
+_FOOTER = """
+# `dvc metrics show` prints one row per profile's committed results, a few numbers each (the report's
+# headline.json); each stage's metrics.json and report.json hold the rest.
+metrics:
+  - results/quick/report/headline.json
+  - results/cpu/report/headline.json
+
+# `dvc plots show` renders the pipeline's figures (PNG) as images in one page that loads nothing from the
+# network (no plotting library is needed for images). The per-epoch curves behind them are CSV files in
+# each stage's curves/ folder.
+plots:
+  - figures/${profile}
+"""
+
+_NBCONVERT = ("jupyter nbconvert --to html --log-level WARN --TagRemovePreprocessor.enabled=True "
+              "--TagRemovePreprocessor.remove_cell_tags parameters --TagRemovePreprocessor.remove_cell_tags "
+              "nbval-check-output")
+
+
+def _stage_yaml(st: Stage) -> list[str]:
+    item = st.per_dataset
+    folder = f"results/${{profile}}/{st.name}" + ("/${item}" if item else "")
+    executed = f"{folder}/{st.name}.ipynb"
+    nb = st.notebook or st.name
+    args = ([("stage", st.name)] if st.notebook else []) + ([("dataset", "${item}")] if item else [])
+    args += [("params_file", "params.yaml"), ("out_dir", folder)]
+    args += [("figures_dir", "figures/${profile}")] if st.figures else []
+    args += list(st.notebook_params)
+    cmd = [f"mkdir -p {folder} &&",
+           f"papermill notebooks/{nb}.ipynb {executed} -k python3 --cwd . --no-progress-bar",
+           " ".join(f"-p {k} {v}" for k, v in args),
+           f"&& {_NBCONVERT} {executed}"]
+    deps = ["data/params-checked", f"notebooks/{nb}.ipynb", "src/salrepro"]
+    deps += ["data/cache/${item}.pt"] if item and st.trains else []
+    deps += [f"results/${{profile}}/{r}/${{item}}/runs" if r == st.within else f"results/${{profile}}/{r}"
+             for r in st.reuses]
+    outs: list[tuple[str, str]] = []  # (path, comment)
+    if st.folder_out:
+        outs.append((folder, "persist"))
+    elif st.trains:
+        outs.append((f"{folder}/runs", "runs"))
+    if not st.folder_out:
+        outs += [(executed, ""), (f"{folder}/{st.name}.html", "")] + [(f"{folder}/{o}", "") for o in st.outs]
+    outs += [(f"figures/${{profile}}/{f.format(item='${item}')}", "") for f in st.figures]
+    if st.sweep and st.trains:
+        outs.append((f"{folder}/metrics.json", ""))
+    pad = "    " if item else ""
+    lines = [f"  {st.name}:   # {st.what}"]
+    if item:
+        lines += [f"    foreach: ${{{st.name}.datasets}}", "    do:"]
+    lines += [f"{pad}    cmd: >-"] + [f"{pad}      {c}" for c in cmd]
+    lines += [f"{pad}    deps:"] + [f"{pad}      - {d}" for d in deps]
+    lines += [f"{pad}    params:"] + [f"{pad}      - {p}" for p in st.params]
+    lines += [f"{pad}    outs:"]
+    for path, kind in outs:
+        lines.append(f"{pad}      - {path}:")
+        if kind == "runs":
+            lines += [f"{pad}          persist: true   # resumable: finished runs survive an interrupted or changed stage",
+                      f"{pad}          cache: false    # git-tracked: results survive across machines and sessions"]
+        elif kind == "persist":
+            lines += [f"{pad}          persist: true   # runs/ per dataset, the tables, the executed notebook",
+                      f"{pad}          cache: false"]
+        else:
+            lines.append(f"{pad}          cache: false")
+    return lines
+
+
+def dvc_yaml() -> str:
+    """dvc.yaml's text: the check and prepare stages, then one notebook stage per Stage."""
+    body = "\n\n".join("\n".join(_stage_yaml(st)) for st in STAGES)
+    return _HEADER + "\n" + body + "\n" + _FOOTER
+
+
+if __name__ == "__main__":  # python -m salrepro.pipeline.registry: rewrite dvc.yaml in the current folder
+    from pathlib import Path
+
+    Path("dvc.yaml").write_text(dvc_yaml())
+    print("dvc.yaml written from src/salrepro/pipeline/registry.py")

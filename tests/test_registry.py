@@ -1,0 +1,110 @@
+"""Tests of salrepro.pipeline.registry: each stage declared once, and everything derived from it."""
+
+import ast
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from salrepro.pipeline import claims, config, registry, retrain, schema, stages
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "src" / "salrepro"
+
+
+def test_dvc_yaml_is_the_registry_s():
+    """dvc.yaml is generated (python -m salrepro.pipeline.registry); an edit by hand, or a Stage changed
+    without regenerating it, fails here."""
+    assert (ROOT / "dvc.yaml").read_text() == registry.dvc_yaml()
+    dvc = yaml.safe_load(registry.dvc_yaml())["stages"]
+    assert list(dvc) == ["check", "prepare", *(s.name for s in registry.STAGES)]
+    for st in registry.STAGES:
+        entry = dvc[st.name]["do"] if st.per_dataset else dvc[st.name]
+        assert entry["params"] == list(st.params)
+        assert ("foreach" in dvc[st.name]) == st.per_dataset
+
+
+def test_every_dvc_param_is_a_key_of_every_profile():
+    """A key dvc.yaml names that a profile lacks would stop `dvc repro` under that profile."""
+    for path in [ROOT / "params.yaml", *sorted((ROOT / "conf" / "profile").glob("*.yaml"))]:
+        cfg = yaml.safe_load(path.read_text())
+        for st in registry.STAGES:
+            for key in st.params:
+                node = cfg
+                for part in key.replace("${item}", next(iter(cfg["datasets"]))).split("."):
+                    assert part in node, f"{path.name}: {st.name} names {key}"
+                    node = node[part]
+
+
+def test_nothing_outside_the_pipeline_imports_it():
+    """The layers: method, kernels, engines, runs and data never import the pipeline above them."""
+    pipeline = {p.stem for p in (PACKAGE / "pipeline").glob("*.py")} | {"pipeline"}
+    for path in PACKAGE.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] + [a.name for a in node.names] if node.level else [node.module or ""]
+                if node.level:  # relative: from .x import y / from . import x
+                    first = [(node.module or "").split(".")[0]] if node.module else [a.name for a in node.names]
+                    assert not set(first) & pipeline, f"{path.name} imports {first}"
+                else:
+                    assert not any(n.startswith("salrepro.pipeline") for n in names), f"{path.name} imports {names}"
+            elif isinstance(node, ast.Import):
+                assert not any(a.name.startswith("salrepro.pipeline") for a in node.names), path.name
+
+
+def test_the_schema_the_sweep_stages_and_the_retrain_order_come_from_the_registry():
+    sections = registry.section_schema()
+    assert {k: config.SCHEMA[k] for k in sections} == sections and set(config.SCHEMA) == set(schema.TOP) | set(sections)
+    assert config.STAGES == tuple(s.name for s in registry.STAGES if s.sweep)
+    order = retrain.ORDER
+    assert set(order) == {s.name for s in registry.STAGES if s.trains}
+    for st in registry.STAGES:
+        for other in st.reuses:  # a stage retrains after every stage whose runs it reuses
+            if st.trains and registry.STAGE[other].trains:
+                assert order.index(other) < order.index(st.name), (st.name, other)
+        if st.configs is not None:
+            assert callable(getattr(stages, st.configs))
+        assert (ROOT / "notebooks" / f"{st.notebook or st.name}.ipynb").is_file()
+
+
+def test_a_stage_within_another_is_refused_a_dataset_the_other_lacks():
+    cfg = config.load_params(ROOT / "params.yaml")
+    for st in (s for s in registry.STAGES if s.within):
+        bad = {**cfg, "datasets": {**cfg["datasets"], "semeion": {}}, st.name: {**cfg[st.name], "datasets": ["semeion"]}}
+        try:
+            config.validate(bad)
+        except config.ParamsError as e:
+            assert f"{st.name}.datasets: 'semeion' must also be in {st.within}.datasets" in str(e)
+        else:
+            raise AssertionError(f"{st.name} accepted a dataset {st.within} does not run")
+
+
+def test_each_claim_is_judged_by_a_stage_and_each_stage_judges_its_own():
+    ids = [c.id for c in claims.CLAIMS]
+    for st in registry.STAGES:
+        assert set(st.claims) <= set(ids), st.name
+    judged = {c for st in registry.STAGES if st.name != "report" for c in st.claims}
+    assert judged == set(ids) and set(registry.STAGE["report"].claims) == set(ids)
+    for st in (s for s in registry.STAGES if s.claims and s.name != "report"):  # its notebook asks the registry
+        source = (ROOT / "notebooks" / f"{st.notebook or st.name}.ipynb").read_text()
+        assert f'registry.judge(\\"{st.name}\\"' in source or "registry.judge(stage," in source, st.name  # or its `stage`
+
+
+def test_judge_runs_a_stage_s_claims_in_the_claims_table_s_order():
+    summary = pd.DataFrame({"dataset": ["digits"] * 3, "method": ["bp", "sal", "sal"], "areas": [1, 1, 4],
+                            "depth": [2] * 3, "hidden": [256] * 3, "val_accuracy_pct_mean": [50.0, 60.0, 70.0],
+                            "val_accuracy_pct_std": [1.0] * 3, "train_loss_mean": [1.0, 0.9, 0.8],
+                            "train_loss_std": [0.01] * 3, "seeds": [5] * 3, "diverged": [0] * 3,
+                            "label": ["BP", "SAL-1", "SAL-4"]})
+    found = registry.judge("area_sweep", summary)
+    assert [c["claim"] for c in found] == [c.test(summary)["claim"] for c in claims.CLAIMS if c.data == "table2"]
+    assert [c["claim"] for c in registry.judge("tuned", summary, data=("depth",))] == [
+        c.test(summary)["claim"] for c in claims.CLAIMS if c.id in ("gap_grows_with_depth", "trains_at_every_depth")]
+
+
+def test_instances_follow_the_retrain_order_with_datasets_from_each_section():
+    cfg = config.load_params(ROOT / "params.yaml")
+    got = registry.instances(cfg)
+    assert [s for s, _ in got] == [s for s in retrain.ORDER for _ in (cfg[s]["datasets"] if registry.STAGE[s].per_dataset else [0])]
+    assert registry.datasets_of("protocol_study", cfg) == list(dict.fromkeys(
+        cfg["protocol_study"]["fit"] + cfg["protocol_study"]["held_out"]))

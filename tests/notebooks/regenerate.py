@@ -19,24 +19,26 @@ from pathlib import Path
 
 import papermill
 
+from salrepro.pipeline import registry
+
 HERE = Path(__file__).resolve().parent
 NOTEBOOKS = HERE.parent.parent / "notebooks"
-ORDER = ["datasets", "calibration", "area_sweep", "preset_sweep", "depth", "width", "moe", "protocol_study", "tuned", "report"]
-# moe and preset_sweep read area_sweep's runs, tuned every stage's
-SOURCE = {"preset_sweep": "area_sweep"}  # golden name -> notebook it executes (with stage=name)
+ORDER = list(registry.pipeline_order())  # a stage after those whose runs it reads (pipeline/registry.py)
+SOURCE = {s.name: s.notebook for s in registry.STAGES if s.notebook}  # golden name -> notebook it executes
 
 
 def parameters(name: str) -> dict:
+    st = registry.STAGE[name]
     common = {"params_file": "params-test.yaml"}
-    if name == "datasets":
-        return {**common, "out_dir": "_out/datasets"}
-    if name in ("protocol_study", "calibration"):
-        return {**common, "out_dir": f"_out/{name}", "figures_dir": "_out/figures"}
+    if st.notebook:  # a notebook of several stages: which one
+        common["stage"] = name
     if name == "report":  # reads the committed copy of the stages' summaries: independent of test order
         return {**common, "results_dir": "results", "out_dir": "_out/report", "readme": None}
-    if name == "preset_sweep":
-        common["stage"] = "preset_sweep"
-    return {**common, "dataset": "digits", "out_dir": f"_out/{name}/digits", "figures_dir": "_out/figures"}
+    if st.per_dataset:
+        common.update(dataset="digits", out_dir=f"_out/{name}/digits")
+    else:
+        common["out_dir"] = f"_out/{name}"
+    return {**common, **({"figures_dir": "_out/figures"} if st.figures else {})}
 
 
 def main(names) -> None:

@@ -169,15 +169,20 @@ def datasets_of(stage: str, cfg: dict) -> list[str]:
     return list(dict.fromkeys(d for key in STAGE[stage].dataset_keys for d in section[key]))
 
 
-def retrain_order() -> tuple[str, ...]:
-    """The stages that train, each after every stage whose runs it reuses (registry order otherwise)."""
+def pipeline_order() -> tuple[str, ...]:
+    """Every stage, each after every stage whose runs or outputs it reuses (registry order otherwise)."""
     order: list[str] = []
-    todo = [s for s in STAGES if s.trains]
+    todo = list(STAGES)
     while todo:
-        ready = next(s for s in todo if all(r in order or not STAGE[r].trains for r in s.reuses))
+        ready = next(s for s in todo if all(r in order for r in s.reuses))
         order.append(ready.name)
         todo.remove(ready)
     return tuple(order)
+
+
+def retrain_order() -> tuple[str, ...]:
+    """The stages that train, in pipeline order: retrained first, a stage's reused runs are in place."""
+    return tuple(name for name in pipeline_order() if STAGE[name].trains)
 
 
 def instances(cfg: dict, stages=None) -> list[tuple[str, str | None]]:

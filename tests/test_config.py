@@ -69,6 +69,9 @@ def test_paper_profile_covers_the_paper():
         (("depth", "presets"), ["best"], "depth.presets: got ['best']"),
         (("width", "presets"), "paper_fit", "width.presets: got 'paper_fit'"),
         (("width", "seeds_at"), {4096: 0}, "width.seeds_at: got {4096: 0}"),
+        (("width", "widths_of"), {"default": []}, "width.widths_of: got {'default': []}"),
+        (("width", "widths_of"), {"best": [256]}, "width.widths_of.best: not a reading of this stage"),
+        (("width", "widths_of"), {"default": [8192]}, "width.widths_of.default: got [8192]; allowed: a subset"),
     ],
 )
 def test_bad_params_name_key_value_and_allowed(path, value, needle):

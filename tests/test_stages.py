@@ -67,3 +67,11 @@ def test_the_widest_nets_can_run_fewer_seeds():
     configs = stages.stage_configs("width", s)
     per_width = {w: sorted({c.seed for c in configs if c.hidden == w}) for w in (256, 4096)}
     assert per_width == {256: [0, 1, 2], 4096: [0]}
+
+
+def test_a_reading_can_stop_at_fewer_widths_while_bp_and_the_other_readings_run_them_all():
+    s = {**settings("width"), "widths": [256, 2048], "seeds": 1, "presets": ["paper_fit"],
+         "widths_of": {"default": [256]}}
+    got = {(c.method, salrepro.reading_of(c.method, dict(c.options)), c.hidden) for c in stages.stage_configs("width", s)}
+    assert got == {("bp", "default", 256), ("bp", "default", 2048), ("sal", "default", 256),
+                   ("sal", "paper_fit", 256), ("sal", "paper_fit", 2048)}

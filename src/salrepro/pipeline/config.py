@@ -91,6 +91,16 @@ def _check_datasets(cfg: dict) -> None:
                     raise ParamsError(f"{st.name}.datasets: {name!r} must also be in {st.within}.datasets (runs are shared with it)")
 
 
+def _check_widths_of(cfg: dict) -> None:
+    width = cfg["width"]
+    for reading, widths in width["widths_of"].items():
+        if reading != "default" and reading not in width["presets"]:
+            raise ParamsError(f"width.widths_of.{reading}: not a reading of this stage; allowed: "
+                              f"{['default', *width['presets']]}")
+        if not set(widths) <= set(width["widths"]):
+            raise ParamsError(f"width.widths_of.{reading}: got {widths}; allowed: a subset of width.widths {width['widths']}")
+
+
 def _check_stage_options(cfg: dict) -> None:
     for stage in (s for s in STAGES if "options" in SCHEMA[s]):
         opts = cfg[stage]["options"]
@@ -132,6 +142,7 @@ def validate(cfg: dict) -> dict:
     _check(cfg, SCHEMA, "")
     _check_datasets(cfg)
     _check_stage_options(cfg)
+    _check_widths_of(cfg)
     _check_readings(cfg)
     return cfg
 

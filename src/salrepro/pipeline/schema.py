@@ -101,6 +101,10 @@ WIDTH = {"datasets": _DATASETS_LIST, "methods": _METHODS_LIST, "widths": (_is_li
          "seeds_at": (lambda v: isinstance(v, dict) and all(_is_int(k, 1) and _is_int(n, 1) for k, n in v.items()),
                       "a mapping from a width to its number of seeds where it differs from `seeds` (the widest "
                       "nets take an hour a run on a CPU), {} for none"),
+         "widths_of": (lambda v: isinstance(v, dict) and all(isinstance(r, str) and _is_list(lambda w: _is_int(w, 1))(ws)
+                                                             for r, ws in v.items()),
+                       "a mapping from SAL's reading ('default', or a preset of `presets`) to the widths it runs at where "
+                       "not all of `widths` (BP, shared by every reading, runs at all), {} for none"),
          **_TRAINING}
 
 MOE = {"datasets": _DATASETS_LIST, "areas": (_is_list(lambda v: _is_int(v, 1)), "a list of integers >= 1 (K of sal-K and moe-K)"),

@@ -69,6 +69,7 @@ def scaling_configs(s: dict) -> list[ex.RunConfig]:
     under the options and again, SAL only, under each named preset (BP's runs are shared)."""
     shapes = [(d, s["hidden"]) for d in s["depths"]] if "depths" in s else [(s["depth"], w) for w in s["widths"]]
     seeds_at = s.get("seeds_at", {})  # width: fewer seeds for the widest nets
+    widths_of = s.get("widths_of", {})  # width: a reading of SAL run at fewer widths (BP runs at every one)
     out = []
     for reading in (None, *s["presets"]):  # the options, then SAL again under each named preset
         options = s["options"] if reading is None else {**s["options"], **PRESETS[reading]}
@@ -76,8 +77,10 @@ def scaling_configs(s: dict) -> list[ex.RunConfig]:
             m, k = parse_method(spec)
             if reading is not None and m != "sal":
                 continue  # BP has no reading: its runs are shared
+            only = widths_of.get(reading or "default") if m == "sal" else None
             out += [ex.make_config(s["dataset"], m, areas=k, depth=d, hidden=w, seed=i, options=method_options(m, options),
-                                   **_training(s)) for d, w in shapes for i in range(seeds_at.get(w, s["seeds"]))]
+                                   **_training(s)) for d, w in shapes if only is None or w in only
+                    for i in range(seeds_at.get(w, s["seeds"]))]
     return out
 
 

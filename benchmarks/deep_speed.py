@@ -31,7 +31,7 @@ import time
 import torch
 
 import salrepro
-from salrepro.batched import BATCHES
+from salrepro.engine.batched import BATCHES
 from sweep_speed import machine_limits, sync
 
 DEPTH, N_IN, CLASSES, BATCH, K = 64, 784, 10, 16, 4

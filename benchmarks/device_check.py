@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 
 import salrepro
-from salrepro.batched import BATCHES
+from salrepro.engine.batched import BATCHES
 from salrepro.pipeline.config import load_params, stage_settings
 from salrepro.data import IN_FEATURES, NUM_CLASSES, TRAIN_SIZES
 from salrepro.pipeline.stages import stage_configs

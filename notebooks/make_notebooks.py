@@ -317,7 +317,7 @@ nb([
          '    found = registry.judge("tuned", view, data=("table2", "moe"))\n'
          '    display(Markdown(f"**SAL under `{reading}`**\\n\\n" + paper.claims_markdown(found)))\n'
          'd = out.settings["depth"]\n'
-         'deep = claims.reading_view(tuned.depth_view(out.summary, d["methods"], d["depths"], d["hidden"]), d["preset"] or "default")\n'
+         'deep = claims.reading_view(claims.depth_view(out.summary, d["methods"], d["depths"], d["hidden"]), d["preset"] or "default")\n'
          'if d["run"]:\n'
          '    display(Markdown("**Depth at tuned learning rates**\\n\\n" + paper.claims_markdown(registry.judge("tuned", deep, data=("depth",)))))'),
     md("## Depth at tuned learning rates (Figure 2, on the datasets of `tuned.depth`)"),

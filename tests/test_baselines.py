@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import salrepro
-from salrepro.baselines import MoELayer
+from salrepro.method.baselines import MoELayer
 
 
 def batch(n_in, classes, B, seed=0):

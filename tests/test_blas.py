@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import salrepro
-from salrepro import blas
-from salrepro.dispatch import Groups
+from salrepro.kernels import blas
+from salrepro.kernels.dispatch import Groups
 
 pytestmark = pytest.mark.skipif(blas._gemm_batch() is None, reason="torch built without MKL: the torch path is used")
 

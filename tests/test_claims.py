@@ -123,15 +123,13 @@ def test_reading_view_keeps_other_methods_and_one_reading_of_sal():
 def test_the_tuned_depth_view_holds_the_depth_nets_only():
     """Depth 2 at the shallow width is also Table 2's net: SAL-1 and SAL-16 share it with the depth nets,
     and must not stand in for SAL-4 in the depth claims."""
-    from salrepro.pipeline import tuned
-
     cells = claims.views(stages(), claims.columns("paper_fit")[3], PARAMS)
     depth = cells["depth"]
     assert set(zip(depth["method"], depth["areas"])) == {("bp", 1), ("sal", 4)}
     assert sorted(depth.loc[depth["method"] == "sal", "depth"]) == [2, 8, 32]
     t = stages()["tuned"]
     assert ("sal", 16) in set(zip(t["method"], t["areas"]))  # there to be left out
-    assert len(tuned.depth_view(t, ["sal-4"], [2], 256)) == 1
+    assert len(claims.depth_view(t, ["sal-4"], [2], 256)) == 1
 
 
 def scenario(sign: int) -> dict:

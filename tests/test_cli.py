@@ -121,7 +121,7 @@ def test_a_store_that_is_a_file_or_unwritable_is_one_line_naming_it(tmp_path, ca
 
 def _interrupt_after(n_epochs, monkeypatch):
     """Ctrl-C after n model-epochs of training (raised from the progress callback, as a real Ctrl-C would land)."""
-    from salrepro import batched
+    from salrepro.engine import batched
     real = batched.train_many
     seen = {"epochs": 0}
 

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 import salrepro
-from salrepro import dispatch
+from salrepro.kernels import dispatch
 from salrepro import experiments as ex
-from salrepro.batched import BATCHES
-from salrepro.dispatch import Groups
+from salrepro.engine.batched import BATCHES
+from salrepro.kernels.dispatch import Groups
 
 pytestmark = pytest.mark.device
 

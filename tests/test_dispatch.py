@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from salrepro import blas, dispatch
-from salrepro.dispatch import Groups
+from salrepro.kernels import blas, dispatch
+from salrepro.kernels.dispatch import Groups
 
 
 def _problem(seed=0, groups=9, rows=30, n_in=8, n_out=4):

@@ -9,7 +9,7 @@ import torch
 
 import salrepro
 from salrepro import experiments as ex
-from salrepro.batched import train_many
+from salrepro.engine.batched import train_many
 from salrepro.data import load_dataset
 
 
@@ -87,12 +87,12 @@ def test_batched_equals_alone_on_digits(method, K, depth):
             assert h_b["occupancy"] == h_a["occupancy"]
 
 
-@pytest.mark.skipif(salrepro.blas._gemm_batch() is None, reason="torch built without MKL")
+@pytest.mark.skipif(salrepro.kernels.blas._gemm_batch() is None, reason="torch built without MKL")
 @pytest.mark.parametrize("depth", [2, 4])
 def test_batched_on_the_mkl_path_equals_alone(monkeypatch, depth):
     """Batched SAL with one MKL call for all (model, area) pairs (blas.py)
     equals each model trained alone by torch's per-area calls (1e-5)."""
-    monkeypatch.setattr(salrepro.blas, "MIN_AREAS", 5)  # the batch (3 x 4 areas) takes MKL, a lone model (4) does not
+    monkeypatch.setattr(salrepro.kernels.blas, "MIN_AREAS", 5)  # the batch (3 x 4 areas) takes MKL, a lone model (4) does not
     data = salrepro.load_dataset("digits")
     configs = [ex.make_config("digits", "sal", areas=4, depth=depth, seed=s, epochs=2, batch_size=16, lr=0.01, hidden=64)
                for s in range(3)]
@@ -104,7 +104,7 @@ def test_batched_on_the_mkl_path_equals_alone(monkeypatch, depth):
 
 
 def test_batched_finite_flags_exactly_the_models_with_a_nan_or_inf():
-    from salrepro.batched import BatchedSAL
+    from salrepro.engine.batched import BatchedSAL
 
     net = BatchedSAL([salrepro.build_model("sal", 8, 3, hidden=16, areas=k, seed=s)
                       for s, k in enumerate([1, 4, 2, 4, 2])])  # first-layer area rows: 0 | 1-4 | 5-6 | 7-10 | 11-12
@@ -270,7 +270,7 @@ def test_a_stacked_lr_grid_equals_each_run_alone(method, ks, options):
 def test_equal_learning_rates_take_the_scalar_path_bit_for_bit(monkeypatch, method, ks):
     """A list of equal lrs is the one-number path: every step gets a float, and weights and
     histories are bitwise those of lr given as one number."""
-    import salrepro.batched as b
+    import salrepro.engine.batched as b
 
     data = salrepro.load_dataset("digits")
     small = (data.x_train[:64], data.y_train[:64], data.x_val[:32], data.y_val[:32])  # 4 steps
@@ -327,7 +327,7 @@ def test_a_bad_lr_list_is_refused(lr, match):
 
 
 def test_an_lr_grid_resumes_from_its_checkpoint_and_ignores_another_grids(tmp_path, monkeypatch):
-    import salrepro.batched as b
+    import salrepro.engine.batched as b
 
     data = salrepro.load_dataset("digits")
     models = lambda: [salrepro.build_model("sal", 64, 10, hidden=16, areas=k, seed=s) for s, k in enumerate((1, 4, 2))]
@@ -386,7 +386,7 @@ MEASURE = """
 import sys, threading, time, torch, salrepro
 from pathlib import Path
 from salrepro import experiments as ex
-from salrepro.batched import train_many
+from salrepro.engine.batched import train_many
 torch.set_num_threads(1)
 rss = lambda: int(Path("/proc/self/statm").read_text().split()[1]) * 4096
 method, k, width, depth = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
@@ -452,7 +452,7 @@ def test_the_large_net_path_end_to_end_at_a_tiny_width(monkeypatch, tmp_path):
     """A model alone trains in its own tensors (no stacked copy), writes sparse checkpoints when writing
     one is slow, resumes from them, and records its step time and peak memory; its history equals the
     plain loop's."""
-    from salrepro import batched
+    from salrepro.engine import batched
 
     c = ex.make_config("digits", "sal", areas=4, depth=4, hidden=32, epochs=4, batch_size=64,
                        options={"divisor": "area", "feedback_scale": 5.0, "router_width": 32})
@@ -490,7 +490,7 @@ def test_a_resolved_device_is_accepted_as_it_is():
 def test_every_option_changes_the_run_key(method):
     """Each option of each method (models.OPTIONS, init included), set to a value other than its default,
     names another run: no stored record of one reading can be reused for another."""
-    from salrepro.models import COMMON_OPTIONS, OPTIONS
+    from salrepro.method.models import COMMON_OPTIONS, OPTIONS
 
     other = {"divisor": "sum", "feedback_scale": 2.5, "feedback_dist": "sign", "router_width": 7, "prototype_norm": "none",
              "selector_lr_scale": 0.5, "balance_coef": 0.0, "init": "torch_default"}
@@ -503,7 +503,7 @@ def test_every_option_changes_the_run_key(method):
 
 
 def test_moe_has_its_balance_term_on_by_default():
-    from salrepro.models import OPTIONS
+    from salrepro.method.models import OPTIONS
 
     assert OPTIONS["moe"]["balance_coef"] == 0.01
     assert salrepro.build_model("moe", 64, 10, hidden=16, areas=4).balance_coef == 0.01

@@ -119,7 +119,7 @@ def test_the_docs_options_table_is_the_options_declared_in_code():
     import ast
     from pathlib import Path
 
-    from salrepro.models import COMMON_OPTIONS, OPTIONS
+    from salrepro.method.models import COMMON_OPTIONS, OPTIONS
 
     text = (Path(__file__).resolve().parent.parent / "docs" / "method.md").read_text()
     table = text.split("## Options, defaults and why")[1].split("\n\n")[2]

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 import pytest
 
-from salrepro.nets import LINEAR, RELU, RESIDUAL, cross_entropy, phi_prime, softmax, times_phi_prime
+from salrepro.method.nets import LINEAR, RELU, RESIDUAL, cross_entropy, phi_prime, softmax, times_phi_prime
 
 
 def logits_and_labels(seed=0):

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import salrepro
-from salrepro.dispatch import Groups
-from salrepro.sal import AreaLayer, area_forward
+from salrepro.kernels.dispatch import Groups
+from salrepro.method.sal import AreaLayer, area_forward
 
 
 @settings(max_examples=60, deadline=None)

@@ -15,7 +15,7 @@ import torch
 
 import salrepro
 from salrepro import experiments as ex
-from salrepro.batched import train_many
+from salrepro.engine.batched import train_many
 
 SWEEP = textwrap.dedent("""
     import sys
@@ -72,7 +72,7 @@ def test_epoch_checkpoint_resumes_bitwise(tmp_path, monkeypatch):
     models = lambda: [salrepro.build_model("sal", 64, 10, hidden=32, areas=k, seed=s) for k, s in ((1, 0), (4, 1), (16, 2))]
     whole = train_many(models(), data, epochs=4, batch_size=32, lr=0.05, seeds=[0, 1, 2])
     ckpt = tmp_path / "batch.pt"
-    import salrepro.batched as b
+    import salrepro.engine.batched as b
     real_save, saves = b._save, []
 
     def save_then_die(path, epoch, *a):
@@ -132,7 +132,7 @@ def test_plain_loop_stops_at_divergence():
 def test_a_resumed_batch_keeps_its_diverged_models_diverged(tmp_path, monkeypatch):
     """An lr grid where one model diverges at epoch 1: killed after the epoch-2 checkpoint and resumed,
     the diverged model stays diverged (its history stops at the epoch it diverged), as uninterrupted."""
-    import salrepro.batched as b
+    import salrepro.engine.batched as b
 
     data = salrepro.load_dataset("digits")
     models = lambda: [salrepro.build_model("bp", 64, 10, hidden=16, seed=s) for s in (0, 1)]  # noqa: E731

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import salrepro
-import salrepro.dispatch
-from salrepro.sal import AreaLayer
+import salrepro.kernels.dispatch
+from salrepro.method.sal import AreaLayer
 
 torch.set_default_dtype(torch.float32)
 
@@ -243,7 +243,7 @@ def test_selector_learns_to_separate_classes():
 @pytest.mark.parametrize("divisor", ["batch", "area", "sum"])
 def test_grouped_update_path_matches_reference(monkeypatch, divisor):
     """The sync-free grouped update (the CUDA path), forced on CPU."""
-    monkeypatch.setattr(salrepro.dispatch, "accumulate_path", lambda *a: "grouped")
+    monkeypatch.setattr(salrepro.kernels.dispatch, "accumulate_path", lambda *a: "grouped")
     model = salrepro.build_model("sal", 12, 5, hidden=8, depth=3, areas=16, seed=5, divisor=divisor)
     x, y = batch(12, 5, 6)  # 6 samples, 16 areas: most areas empty
     ref = reference_step(as_reference(model), model.roles, x.double(), y, 0.5, divisor, 5)
@@ -259,7 +259,7 @@ def test_grouped_update_path_matches_reference(monkeypatch, divisor):
 @pytest.mark.parametrize("divisor", ["batch", "area"])
 def test_per_area_loop_fallback_matches_reference(monkeypatch, divisor):
     """Without grouped_mm (older torch, unaligned widths) the loop path gives the same step."""
-    monkeypatch.setattr(salrepro.dispatch, "_HAS_GROUPED_MM", False)
+    monkeypatch.setattr(salrepro.kernels.dispatch, "_HAS_GROUPED_MM", False)
     model = salrepro.build_model("sal", 12, 5, hidden=8, depth=3, areas=4, seed=4, divisor=divisor)
     x, y = batch(12, 5, 24)
     ref = reference_step(as_reference(model), model.roles, x.double(), y, 0.5, divisor, 5)
@@ -304,7 +304,7 @@ def test_feedback_scale_matches_float64_reference(depth):
 @pytest.mark.parametrize("dist", ["uniform", "normal", "sign"])
 def test_feedback_dist_draws_feedback_of_the_same_variance(dist):
     """feedback_dist changes F's distribution, not its scale (variance 2 s^2 / C), and nothing else of the model."""
-    from salrepro.nets import random_feedback
+    from salrepro.method.nets import random_feedback
 
     F = random_feedback(10, 20000, 3.0, torch.Generator().manual_seed(0), dist)
     assert F.var().item() == pytest.approx(2 * 9.0 / 10, rel=0.05)

@@ -79,7 +79,7 @@ def test_progress_bar_shows_when_asked(capsys):
 def test_keep_freed_memory_applies_once_and_can_be_turned_off(monkeypatch):
     import platform
 
-    from salrepro.train import keep_freed_memory
+    from salrepro.engine.train import keep_freed_memory
 
     keep_freed_memory.cache_clear()
     monkeypatch.setenv("SALREPRO_MALLOC", "system")

@@ -12,8 +12,8 @@ shared network shapes), `models` (build_model, count_parameters), `train`
 """
 
 
-from .models import METHODS, OPTIONS, PRESETS, ParameterCount, build_model, count_parameters, describe, reading_of
-from .train import evaluate, train
+from .method.models import METHODS, OPTIONS, PRESETS, ParameterCount, build_model, count_parameters, describe, reading_of
+from .engine.train import evaluate, train
 from .experiments import RunConfig, grid, package_version, run_all, run_one, summarize
 
 __version__ = package_version()  # one source: pyproject.toml, through the installed package's metadata

@@ -30,11 +30,11 @@ import pandas as pd
 import torch
 from tqdm import tqdm  # text bars: tqdm.auto warns (with the machine's paths) in kernels without ipywidgets
 
-from .batched import batchable, train_many
+from .engine.batched import batchable, train_many
 from .data import DATA_OPTIONS, DATASETS, IN_FEATURES, NUM_CLASSES, data_options, display_name
-from .models import build_model, count_parameters, reading_of
-from .models import label as method_label
-from .train import show_progress, train, unpack
+from .method.models import build_model, count_parameters, reading_of
+from .method.models import label as method_label
+from .engine.train import show_progress, train, unpack
 
 log = logging.getLogger("salrepro")
 
@@ -306,7 +306,7 @@ def training_bytes(configs: list[RunConfig], data_bytes: float = 0.0, val_rows: 
     activations of a step and, for SAL's forward pass that keeps every layer's trace, of an evaluation
     chunk (batched.eval_rows, at most `val_rows`), and the dataset's tensors. Tested against the resident
     memory measured on a net alone (tests/test_experiments.py: within 30%)."""
-    from .batched import EVAL_BYTES, eval_rows
+    from .engine.batched import EVAL_BYTES, eval_rows
 
     c, n = configs[0], len(configs)
     models = sum(tensor_bytes(x) for x in configs)

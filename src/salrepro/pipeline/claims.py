@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from . import paper
+from .schema import parse_method
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,15 @@ def reading_view(summary: pd.DataFrame, reading: str) -> pd.DataFrame:
     return summary[(summary["method"] != "sal") | (summary["reading"] == reading)]
 
 
+def depth_view(summary: pd.DataFrame, methods, depths, hidden: int) -> pd.DataFrame:
+    """The rows of the depth figure's nets in a tuned summary or choice: the methods of `tuned.depth`
+    (e.g. BP and SAL-4) at the depth stage's depths and width; the shallow configurations that share
+    depth 2 and the width (SAL-1, SAL-16, MoE) are left out."""
+    pairs = {parse_method(m) for m in methods}
+    keep = [(m, int(k)) in pairs for m, k in zip(summary["method"], summary["areas"])]
+    return summary[pd.Series(keep, index=summary.index) & summary["depth"].isin(depths) & (summary["hidden"] == hidden)]
+
+
 def views(stages: dict[str, pd.DataFrame], column: Column, params: dict | None = None) -> dict[str, pd.DataFrame]:
     """The summaries a column's claims read: {"table2", "depth", "width", "moe"} (empty where not run).
 
@@ -96,7 +106,6 @@ def views(stages: dict[str, pd.DataFrame], column: Column, params: dict | None =
     table2 = tuned[(tuned["depth"] == 2) & (tuned["hidden"] == shallow_hidden)]
     depth = empty
     if params is not None:
-        from .tuned import depth_view
 
         d = params["tuned"]["depth"]
         if (d["preset"] or "default") == column.reading:

@@ -166,7 +166,7 @@ def cmd_run(args) -> int:
     from .. import experiments as ex
     from .config import ParamsError, parse_method
     from ..data import data_options, load_dataset
-    from ..models import build_model
+    from ..method.models import build_model
 
     try:
         method, areas = parse_method(args.method)

@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from ..data import DATA_OPTIONS, DATASETS, TRAIN_SIZES, data_options
-from ..models import OPTIONS, check_method_options
+from ..method.models import OPTIONS, check_method_options
 from . import registry, schema
 from .schema import PROFILES, ParamsError, parse_method  # noqa: F401  (the config API)
 

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ..data import DATASETS, DISPLAY_NAMES, NUM_CLASSES, describe
-from ..models import label
+from ..method.models import label
 
 METRICS = ("val_accuracy_pct", "train_loss", "val_loss")
 METRIC_NAMES = {"val_accuracy_pct": "validation accuracy", "train_loss": "training loss", "val_loss": "validation loss"}

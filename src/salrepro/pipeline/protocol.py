@@ -74,7 +74,7 @@ ABBREV = {"divisor": "", "feedback_scale": "fb", "feedback_dist": "fbdist_", "se
 
 def _defaults() -> dict:
     from ..data import DATA_OPTIONS
-    from ..models import COMMON_OPTIONS, OPTIONS
+    from ..method.models import COMMON_OPTIONS, OPTIONS
 
     return {**OPTIONS["sal"], "init": COMMON_OPTIONS["init"], **{k: v[1] for k, v in DATA_OPTIONS.items()}}
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from ..models import PRESETS
+from ..method.models import PRESETS
 from . import schema
 
 

@@ -209,7 +209,7 @@ def areas_versus_rule(summary: pd.DataFrame) -> str:
 
 def glossary(rep: dict) -> str:
     """One line for each term the verdicts use, before they use it."""
-    from ..models import PRESETS
+    from ..method.models import PRESETS
 
     preset = rep["preset"]
     choices = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in PRESETS.get(preset, {}).items())

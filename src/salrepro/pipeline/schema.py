@@ -9,7 +9,7 @@ from __future__ import annotations
 import numbers
 
 from ..data import DATASETS, INPUT_NORMS
-from ..models import METHODS, PRESETS
+from ..method.models import METHODS, PRESETS
 
 
 class ParamsError(ValueError):

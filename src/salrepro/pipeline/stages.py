@@ -27,7 +27,7 @@ from . import registry
 from .config import load_params, parse_method, stage_settings
 from ..data import load_dataset
 from ..experiments import write_json_atomic
-from ..models import OPTIONS, PRESETS
+from ..method.models import OPTIONS, PRESETS
 
 
 @dataclass

@@ -40,7 +40,7 @@ from . import registry
 from .config import load_params, parse_method, stage_settings
 from ..data import load_dataset
 from ..experiments import write_json_atomic
-from ..models import PRESETS, reading_of
+from ..method.models import PRESETS, reading_of
 from .stages import method_options
 
 # what identifies one tuned configuration (its lr aside)
@@ -77,15 +77,6 @@ def base_configs(s: dict, *, lr: float, split: str, select: bool = False) -> lis
                                    options=method_options(m, opts), **dtrain)
                     for depth in d["depths"] for i in depth_seeds]
     return list(dict.fromkeys(out))  # depth 2 at Table 2's width is Table 2's net: one run, not two
-
-
-def depth_view(summary: pd.DataFrame, methods, depths, hidden: int) -> pd.DataFrame:
-    """The rows of the depth figure's nets in a tuned summary or choice: the methods of `tuned.depth`
-    (e.g. BP and SAL-4) at the depth stage's depths and width; the shallow configurations that share
-    depth 2 and the width (SAL-1, SAL-16, MoE) are left out."""
-    pairs = {parse_method(m) for m in methods}
-    keep = [(m, int(k)) in pairs for m, k in zip(summary["method"], summary["areas"])]
-    return summary[pd.Series(keep, index=summary.index) & summary["depth"].isin(depths) & (summary["hidden"] == hidden)]
 
 
 def selection_configs(s: dict) -> list[ex.RunConfig]:

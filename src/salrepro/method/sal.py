@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .dispatch import (Groups, accumulate_, area_accumulate_, area_matmul, dense, dense_accumulate_, fold_lr, rows,
+from ..kernels.dispatch import (Groups, accumulate_, area_accumulate_, area_matmul, dense, dense_accumulate_, fold_lr, rows,
                        sort_by_area)
 from .nets import (INIT, Net, branch, combine, mean_cross_entropy, init_area_weights, init_matrix, layer_generator,
                    random_feedback, softmax, times_phi_prime, widths_for)

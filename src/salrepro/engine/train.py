@@ -20,7 +20,7 @@ import sys
 import torch
 from tqdm import tqdm  # text bars: tqdm.auto warns (with the machine's paths) in kernels without ipywidgets
 
-from .nets import cross_entropy
+from ..method.nets import cross_entropy
 
 
 def unpack(data) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -46,10 +46,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm  # text bars: tqdm.auto warns (with the machine's paths) in kernels without ipywidgets
 
-from .baselines import BPNet, MoENet, SALBPNet, bp_step, moe_branch, salbp_step, sgd_
-from .dispatch import Groups, dense
-from .nets import branch, combine, cross_entropy, mean_cross_entropy
-from .sal import SALNet, forward_trace, learn, route, routes
+from ..method.baselines import BPNet, MoENet, SALBPNet, bp_step, moe_branch, salbp_step, sgd_
+from ..kernels.dispatch import Groups, dense
+from ..method.nets import branch, combine, cross_entropy, mean_cross_entropy
+from ..method.sal import SALNet, forward_trace, learn, route, routes
 from .train import check_training_args, keep_freed_memory, show_progress, unpack
 
 log = logging.getLogger("salrepro")

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .dispatch import Groups, dense, dense_accumulate_, fold_lr
+from ..kernels.dispatch import Groups, dense, dense_accumulate_, fold_lr
 from .nets import (INIT, RESIDUAL, Net, branch, combine, mean_cross_entropy, init_area_weights, init_matrix, layer_generator,
                    random_feedback, times_phi_prime, widths_for)
 from .sal import SAL, AreaLayer, area_forward, forward_trace, routes, selector_update

@@ -507,3 +507,23 @@ def test_moe_has_its_balance_term_on_by_default():
 
     assert OPTIONS["moe"]["balance_coef"] == 0.01
     assert salrepro.build_model("moe", 64, 10, hidden=16, areas=4).balance_coef == 0.01
+
+
+def test_atomic_writes_leave_no_temporary_and_give_a_plain_file_s_mode(tmp_path):
+    """Run records, metrics and params.yaml are written through a private temporary (mkstemp: 0o600); the
+    file that lands must have the mode open() would give it (0o644 under umask 022), or `salrepro profile`
+    would leave params.yaml unreadable to the user's group."""
+    import math
+    import os
+
+    old = os.umask(0o022)
+    try:
+        ex.write_json_atomic(tmp_path / "runs" / "r.json", {"loss": float("nan"), "acc": 0.5})
+        ex.write_text_atomic(tmp_path / "params.yaml", "profile: quick\n")
+    finally:
+        os.umask(old)
+    for path in (tmp_path / "runs" / "r.json", tmp_path / "params.yaml"):
+        assert path.stat().st_mode & 0o777 == 0o644
+    assert math.isnan(json.loads((tmp_path / "runs" / "r.json").read_text())["loss"])
+    assert (tmp_path / "params.yaml").read_text() == "profile: quick\n"
+    assert not list(tmp_path.rglob(".tmp-*"))

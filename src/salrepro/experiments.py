@@ -365,30 +365,31 @@ def cpu_model() -> str:
 # The run store: one JSON file per finished run, written atomically.
 # ---------------------------------------------------------------------------
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write a text file atomically (a temporary beside it, then rename)."""
+    """Write a text file atomically: a temporary beside it, flushed to disk, then renamed over the name.
+    The file gets the mode a plain open() would give it (0o666 less the umask), not mkstemp's private 0o600."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{os.getpid()}-")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{os.getpid()}-", suffix=path.suffix)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it: put it back at once
+    os.umask(mask)
+    return mask
 
 
 def write_json_atomic(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{os.getpid()}-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, allow_nan=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write `obj` as a JSON file atomically (`write_text_atomic`); NaN stays NaN."""
+    write_text_atomic(path, json.dumps(obj, allow_nan=True))
 
 
 def remove_stale_temporaries(folder: Path) -> None:

@@ -39,7 +39,7 @@ STAGE_SEEDS = {256: 5, 1024: 3}  # seeds trained together by the depth (width 25
 
 
 def build(method: str, width: int, dev, models: int = 1, depth: int = DEPTH):
-    lone = [salrepro.build_model(method, N_IN, CLASSES, hidden=width, depth=depth, areas=K if method == "sal" else 1,
+    lone = [salrepro.build_model(method, N_IN, CLASSES, hidden=width, depth=depth, num_areas=K if method == "sal" else 1,
                                  seed=s, device=dev) for s in range(models)]
     return lone, BATCHES[type(lone[0])](lone)
 

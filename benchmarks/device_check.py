@@ -58,7 +58,7 @@ def sync(dev: torch.device) -> None:
 
 
 def models(method: str, ks, dev, n_in: int, classes: int, hidden: int, depth: int):
-    return [salrepro.build_model(method, n_in, classes, hidden=hidden, depth=depth, areas=k, seed=s, device=dev)
+    return [salrepro.build_model(method, n_in, classes, hidden=hidden, depth=depth, num_areas=k, seed=s, device=dev)
             for s, k in enumerate(ks)]
 
 
@@ -139,7 +139,7 @@ def check_largest(dev: torch.device, tiny: bool) -> tuple[bool, dict]:
     ok, rates = True, {}
     for method, k in (("sal", K), ("bp", 1)):
         total, active = salrepro.count_parameters(salrepro.build_model(method, n_in, classes, hidden=width, depth=depth,
-                                                                        areas=k, device="meta"))
+                                                                        num_areas=k, device="meta"))
         try:
             if dev.type == "cuda":
                 torch.cuda.empty_cache()
@@ -183,7 +183,7 @@ def estimate_hours(dev: torch.device, tiny: bool, largest: dict) -> None:
             s = stage_settings(cfg, stage, ds)
             for c in stage_configs(stage, s):
                 m = salrepro.build_model(c.method, IN_FEATURES[c.dataset], NUM_CLASSES[c.dataset], hidden=c.hidden,
-                                         depth=c.depth, areas=c.areas, device="meta")
+                                         depth=c.depth, num_areas=c.num_areas, device="meta")
                 active = salrepro.count_parameters(m).active
                 rep = "shallow" if c.depth == 2 else ("largest" if c.hidden >= 2048 and "largest" in reps else "deep")
                 t, a = reps[rep]

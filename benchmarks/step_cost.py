@@ -42,7 +42,7 @@ def measure(device, batch, K, repeats, steps):
     g = torch.Generator().manual_seed(0)
     xs = [torch.rand(batch, 784, generator=g).to(device) for _ in range(8)]
     ys = [torch.randint(0, 10, (batch,), generator=g).to(device) for _ in range(8)]
-    sal = salrepro.build_model("sal", 784, 10, hidden=256, areas=K, seed=0).to(device)
+    sal = salrepro.build_model("sal", 784, 10, hidden=256, num_areas=K, seed=0).to(device)
     bp = salrepro.build_model("bp", 784, 10, hidden=256, seed=0).to(device)
     for m in (sal, bp):  # warm-up
         time_steps(m, xs, ys, device, 5)

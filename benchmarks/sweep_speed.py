@@ -130,7 +130,7 @@ def step_bound(data, method, K, rate, bandwidth, steps=200, batch=16, hidden=256
     """Least seconds per step of one model of this configuration, averaged
     over `steps` real batches (touched areas counted from its routing)."""
     n, C = data.in_features, data.num_classes
-    model = salrepro.build_model(method, n, C, hidden=hidden, areas=K, seed=0)
+    model = salrepro.build_model(method, n, C, hidden=hidden, num_areas=K, seed=0)
     area = 4 * (n * hidden + hidden)  # bytes of one first-layer area
     out = 4 * (hidden * C + C)
     flops = 2 * batch * (2 * n * hidden + 3 * hidden * C)  # forward + update of both layers (+ BP's dX)
@@ -223,7 +223,7 @@ def main():
             for _ in range(args.repeats))
         bound_grid += bound
         where = where_time_goes(configs, sub, dev)
-        print(f"{ex.make_config('mnist', method, areas=K).label:8} {bound * 1e3:13.3f} {measured * 1e3:16.3f} "
+        print(f"{ex.make_config('mnist', method, num_areas=K).label:8} {bound * 1e3:13.3f} {measured * 1e3:16.3f} "
               f"{bound / measured:8.2f} {where['calls']:10.0f} {where['leaf_calls']:10.0f} {where['torch_share']:8.2f} "
               f"{where['kernel_share']:9.2f} {where['outside_share']:7.2f}")
     fraction = bound_grid * steps / t_bat

@@ -88,9 +88,9 @@ nb([
     params('stage = "area_sweep"  # or "preset_sweep"\ndataset = "digits"\nparams_file = "params.yaml"\n'
            'out_dir = "results/quick/area_sweep/digits"\nfigures_dir = "figures/quick"\nprogress = False'),
     code(IMPORTS + "\n\nout = stages.run_stage(stage, dataset, params_file=params_file, out_dir=out_dir, progress=progress)\n"
-         "title = salrepro.data.display_name(dataset, out.settings[\"data_options\"])\n"
-         "{k: out.settings[k] for k in (\"methods\", \"seeds\", \"epochs\", \"batch_size\", \"lr\", \"hidden\", \"options\", \"data_options\")"
-         " + ((\"preset\",) if stage == \"preset_sweep\" else ())}"),
+         "title = salrepro.data.display_name(dataset, out.settings.data_options)\n"
+         "out.settings.view(\"methods\", \"seeds\", \"epochs\", \"batch_size\", \"lr\", \"hidden\", \"options\", \"data_options\","
+         " *((\"preset\",) if stage == \"preset_sweep\" else ()))"),
     md("## Ours beside the paper"),
     code("paper.side_by_side(out.comparison)"),
     check('print(out.summary[["label", "val_accuracy_pct_mean", "train_loss_mean", "val_loss_mean"]].round(1).to_string(index=False))'),
@@ -118,12 +118,12 @@ nb([
        "takes about an hour per dataset on 2 CPU cores."),
     params('dataset = "digits"\nparams_file = "params.yaml"\nout_dir = "results/quick/depth/digits"\nfigures_dir = "figures/quick"\nprogress = False'),
     code(IMPORTS + "\n\nout = stages.run_stage(\"depth\", dataset, params_file=params_file, out_dir=out_dir, progress=progress)\n"
-         "title = salrepro.data.display_name(dataset, out.settings[\"data_options\"])\n"
-         "{k: out.settings[k] for k in (\"methods\", \"depths\", \"hidden\", \"seeds\", \"epochs\", \"batch_size\", \"lr\", \"options\", \"data_options\")}"),
+         "title = salrepro.data.display_name(dataset, out.settings.data_options)\n"
+         "out.settings.view(\"methods\", \"depths\", \"hidden\", \"seeds\", \"epochs\", \"batch_size\", \"lr\", \"options\", \"data_options\")"),
     md("## Final validation accuracy against depth"),
     code('out.summary.pivot_table(index="depth", columns="label", values=["val_accuracy_pct_mean", "val_accuracy_pct_std", "params_active"]).round(2)'),
     check('print(out.summary[["label", "depth", "val_accuracy_pct_mean"]].round(1).to_string(index=False))'),
-    code('fig = figures.versus_axis(out.summary, "depth", f"{title}: accuracy against depth (width {out.settings[\'hidden\']})",\n'
+    code('fig = figures.versus_axis(out.summary, "depth", f"{title}: accuracy against depth (width {out.settings.hidden})",\n'
          '                          paper_trend=paper.TRENDS["depth"])\n'
          'figures.show(fig, f"{figures_dir}/depth-{dataset}.png")'),
     md("## Verdict"),
@@ -146,15 +146,15 @@ nb([
        "trains alone, and a batch that cannot fit in the memory free is refused before it is built)."),
     params('dataset = "digits"\nparams_file = "params.yaml"\nout_dir = "results/quick/width/digits"\nfigures_dir = "figures/quick"\nprogress = False'),
     code(IMPORTS + "\n\nout = stages.run_stage(\"width\", dataset, params_file=params_file, out_dir=out_dir, progress=progress)\n"
-         "title = salrepro.data.display_name(dataset, out.settings[\"data_options\"])\n"
-         "{k: out.settings[k] for k in (\"methods\", \"widths\", \"depth\", \"seeds\", \"epochs\", \"batch_size\", \"lr\", \"options\", \"data_options\")}"),
+         "title = salrepro.data.display_name(dataset, out.settings.data_options)\n"
+         "out.settings.view(\"methods\", \"widths\", \"depth\", \"seeds\", \"epochs\", \"batch_size\", \"lr\", \"options\", \"data_options\")"),
     md("## Final validation accuracy and parameter counts against width"),
     code('out.summary[["label", "depth", "hidden", "val_accuracy_pct_mean", "val_accuracy_pct_std", "params_active", "params_total"]].round(2)'),
     check('print(out.summary[["label", "hidden", "val_accuracy_pct_mean", "params_active", "params_total"]].round(1).to_string(index=False))'),
     md("The paper's widest point, counted on the meta device (nothing allocated), for this dataset's input size:"),
     code('n_in, n_classes = salrepro.data.IN_FEATURES[dataset], salrepro.data.NUM_CLASSES[dataset]\n'
-         'salrepro.count_parameters(salrepro.build_model("sal", n_in, n_classes, hidden=4096, depth=64, areas=4, device="meta"))'),
-    code('fig = figures.versus_axis(out.summary, "width", f"{title}: accuracy against width (depth {out.settings[\'depth\']})",\n'
+         'salrepro.count_parameters(salrepro.build_model("sal", n_in, n_classes, hidden=4096, depth=64, num_areas=4, device="meta"))'),
+    code('fig = figures.versus_axis(out.summary, "width", f"{title}: accuracy against width (depth {out.settings.depth})",\n'
          '                          paper_trend=paper.TRENDS["hidden"], note=report.run_costs(out.summary[out.summary["hidden"] >= 2048]))\n'
          'figures.show(fig, f"{figures_dir}/width-{dataset}.png")'),
     md("What each point rests on and what its runs cost (seconds per step and peak memory, as the runs recorded them; "
@@ -179,8 +179,8 @@ nb([
        "Expected result: not known before it runs."),
     params('dataset = "digits"\nparams_file = "params.yaml"\nout_dir = "results/quick/moe/digits"\nfigures_dir = "figures/quick"\nprogress = False'),
     code(IMPORTS + "\n\nout = stages.run_stage(\"moe\", dataset, params_file=params_file, out_dir=out_dir, progress=progress)\n"
-         "title = salrepro.data.display_name(dataset, out.settings[\"data_options\"])\n"
-         "{k: out.settings[k] for k in (\"areas\", \"seeds\", \"epochs\", \"batch_size\", \"lr\", \"hidden\", \"options\", \"sal_options\", \"data_options\")}"),
+         "title = salrepro.data.display_name(dataset, out.settings.data_options)\n"
+         "out.settings.view(\"areas\", \"seeds\", \"epochs\", \"batch_size\", \"lr\", \"hidden\", \"options\", \"sal_options\", \"data_options\")"),
     md("## Final validation accuracy per method and K"),
     code('out.summary.pivot_table(index="areas", columns="method", values=["val_accuracy_pct_mean", "val_accuracy_pct_std"]).round(2)'),
     check('print(out.summary[["label", "val_accuracy_pct_mean"]].round(1).to_string(index=False))'),
@@ -206,37 +206,37 @@ nb([
          "params = load_params(params_file)\nrep = report.build_report(results_dir, params)\nmetrics = report.write_report(rep, out_dir)"),
     md("## The claims\n\n" + "One row per claim of the paper; the paper's own numbers judged by our rule; then SAL under the "
        "defaults and under the preset, at the paper's learning rate and with every method at its own best learning rate."),
-    code('display(Markdown(rep["bottom_line"] + "\\n\\n" + claims.table_markdown(rep["claims_table"]) + "\\n\\n" + report.AGGREGATION))'),
+    code('display(Markdown(rep.bottom_line + "\\n\\n" + claims.table_markdown(rep.claims_table) + "\\n\\n" + report.AGGREGATION))'),
     md("## Calibration: BP under each input map\n\nBP has no open choice, so its row calibrates the protocol "
        "(the calibration stage): the map that reproduces the paper's BP row is the one the verdicts below should rest on."),
-    code('calibration.side_by_side(rep["calibration"]) if len(rep["calibration"]) else "no calibration results"'),
+    code('calibration.side_by_side(rep.calibration) if len(rep.calibration) else "no calibration results"'),
     md("## At a glance: the paper against ours\n\nEvery Table 2/3 cell we ran. BP on the diagonal is the calibration; "
        "SAL off it is the finding."),
-    code('figures.show(figures.paper_vs_ours(rep["comparison"], rep["preset_comparison"], rep["preset"]), '
-         'f"{figures_dir}/paper_vs_ours.png") if len(rep["comparison"]) else "no area-sweep results"'),
+    code('figures.show(figures.paper_vs_ours(rep.comparison, rep.preset_comparison, rep.preset), '
+         'f"{figures_dir}/paper_vs_ours.png") if len(rep.comparison) else "no area-sweep results"'),
     md("## Tables 2 and 3, ours beside the paper"),
-    code('paper.side_by_side(rep["comparison"]) if len(rep["comparison"]) else "no area-sweep results"'),
+    code('paper.side_by_side(rep.comparison) if len(rep.comparison) else "no area-sweep results"'),
     md("## Tables 2 and 3 under the named preset (`preset_sweep`)\n\nThe same grid with SAL under the preset of "
        "`params.yaml` (`preset_sweep.preset`; docs/method.md). the defaults of docs/method.md stay the defaults: this "
        "is the reading the protocol study found closest to the paper, shown beside them."),
-    code('paper.side_by_side(rep["preset_comparison"]) if len(rep["preset_comparison"]) else "no preset-sweep results"'),
+    code('paper.side_by_side(rep.preset_comparison) if len(rep.preset_comparison) else "no preset-sweep results"'),
     check('print(metrics["cells_within"], "of", metrics["cells_per_metric"])\nprint(metrics["claims"])'),
     md("## Claims of the paper's text, with their evidence\n\nEvery cell of the claims table (at the top of the "
        "summary below), dataset by dataset."),
-    code('report.wrapped(paper.claims_frame([c for c in rep["claims"] if c["verdict"] != "not run"]))'),
+    code('report.wrapped(paper.claims_frame([c for c in rep.claims if c["verdict"] != "not run"]))'),
     md("## Every method at its own learning rate (`tuned`)\n\nThe learning rate each configuration chose on the "
        "tuning split, and the accuracy each lr reached there."),
-    code('figures.show(figures.lr_curves(rep["tuned_choice"], params["area_sweep"]["lr"]), f"{figures_dir}/tuned_lr.png") '
-         'if len(rep["tuned_choice"]) else "no tuned results"'),
+    code('figures.show(figures.lr_curves(rep.tuned_choice, params["area_sweep"]["lr"]), f"{figures_dir}/tuned_lr.png") '
+         'if len(rep.tuned_choice) else "no tuned results"'),
     md("## The protocol study and its held-out test"),
-    code('display(Markdown(protocol.conclusion(rep["protocol"]) if len(rep["protocol"]) else "- Not run in this profile."))'),
+    code('display(Markdown(protocol.conclusion(rep.protocol) if len(rep.protocol) else "- Not run in this profile."))'),
     md("## Beyond the paper: the areas or the learning rule? (the moe stage's SAL-BP runs)"),
-    code('display(Markdown(report.areas_versus_rule(rep["stages"]["moe"]) if len(rep["stages"]["moe"]) else "- Not run."))'),
+    code('display(Markdown(report.areas_versus_rule(rep.stages["moe"]) if len(rep.stages["moe"]) else "- Not run."))'),
     md("## What we could not run, and why"),
-    code('report.wrapped(rep["not_run"])'),
+    code('report.wrapped(rep.not_run)'),
     md("## What it cost\n\nTraining wall time of each stage instance (its runs' seconds summed; data loading and "
        "rendering not counted) and the machine its runs name: the baseline for speed work."),
-    code('report.wrapped(rep["times"]) if len(rep["times"]) else "no run records here"'),
+    code('report.wrapped(rep.times) if len(rep.times) else "no run records here"'),
     md("## Summary (the README's verdict block)"),
     code('if readme:\n    report.write_readme_blocks(readme, results_dir)\ndisplay(Markdown(report.summary_markdown(rep)))'),
 ], "report")
@@ -300,13 +300,13 @@ nb([
     params('dataset = "digits"\nparams_file = "params.yaml"\nout_dir = "results/quick/tuned/digits"\nfigures_dir = "figures/quick"\nprogress = False'),
     code("from IPython.display import Markdown, display\n\nimport salrepro\nfrom salrepro.pipeline import claims, figures, paper, registry, report, tuned\n\n"
          "out = tuned.run_tuned(dataset, params_file=params_file, out_dir=out_dir, progress=progress)\n"
-         "title = salrepro.data.display_name(dataset, out.settings[\"data_options\"])\n"
-         "{k: out.settings[k] for k in (\"methods\", \"presets\", \"lrs\", \"select_seeds\", \"seeds\", \"epochs\", \"batch_size\", \"hidden\", \"paper_lr\")}"),
+         "title = salrepro.data.display_name(dataset, out.settings.data_options)\n"
+         "out.settings.view(\"methods\", \"presets\", \"lrs\", \"select_seeds\", \"seeds\", \"epochs\", \"batch_size\", \"hidden\", \"lr\")"),
     md("## The learning rate each configuration chose\n\nAccuracy (%) on the tuning split at each lr of the grid "
        "(empty: a run diverged), and the lr chosen."),
     code('out.choice.drop(columns=["dataset"]).round({c: 1 for c in out.choice.columns if c.startswith("acc@") or c == "tuning_accuracy_pct"})'),
     check('print(out.choice[["label", "depth", "lr"]].to_string(index=False))'),
-    code('figures.show(figures.lr_curves(out.choice, out.settings["paper_lr"]), f"{figures_dir}/tuned-{dataset}-lr.png")'),
+    code('figures.show(figures.lr_curves(out.choice, out.settings.lr), f"{figures_dir}/tuned-{dataset}-lr.png")'),
     md("## At the chosen learning rates, reported on the official validation split"),
     code('out.summary[["label", "depth", "lr", "seeds", "diverged", "val_accuracy_pct_mean", "val_accuracy_pct_std", '
          '"train_loss_mean", "val_loss_mean"]].round(3)'),
@@ -316,12 +316,12 @@ nb([
          '    view = claims.reading_view(shallow, reading)\n'
          '    found = registry.judge("tuned", view, data=("table2", "moe"))\n'
          '    display(Markdown(f"**SAL under `{reading}`**\\n\\n" + paper.claims_markdown(found)))\n'
-         'd = out.settings["depth"]\n'
-         'deep = claims.reading_view(claims.depth_view(out.summary, d["methods"], d["depths"], d["hidden"]), d["preset"] or "default")\n'
-         'if d["run"]:\n'
+         'd = out.settings.depth\n'
+         'deep = claims.reading_view(claims.depth_view(out.summary, d.methods, d.depths, d.hidden), d.preset or "default")\n'
+         'if d.run:\n'
          '    display(Markdown("**Depth at tuned learning rates**\\n\\n" + paper.claims_markdown(registry.judge("tuned", deep, data=("depth",)))))'),
     md("## Depth at tuned learning rates (Figure 2, on the datasets of `tuned.depth`)"),
     code('figures.show(figures.versus_axis(deep, "depth", f"{title}: accuracy against depth, each at its tuned lr",\n'
          '                                 paper_trend=paper.TRENDS["depth"]), f"{figures_dir}/tuned-{dataset}-depth.png") \\\n'
-         '    if d["run"] else figures.absent(f"the depth nets run at tuned lrs on {\', \'.join(d[\'datasets\']) or \'no dataset\'} only")'),
+         '    if d.run else figures.absent(f"the depth nets run at tuned lrs on {\', \'.join(d.datasets) or \'no dataset\'} only")'),
 ], "tuned")

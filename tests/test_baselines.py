@@ -49,7 +49,7 @@ def test_fa_with_random_feedback_differs_from_bp():
 @pytest.mark.parametrize("depth", [2, 6])
 @pytest.mark.parametrize("divisor", ["batch", "sum"])
 def test_sal_with_one_area_equals_dfa(depth, divisor):
-    sal = salrepro.build_model("sal", 10, 4, hidden=16, depth=depth, areas=1, seed=2, divisor=divisor)
+    sal = salrepro.build_model("sal", 10, 4, hidden=16, depth=depth, num_areas=1, seed=2, divisor=divisor)
     dfa = salrepro.build_model("dfa", 10, 4, hidden=16, depth=depth, seed=2, divisor=divisor)
     dfa.load_state_dict(sal.state_dict())  # same tensor names: weights and feedback
     x, y = batch(10, 4, 16)
@@ -62,7 +62,7 @@ def test_sal_with_one_area_equals_dfa(depth, divisor):
 @pytest.mark.parametrize("depth", [2, 4])
 def test_moe_with_one_expert_equals_dense_bp(depth):
     bp = salrepro.build_model("bp", 10, 4, hidden=16, depth=depth, seed=3)
-    moe = salrepro.build_model("moe", 10, 4, hidden=16, depth=depth, areas=1, seed=3)
+    moe = salrepro.build_model("moe", 10, 4, hidden=16, depth=depth, num_areas=1, seed=3)
     x, y = batch(10, 4, 16)
     for _ in range(3):
         assert bp.train_step(x, y, 0.1) == pytest.approx(moe.train_step(x, y, 0.1), rel=1e-6)
@@ -84,7 +84,7 @@ def test_moe_top1_routing_and_gate_scaling():
 
 def test_moe_gradients_reach_the_gate_and_balance_loss_acts():
     torch.manual_seed(0)
-    moe = salrepro.build_model("moe", 10, 4, hidden=16, areas=4, seed=0)
+    moe = salrepro.build_model("moe", 10, 4, hidden=16, num_areas=4, seed=0)
     x, y = batch(10, 4, 64)
     gate0 = moe.layers[0].gate.detach().clone()
     moe.train_step(x, y, 0.5)
@@ -98,7 +98,7 @@ def test_moe_gradients_reach_the_gate_and_balance_loss_acts():
 
 
 def test_moe_deep_has_experts_on_first_and_hidden_layers():
-    moe = salrepro.build_model("moe", 10, 4, hidden=16, depth=5, areas=4)
+    moe = salrepro.build_model("moe", 10, 4, hidden=16, depth=5, num_areas=4)
     kinds = [type(layer).__name__ for layer in moe.layers]
     assert kinds == ["MoELayer"] * 4 + ["DenseLayer"]
     assert set(moe.route(batch(10, 4, 8)[0])) == {0, 1, 2, 3}
@@ -108,7 +108,7 @@ def test_moe_deep_has_experts_on_first_and_hidden_layers():
 def test_salbp_with_one_area_equals_bp(depth):
     """SAL-BP-1 has no router: it is BP on the same initial weights."""
     bp = salrepro.build_model("bp", 10, 4, hidden=16, depth=depth, seed=3)
-    sb = salrepro.build_model("salbp", 10, 4, hidden=16, depth=depth, areas=1, seed=3)
+    sb = salrepro.build_model("salbp", 10, 4, hidden=16, depth=depth, num_areas=1, seed=3)
     x, y = batch(10, 4, 16)
     for _ in range(3):
         assert bp.train_step(x, y, 0.1) == pytest.approx(sb.train_step(x, y, 0.1), rel=1e-6)
@@ -119,8 +119,8 @@ def test_salbp_routes_as_sal_and_backpropagates_through_the_chosen_areas():
     """Same routing as SAL at the start; the step is SGD on autograd's gradient of the areas used (a
     float64 autograd reference on a per-sample copy of the weights), and the router takes SAL's step (9)."""
     torch.manual_seed(0)
-    sal = salrepro.build_model("sal", 10, 4, hidden=8, depth=3, areas=4, seed=2)
-    sb = salrepro.build_model("salbp", 10, 4, hidden=8, depth=3, areas=4, seed=2)
+    sal = salrepro.build_model("sal", 10, 4, hidden=8, depth=3, num_areas=4, seed=2)
+    sb = salrepro.build_model("salbp", 10, 4, hidden=8, depth=3, num_areas=4, seed=2)
     x, y = batch(10, 4, 24)
     routes = sb.route(x)
     assert all(torch.equal(routes[i], sal.route(x)[i]) for i in routes)

@@ -74,7 +74,7 @@ def test_sal_training_with_and_without_blas_agrees(monkeypatch):
     y = torch.arange(64) % 4
 
     def losses():
-        model = salrepro.build_model("sal", 10, 4, hidden=16, depth=4, areas=4, seed=2)
+        model = salrepro.build_model("sal", 10, 4, hidden=16, depth=4, num_areas=4, seed=2)
         return [model.train_step(x, y, 0.1) for _ in range(5)], model
 
     monkeypatch.setattr(blas, "MIN_AREAS", 1)  # a single small model takes the MKL path here

@@ -96,7 +96,7 @@ def test_moe_settings_come_from_the_area_sweep(tmp_path):
     p = tmp_path / "params.yaml"
     p.write_text((ROOT / "params.yaml").read_text())
     s = stage_settings(load_params(p), "moe", "digits")
-    assert (s["epochs"], s["batch_size"], s["lr"], s["hidden"], s["seeds"]) == (25, 16, 0.0001, 256, 5)
+    assert (s.epochs, s.batch_size, s.lr, s.hidden, s.seeds) == (25, 16, 0.0001, 256, 5)
     with pytest.raises(ParamsError, match="not in this profile's list"):
         stage_settings(load_params(p), "depth", "mnist")
 

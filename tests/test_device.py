@@ -14,7 +14,7 @@ pytestmark = pytest.mark.device
 
 
 def _models(method, ks, device, n_in=20, classes=5, hidden=16, depth=2):
-    return [salrepro.build_model(method, n_in, classes, hidden=hidden, depth=depth, areas=k, seed=s, device=device)
+    return [salrepro.build_model(method, n_in, classes, hidden=hidden, depth=depth, num_areas=k, seed=s, device=device)
             for s, k in enumerate(ks)]
 
 
@@ -52,7 +52,7 @@ def test_batched_step_on_the_device_equals_each_model_alone_on_cpu(device, metho
 
 def test_run_all_on_the_device_trains_and_records(device, tmp_path):
     data = salrepro.load_dataset("digits")
-    configs = [ex.make_config("digits", m, areas=k, seed=0, epochs=1, batch_size=64, lr=0.01, hidden=32)
+    configs = [ex.make_config("digits", m, num_areas=k, seed=0, epochs=1, batch_size=64, lr=0.01, hidden=32)
                for m, k in (("bp", 1), ("sal", 4), ("moe", 2), ("salbp", 2))]
     records = ex.run_all(configs, data, store=tmp_path, device=str(device), progress=False)
     assert all(r["history"] and 0 <= r["final"]["val_accuracy"] <= 1 for r in records)

@@ -75,7 +75,7 @@ def test_batched_equals_alone_on_digits(method, K, depth):
     """The batched runner's history equals training each model alone (1e-5),
     for the shallow net and the residual one (depth 4)."""
     data = salrepro.load_dataset("digits")
-    configs = [ex.make_config("digits", method, areas=K, depth=depth, seed=s, epochs=2, batch_size=16, lr=0.01, hidden=64)
+    configs = [ex.make_config("digits", method, num_areas=K, depth=depth, seed=s, epochs=2, batch_size=16, lr=0.01, hidden=64)
                for s in range(3)]
     together = ex.run_batch(configs, data, device="cpu")
     for c, rec in zip(configs, together):
@@ -94,7 +94,7 @@ def test_batched_on_the_mkl_path_equals_alone(monkeypatch, depth):
     equals each model trained alone by torch's per-area calls (1e-5)."""
     monkeypatch.setattr(salrepro.kernels.blas, "MIN_AREAS", 5)  # the batch (3 x 4 areas) takes MKL, a lone model (4) does not
     data = salrepro.load_dataset("digits")
-    configs = [ex.make_config("digits", "sal", areas=4, depth=depth, seed=s, epochs=2, batch_size=16, lr=0.01, hidden=64)
+    configs = [ex.make_config("digits", "sal", num_areas=4, depth=depth, seed=s, epochs=2, batch_size=16, lr=0.01, hidden=64)
                for s in range(3)]
     for c, rec in zip(configs, ex.run_batch(configs, data, device="cpu")):
         alone = ex.run_one(c, data, device="cpu")
@@ -106,7 +106,7 @@ def test_batched_on_the_mkl_path_equals_alone(monkeypatch, depth):
 def test_batched_finite_flags_exactly_the_models_with_a_nan_or_inf():
     from salrepro.engine.batched import BatchedSAL
 
-    net = BatchedSAL([salrepro.build_model("sal", 8, 3, hidden=16, areas=k, seed=s)
+    net = BatchedSAL([salrepro.build_model("sal", 8, 3, hidden=16, num_areas=k, seed=s)
                       for s, k in enumerate([1, 4, 2, 4, 2])])  # first-layer area rows: 0 | 1-4 | 5-6 | 7-10 | 11-12
     assert net.finite().tolist() == [True] * 5
     with torch.no_grad():
@@ -149,16 +149,16 @@ def test_store_ignores_other_versions_and_corrupt_files(tmp_path, monkeypatch):
 
 
 def test_config_key_depends_on_every_field():
-    base = ex.make_config("digits", "sal", areas=4)
+    base = ex.make_config("digits", "sal", num_areas=4)
     variants = [
-        ex.make_config("mnist", "sal", areas=4), ex.make_config("digits", "sal", areas=8),
-        ex.make_config("digits", "sal", areas=4, seed=1), ex.make_config("digits", "sal", areas=4, lr=1e-3),
-        ex.make_config("digits", "sal", areas=4, options={"divisor": "sum"}),
-        ex.make_config("digits", "sal", areas=4, data_options={"digits_scale": "raw"}),
-        *[ex.make_config("digits", "sal", areas=4, data_options={"input_norm": m}) for m in ("unit", "standard", "global")],
+        ex.make_config("mnist", "sal", num_areas=4), ex.make_config("digits", "sal", num_areas=8),
+        ex.make_config("digits", "sal", num_areas=4, seed=1), ex.make_config("digits", "sal", num_areas=4, lr=1e-3),
+        ex.make_config("digits", "sal", num_areas=4, options={"divisor": "sum"}),
+        ex.make_config("digits", "sal", num_areas=4, data_options={"digits_scale": "raw"}),
+        *[ex.make_config("digits", "sal", num_areas=4, data_options={"input_norm": m}) for m in ("unit", "standard", "global")],
     ]
     assert len({base.key(), *[v.key() for v in variants]}) == 10
-    assert base.label == "SAL-4" and ex.make_config("d", "moe", areas=2).label == "MoE-2"
+    assert base.label == "SAL-4" and ex.make_config("d", "moe", num_areas=2).label == "MoE-2"
 
 
 def test_every_run_names_its_input_map_default_or_not():
@@ -186,6 +186,7 @@ def test_runs_under_unit_keep_the_keys_they_had_before_input_norm_existed():
         r = json.loads(path.read_text())
         c = dict(r["config"])
         stored_options = c.pop("data_options", {})
+        c["num_areas"] = c.pop("areas")  # K, as the stored format names it
         kw = dict(dataset=c.pop("dataset"), method=c.pop("method"), options=c.pop("options"), **c)
         unit = ex.make_config(data_options={**stored_options, "input_norm": "unit"}, **kw)
         assert unit.key() == r["key"] and unit.filename() == path.name
@@ -199,7 +200,7 @@ def test_a_batch_mixing_every_k_equals_each_model_alone(depth, method, options):
     the largest K, and a padded area must never receive a sample (routing masks it). With a router width
     r != C, each model's frozen readout is stacked with it."""
     data = salrepro.load_dataset("digits")
-    configs = [ex.make_config("digits", method, areas=K, depth=depth, seed=s, epochs=2, batch_size=16, lr=0.01, hidden=64,
+    configs = [ex.make_config("digits", method, num_areas=K, depth=depth, seed=s, epochs=2, batch_size=16, lr=0.01, hidden=64,
                               options=options)
                for K, s in ((2, 0), (16, 0), (1, 1), (8, 2), (4, 3), (2, 4))]
     assert len(ex.plan_batches(configs)) == 1  # all trained together
@@ -235,7 +236,7 @@ LR_GRID = (1e-4, 1e-3, 1e-2, 3e-2)
 
 
 def _digits_models(data, method, ks, options):
-    return [salrepro.build_model(method, data.in_features, data.num_classes, hidden=64, areas=k, seed=s, **options)
+    return [salrepro.build_model(method, data.in_features, data.num_classes, hidden=64, num_areas=k, seed=s, **options)
             for s, k in enumerate(ks)]
 
 
@@ -291,11 +292,11 @@ def test_equal_learning_rates_take_the_scalar_path_bit_for_bit(monkeypatch, meth
 
 
 def test_configurations_differing_only_in_lr_train_together():
-    configs = [ex.make_config("digits", m, areas=k, seed=s, epochs=2, hidden=16, lr=lr)
+    configs = [ex.make_config("digits", m, num_areas=k, seed=s, epochs=2, hidden=16, lr=lr)
                for m, k in (("sal", 4), ("bp", 1), ("moe", 2), ("salbp", 2)) for s in (0, 1) for lr in LR_GRID]
     assert ex.plan_batches(configs) == [list(range(i, i + 8)) for i in range(0, 32, 8)]  # one batch per method
     assert len({ex.batch_key(c) for c in configs[:8]}) == 1
-    assert ex.batch_key(configs[0]) != ex.batch_key(ex.make_config("digits", "sal", areas=4, epochs=2, hidden=16,
+    assert ex.batch_key(configs[0]) != ex.batch_key(ex.make_config("digits", "sal", num_areas=4, epochs=2, hidden=16,
                                                                    batch_size=32))  # the batch size still splits
     mixed = ex.grid("digits", [("sal", 1), ("sal", 16)], seeds=[0], hidden=16) + \
         ex.grid("digits", [("sal", 1), ("sal", 16)], seeds=[0], hidden=16, lr=1e-2)
@@ -304,7 +305,7 @@ def test_configurations_differing_only_in_lr_train_together():
 
 def test_a_run_batch_over_an_lr_grid_records_each_runs_own_lr():
     data = salrepro.load_dataset("digits")
-    configs = [ex.make_config("digits", "sal", areas=k, seed=s, epochs=1, batch_size=32, lr=lr, hidden=32)
+    configs = [ex.make_config("digits", "sal", num_areas=k, seed=s, epochs=1, batch_size=32, lr=lr, hidden=32)
                for s, (k, lr) in enumerate(((1, 1e-3), (4, 1e-2), (2, 3e-2)))]
     assert len(ex.plan_batches(configs)) == 1
     for c, rec in zip(configs, ex.run_batch(configs, data, device="cpu")):
@@ -321,7 +322,7 @@ def test_a_run_batch_over_an_lr_grid_records_each_runs_own_lr():
                                        (0.0, "lr: must be a number > 0"), (None, "lr: must be a number > 0")])
 def test_a_bad_lr_list_is_refused(lr, match):
     data = salrepro.load_dataset("digits")
-    models = [salrepro.build_model("sal", 64, 10, hidden=8, areas=2, seed=s) for s in range(3)]
+    models = [salrepro.build_model("sal", 64, 10, hidden=8, num_areas=2, seed=s) for s in range(3)]
     with pytest.raises(ValueError, match=match):
         train_many(models, data, epochs=1, batch_size=16, lr=lr, seeds=range(3))
 
@@ -330,7 +331,7 @@ def test_an_lr_grid_resumes_from_its_checkpoint_and_ignores_another_grids(tmp_pa
     import salrepro.engine.batched as b
 
     data = salrepro.load_dataset("digits")
-    models = lambda: [salrepro.build_model("sal", 64, 10, hidden=16, areas=k, seed=s) for s, k in enumerate((1, 4, 2))]
+    models = lambda: [salrepro.build_model("sal", 64, 10, hidden=16, num_areas=k, seed=s) for s, k in enumerate((1, 4, 2))]
     lrs = [1e-3, 1e-2, 3e-2]
     run = lambda lr, **kw: train_many(models(), data, epochs=3, batch_size=64, lr=lr, seeds=[0, 1, 2], **kw)
     whole, ckpt = run(lrs), tmp_path / "batch.pt"
@@ -392,7 +393,7 @@ rss = lambda: int(Path("/proc/self/statm").read_text().split()[1]) * 4096
 method, k, width, depth = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 x, y = torch.randn(256, 64), torch.randint(0, 10, (256,))
 data = (x[:192], y[:192], x[192:], y[192:])
-train_many([salrepro.build_model(method, 64, 10, areas=k, depth=3, hidden=8)], data, epochs=1, batch_size=16,
+train_many([salrepro.build_model(method, 64, 10, num_areas=k, depth=3, hidden=8)], data, epochs=1, batch_size=16,
            lr=1e-3, seeds=[0], device="cpu")  # kernels warmed up before the baseline
 peak, done = [0], [False]
 def sample():
@@ -402,11 +403,11 @@ def sample():
 base = rss()
 t = threading.Thread(target=sample)
 t.start()
-model = salrepro.build_model(method, 64, 10, areas=k, depth=depth, hidden=width)
+model = salrepro.build_model(method, 64, 10, num_areas=k, depth=depth, hidden=width)
 train_many([model], data, epochs=2, batch_size=16, lr=1e-3, seeds=[0], device="cpu")
 done[0] = True
 t.join()
-c = ex.make_config("digits", method, areas=k, depth=depth, hidden=width, epochs=1, batch_size=16)
+c = ex.make_config("digits", method, num_areas=k, depth=depth, hidden=width, epochs=1, batch_size=16)
 print(peak[0] - base, ex.training_bytes([c], val_rows=64))
 """
 
@@ -427,7 +428,7 @@ def test_the_memory_estimate_is_within_30_percent_of_the_measured_peak(shape):
 
 
 def test_a_batch_that_cannot_fit_is_refused_before_any_allocation(monkeypatch, tmp_path):
-    c = ex.make_config("digits", "sal", areas=4, depth=64, hidden=4096, epochs=1, batch_size=16)
+    c = ex.make_config("digits", "sal", num_areas=4, depth=64, hidden=4096, epochs=1, batch_size=16)
     assert ex.tensor_bytes(c) > 4e9 * 4  # the paper's widest net: over 16 GB of float32 tensors
     with pytest.raises(ex.SetupError, match=r"SAL-4 depth 64 width 4096: needs about 1[78]\.\d GB to train "
                                             r"\(1[67]\.\d GB of tensors\), 8\.0 GB free now"):
@@ -441,7 +442,7 @@ def test_a_batch_that_cannot_fit_is_refused_before_any_allocation(monkeypatch, t
 
 
 def test_the_widest_nets_never_batch_with_another():
-    wide = [ex.make_config("semeion", m, areas=k, depth=64, hidden=w, seed=s, epochs=25, batch_size=16)
+    wide = [ex.make_config("semeion", m, num_areas=k, depth=64, hidden=w, seed=s, epochs=25, batch_size=16)
             for m, k in (("sal", 4), ("bp", 1)) for w in (2048, 4096) for s in range(3)]
     batches = ex.plan_batches(wide)
     assert all(len(b) == 1 for b in batches if ex.weight_bytes(wide[b[0]]) > ex.MAX_LARGE_BATCH_BYTES["cpu"] / 2)
@@ -454,7 +455,7 @@ def test_the_large_net_path_end_to_end_at_a_tiny_width(monkeypatch, tmp_path):
     plain loop's."""
     from salrepro.engine import batched
 
-    c = ex.make_config("digits", "sal", areas=4, depth=4, hidden=32, epochs=4, batch_size=64,
+    c = ex.make_config("digits", "sal", num_areas=4, depth=4, hidden=32, epochs=4, batch_size=64,
                        options={"divisor": "area", "feedback_scale": 5.0, "router_width": 32})
     data = load_dataset("digits")
     model = ex._model(c, data, torch.device("cpu"))
@@ -494,11 +495,11 @@ def test_every_option_changes_the_run_key(method):
 
     other = {"divisor": "sum", "feedback_scale": 2.5, "feedback_dist": "sign", "router_width": 7, "prototype_norm": "none",
              "selector_lr_scale": 0.5, "balance_coef": 0.0, "init": "torch_default"}
-    base = ex.make_config("digits", method, areas=1 if method in ("dfa", "fa") else 4)
+    base = ex.make_config("digits", method, num_areas=1 if method in ("dfa", "fa") else 4)
     options = {**OPTIONS[method], "init": COMMON_OPTIONS["init"]}
     for name in options:
         assert other[name] != options[name]
-        changed = ex.make_config("digits", method, areas=base.areas, options={name: other[name]})
+        changed = ex.make_config("digits", method, num_areas=base.num_areas, options={name: other[name]})
         assert changed.key() != base.key(), name
 
 
@@ -506,7 +507,7 @@ def test_moe_has_its_balance_term_on_by_default():
     from salrepro.method.models import OPTIONS
 
     assert OPTIONS["moe"]["balance_coef"] == 0.01
-    assert salrepro.build_model("moe", 64, 10, hidden=16, areas=4).balance_coef == 0.01
+    assert salrepro.build_model("moe", 64, 10, hidden=16, num_areas=4).balance_coef == 0.01
 
 
 def test_atomic_writes_leave_no_temporary_and_give_a_plain_file_s_mode(tmp_path):

@@ -12,11 +12,11 @@ import salrepro
     "kwargs, needle",
     [
         (dict(method="adam"), "method: must be one of ('bp', 'sal', 'moe', 'dfa', 'fa', 'salbp')"),
-        (dict(areas=0), "areas: must be an integer >= 1"),
-        (dict(areas=2.5), "areas: must be an integer >= 1"),
+        (dict(num_areas=0), "areas: must be an integer >= 1"),
+        (dict(num_areas=2.5), "areas: must be an integer >= 1"),
         (dict(depth=1), "depth: must be an integer >= 2"),
         (dict(hidden=0), "hidden: must be an integer >= 1"),
-        (dict(method="bp", areas=4), "areas: method 'bp' has one area per layer"),
+        (dict(method="bp", num_areas=4), "areas: method 'bp' has one area per layer"),
         (dict(divisor="mean"), "divisor: must be one of ('batch', 'area', 'sum')"),
         (dict(init="xavier"), "init: must be one of"),
         (dict(prototype_norm="l1"), "prototype_norm: must be one of ('unit', 'none')"),
@@ -26,7 +26,7 @@ import salrepro
     ],
 )
 def test_bad_arguments_name_the_argument_and_allowed_values(kwargs, needle):
-    args = dict(method="sal", in_features=8, num_classes=3, areas=2)
+    args = dict(method="sal", in_features=8, num_classes=3, num_areas=2)
     args.update(kwargs)
     method, n, c = args.pop("method"), args.pop("in_features"), args.pop("num_classes")
     with pytest.raises(ValueError) as err:
@@ -36,7 +36,7 @@ def test_bad_arguments_name_the_argument_and_allowed_values(kwargs, needle):
 
 @pytest.mark.parametrize("method", ["bp", "sal", "moe", "dfa", "fa"])
 def test_bad_batches_raise_value_error(method):
-    model = salrepro.build_model(method, 8, 3, hidden=4, areas=2 if method in ("sal", "moe") else 1)
+    model = salrepro.build_model(method, 8, 3, hidden=4, num_areas=2 if method in ("sal", "moe") else 1)
     with pytest.raises(ValueError, match=r"x: expected a \(batch, 8\) tensor \(in_features=8\)"):
         model.train_step(torch.zeros(4, 7), torch.zeros(4, dtype=torch.long), 0.1)
     with pytest.raises(ValueError, match=r"y: labels must lie in 0..2 \(num_classes=3\), got values in 0..3"):
@@ -50,7 +50,7 @@ def test_bad_batches_raise_value_error(method):
 def test_count_parameters_paper_widest_net_on_meta():
     """Width 4096, depth 64, K = 4: about 1.07B active and 4.3B total."""
     n, C, w, D, K = 9216, 10, 4096, 64, 4  # STL-10 input (96 x 96 gray)
-    model = salrepro.build_model("sal", n, C, hidden=w, depth=D, areas=K, device="meta")
+    model = salrepro.build_model("sal", n, C, hidden=w, depth=D, num_areas=K, device="meta")
     assert all(p.device.type == "meta" for p in model.parameters())
     counts = salrepro.count_parameters(model)
     routed = [(n, w)] + [(w, w)] * (D - 2)
@@ -64,9 +64,9 @@ def test_count_parameters_paper_widest_net_on_meta():
 
 
 def test_count_parameters_small_closed_form():
-    model = salrepro.build_model("sal", 8, 3, hidden=5, areas=4)
+    model = salrepro.build_model("sal", 8, 3, hidden=5, num_areas=4)
     assert salrepro.count_parameters(model) == (4 * (8 * 5 + 5) + 3 * 8 + 5 * 3 + 3, (8 * 5 + 5) + 3 * 8 + 5 * 3 + 3)
-    moe = salrepro.build_model("moe", 8, 3, hidden=5, areas=4)
+    moe = salrepro.build_model("moe", 8, 3, hidden=5, num_areas=4)
     assert salrepro.count_parameters(moe) == (4 * 45 + 4 * 8 + 18, 45 + 4 * 8 + 18)
     bp = salrepro.build_model("bp", 8, 3, hidden=5)
     assert salrepro.count_parameters(bp).total == salrepro.count_parameters(bp).active == 45 + 18
@@ -75,7 +75,7 @@ def test_count_parameters_small_closed_form():
 @pytest.mark.parametrize("method", ["bp", "sal", "moe", "dfa", "fa"])
 def test_depth_128_trains_without_nan(method):
     K = 4 if method in ("sal", "moe") else 1
-    model = salrepro.build_model(method, 16, 4, hidden=16, depth=128, areas=K, seed=0)
+    model = salrepro.build_model(method, 16, 4, hidden=16, depth=128, num_areas=K, seed=0)
     assert len(model.layers) == 128
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(16, 16, generator=g), torch.randint(0, 4, (16,), generator=g)
@@ -95,7 +95,7 @@ def test_same_seed_same_init_across_methods():
 
 @pytest.mark.parametrize("init", ["kaiming_normal", "kaiming_uniform", "torch_default"])
 def test_init_options(init):
-    model = salrepro.build_model("sal", 400, 3, hidden=300, areas=2, init=init, seed=0)
+    model = salrepro.build_model("sal", 400, 3, hidden=300, num_areas=2, init=init, seed=0)
     w, b = model.layers[0].weight.detach(), model.layers[0].bias.detach()
     expected_std = {"kaiming_normal": math.sqrt(2 / 400), "kaiming_uniform": math.sqrt(2 / 400),
                     "torch_default": 1 / math.sqrt(3 * 400)}[init]
@@ -106,11 +106,11 @@ def test_init_options(init):
 
 def test_presets_are_valid_options_and_not_the_defaults():
     assert salrepro.PRESETS["sal_method"] == {}
-    model = salrepro.build_model("sal", 8, 3, hidden=5, areas=4, **salrepro.PRESETS["paper_fit"])
-    assert model.divisor == "area" and model.divisor != salrepro.build_model("sal", 8, 3, hidden=5, areas=4).divisor
+    model = salrepro.build_model("sal", 8, 3, hidden=5, num_areas=4, **salrepro.PRESETS["paper_fit"])
+    assert model.divisor == "area" and model.divisor != salrepro.build_model("sal", 8, 3, hidden=5, num_areas=4).divisor
     assert model.layers[0].router.shape[0] == 32  # router width 32, not the class count
     for name, options in salrepro.PRESETS.items():
-        salrepro.build_model("sal", 8, 3, hidden=5, areas=4, **options)  # every preset is a valid reading
+        salrepro.build_model("sal", 8, 3, hidden=5, num_areas=4, **options)  # every preset is a valid reading
 
 
 def test_the_docs_options_table_is_the_options_declared_in_code():

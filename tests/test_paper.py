@@ -57,8 +57,8 @@ def test_claims_need_significance():
 def test_gap_and_depth_claims():
     rows = []
     for depth, bp, sal in [(2, 30, 31), (8, 30, 40), (32, 30, 55)]:
-        rows += [dict(dataset="semeion", method="bp", areas=1, depth=depth, val_accuracy_pct_mean=bp, val_accuracy_pct_std=1.0, seeds=5),
-                 dict(dataset="semeion", method="sal", areas=4, depth=depth, val_accuracy_pct_mean=sal, val_accuracy_pct_std=1.0, seeds=5)]
+        rows += [dict(dataset="semeion", method="bp", num_areas=1, depth=depth, val_accuracy_pct_mean=bp, val_accuracy_pct_std=1.0, seeds=5),
+                 dict(dataset="semeion", method="sal", num_areas=4, depth=depth, val_accuracy_pct_mean=sal, val_accuracy_pct_std=1.0, seeds=5)]
     s = pd.DataFrame(rows).astype({"val_accuracy_pct_mean": float})
     assert paper.claim_gap_grows_with(s, "depth")["verdict"] == "supported"
     assert paper.claim_trains_at_depth(s)["verdict"] == "supported"
@@ -145,8 +145,8 @@ def _curve(axis, values):
     rows = []
     for v, bp, sal in values:
         shape = {"depth": v, "hidden": 256} if axis == "depth" else {"depth": 64, "hidden": v}
-        rows += [dict(dataset="semeion", method="bp", areas=1, **shape, val_accuracy_pct_mean=float(bp), val_accuracy_pct_std=1.0, seeds=5),
-                 dict(dataset="semeion", method="sal", areas=4, **shape, val_accuracy_pct_mean=float(sal), val_accuracy_pct_std=1.0, seeds=5)]
+        rows += [dict(dataset="semeion", method="bp", num_areas=1, **shape, val_accuracy_pct_mean=float(bp), val_accuracy_pct_std=1.0, seeds=5),
+                 dict(dataset="semeion", method="sal", num_areas=4, **shape, val_accuracy_pct_mean=float(sal), val_accuracy_pct_std=1.0, seeds=5)]
     return pd.DataFrame(rows)
 
 

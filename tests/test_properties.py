@@ -33,7 +33,7 @@ def test_area_forward_equals_per_sample_reference(n_in, n_out, K, B, classes, se
        B=st.integers(1, 24), classes=st.integers(2, 5), divisor=st.sampled_from(["batch", "area", "sum"]),
        seed=st.integers(0, 10_000))
 def test_sal_step_on_random_shapes(n_in, hidden, K, depth, B, classes, divisor, seed):
-    model = salrepro.build_model("sal", n_in, classes, hidden=hidden, depth=depth, areas=K, seed=seed, divisor=divisor)
+    model = salrepro.build_model("sal", n_in, classes, hidden=hidden, depth=depth, num_areas=K, seed=seed, divisor=divisor)
     g = torch.Generator().manual_seed(seed)
     x, y = torch.randn(B, n_in, generator=g), torch.randint(0, classes, (B,), generator=g)
     frozen = {k: v.clone() for k, v in model.named_buffers()}
@@ -48,7 +48,7 @@ def test_sal_step_on_random_shapes(n_in, hidden, K, depth, B, classes, divisor, 
 @settings(max_examples=40, deadline=None)
 @given(B=st.integers(1, 10), n_in=st.integers(1, 6), bad=st.sampled_from(["label_high", "label_neg", "width", "ndim"]))
 def test_bad_batches_raise_only_the_documented_error(B, n_in, bad):
-    model = salrepro.build_model("sal", n_in, 3, hidden=4, areas=2)
+    model = salrepro.build_model("sal", n_in, 3, hidden=4, num_areas=2)
     x, y = torch.zeros(B, n_in), torch.zeros(B, dtype=torch.long)
     if bad == "label_high":
         y[0] = 3
@@ -63,20 +63,21 @@ def test_bad_batches_raise_only_the_documented_error(B, n_in, bad):
 
 
 @settings(max_examples=50, deadline=None)
-@given(method=st.sampled_from(["bp", "sal", "moe", "dfa", "fa", "other"]), areas=st.integers(-2, 5),
+@given(method=st.sampled_from(["bp", "sal", "moe", "dfa", "fa", "other"]), num_areas=st.integers(-2, 5),
        depth=st.integers(-1, 4), hidden=st.integers(-1, 4))
-def test_build_model_accepts_or_names_the_argument(method, areas, depth, hidden):
+def test_build_model_accepts_or_names_the_argument(method, num_areas, depth, hidden):
     try:
-        model = salrepro.build_model(method, 5, 3, hidden=hidden, depth=depth, areas=areas)
+        model = salrepro.build_model(method, 5, 3, hidden=hidden, depth=depth, num_areas=num_areas)
     except ValueError as e:
-        assert str(e).split(":")[0] in ("method", "areas", "depth", "hidden")
+        assert str(e).split(":")[0] in ("method", "num_areas", "depth", "hidden")
     else:
         assert len(model.layers) == depth
 
 
 @settings(max_examples=40, deadline=None)
-@given(areas=st.lists(st.integers(0, 7), min_size=1, max_size=50))
-def test_groups_are_a_stable_partition(areas):
+@given(k=st.lists(st.integers(0, 7), min_size=1, max_size=50))
+def test_groups_are_a_stable_partition(k):
+    areas = k  # k_i of each sample
     a = torch.tensor(areas)
     g = Groups.of(a, 8)
     assert g.counts.tolist() == [areas.count(k) for k in range(8)]

@@ -17,13 +17,14 @@ def test_readings_split_into_model_and_data_choices():
 
 
 def test_reading_configs_carry_their_choices():
-    s = {"methods": ["bp", "sal-4"], "epochs": 2, "batch_size": 16, "lr": 0.1, "hidden": 8, "seeds": 2,
-         "data_options": {"digits": {}}}
-    configs = protocol.reading_configs("digits", {"divisor": "sum", "init": "torch_default", "digits_scale": "raw"}, s)
+    s = protocol.Table2Settings(stage="protocol_study", dataset="digits", profile="test", device="cpu", data_root=None,
+                                download=False, data_options={}, methods=("bp", "sal-4"), epochs=2, batch_size=16, lr=0.1,
+                                hidden=8, seeds=2)
+    configs = protocol.reading_configs({"divisor": "sum", "init": "torch_default", "digits_scale": "raw"}, s)
     bp, sal = configs[0], configs[-1]
     assert dict(bp.options) == {"init": "torch_default"} and dict(sal.options) == {"divisor": "sum", "init": "torch_default"}
     assert dict(sal.data_options) == {"digits_scale": "raw", "input_norm": "pm1", "split": "official"}  # defaults named
-    default = protocol.reading_configs("digits", {}, s)
+    default = protocol.reading_configs({}, s)
     assert {c.key() for c in default}.isdisjoint({c.key() for c in configs})  # different readings never share runs
 
 

@@ -1,12 +1,14 @@
 """Tests of salrepro.pipeline.registry: each stage declared once, and everything derived from it."""
 
 import ast
+import dataclasses
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
 from salrepro.pipeline import claims, config, registry, retrain, schema, stages
+from salrepro.pipeline.settings import Instance
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "src" / "salrepro"
@@ -62,8 +64,12 @@ def test_the_schema_the_sweep_stages_and_the_retrain_order_come_from_the_registr
         for other in st.reuses:  # a stage retrains after every stage whose runs it reuses
             if st.trains and registry.STAGE[other].trains:
                 assert order.index(other) < order.index(st.name), (st.name, other)
-        if st.configs is not None:
-            assert callable(getattr(stages, st.configs))
+        cls = registry.settings_class(st.name)
+        assert issubclass(cls, Instance)
+        if st.sweep and st.name != "tuned":  # a sweep stage's runs are its settings' configs()
+            assert callable(getattr(cls, "configs", None)), st.name
+        if st.settings is not None:  # every key of its section is a typed field of its settings
+            assert set(st.section) - {"datasets"} <= {f.name for f in dataclasses.fields(cls)}, st.name
         assert (ROOT / "notebooks" / f"{st.notebook or st.name}.ipynb").is_file()
 
 

@@ -64,7 +64,7 @@ def test_report_metrics_are_headline_numbers_only(tmp_path):
     head = json.loads((tmp_path / "headline.json").read_text())  # `dvc metrics show`: a few short columns a profile
     assert 3 <= len(head) <= 8 and all(isinstance(v, str) and len(v) <= 16 for v in head.values())
     assert head["BP calibration"] == "{}/{}".format(*map(int, __import__("salrepro.pipeline.calibration").pipeline.calibration.agreement(
-        rep["calibration"]).loc["pm1", ["within", "cells"]]))
+        rep.calibration).loc["pm1", ["within", "cells"]]))
 
 
 def test_dvc_metrics_show_lists_one_headline_per_profile():
@@ -112,9 +112,9 @@ def test_in_short_counts_as_the_report_counts():
                           for m, z, v in (("pm1", 0.5, "within"), ("unit", 3.0, "outside"))
                           for metric in ("val_accuracy_pct", "train_loss", "val_loss")])
     cells = claims.claim_cells({"area_sweep": defaults, "preset_sweep": preset}, None, "paper_fit")
-    rep = {"comparison": paper.compare_area_sweep(defaults), "preset_comparison": paper.compare_area_sweep(preset),
-           "preset": "paper_fit", "fit_datasets": ["digits"], "sigma": 2.0, "calibration": calib,
-           "claims_table": claims.claims_table(cells), "bottom_line": claims.bottom_line(cells)}
+    rep = report.Report(comparison=paper.compare_area_sweep(defaults), preset_comparison=paper.compare_area_sweep(preset),
+                        preset="paper_fit", fit_datasets=["digits"], sigma=2.0, calibration=calib,
+                        claims_table=claims.claims_table(cells), bottom_line=claims.bottom_line(cells))
     text = report.in_short(rep)
     assert text.startswith("At the paper's learning rate, under the reading that reproduces its Tables 2/3, the headline")
     assert "| claim | the paper's numbers | defaults, lr 0.0001 |" in text

@@ -69,7 +69,7 @@ def test_a_killed_writers_temporary_is_removed_a_live_ones_kept(tmp_path):
 
 def test_epoch_checkpoint_resumes_bitwise(tmp_path, monkeypatch):
     data = salrepro.load_dataset("digits")
-    models = lambda: [salrepro.build_model("sal", 64, 10, hidden=32, areas=k, seed=s) for k, s in ((1, 0), (4, 1), (16, 2))]
+    models = lambda: [salrepro.build_model("sal", 64, 10, hidden=32, num_areas=k, seed=s) for k, s in ((1, 0), (4, 1), (16, 2))]
     whole = train_many(models(), data, epochs=4, batch_size=32, lr=0.05, seeds=[0, 1, 2])
     ckpt = tmp_path / "batch.pt"
     import salrepro.engine.batched as b
@@ -108,9 +108,9 @@ def test_checkpoint_of_another_batch_is_ignored(tmp_path):
 @pytest.mark.parametrize("method, K", [("sal", 4), ("bp", 1), ("moe", 2)])
 def test_absurd_learning_rate_is_recorded_as_diverged(method, K):
     data = salrepro.load_dataset("digits")
-    configs = [ex.make_config("digits", method, areas=K, seed=s, epochs=5, batch_size=16, lr=lr, hidden=32)
+    configs = [ex.make_config("digits", method, num_areas=K, seed=s, epochs=5, batch_size=16, lr=lr, hidden=32)
                for s, lr in ((0, 1e20), (1, 1e20))]
-    sane = ex.make_config("digits", method, areas=K, seed=2, epochs=5, batch_size=16, lr=1e-2, hidden=32)
+    sane = ex.make_config("digits", method, num_areas=K, seed=2, epochs=5, batch_size=16, lr=1e-2, hidden=32)
     records = [*ex.run_batch(configs, data, device="cpu"), ex.run_one(sane, data, device="cpu")]
     for r in records[:2]:
         assert r["diverged"] is not None and r["diverged"] <= 5

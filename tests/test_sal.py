@@ -124,7 +124,7 @@ def batch(n_in, classes, B, seed=0):
 @pytest.mark.parametrize("depth", [2, 4])
 def test_one_step_matches_float64_reference(K, divisor, depth):
     n_in, C, hidden, B = 12, 5, 8, 24
-    model = salrepro.build_model("sal", n_in, C, hidden=hidden, depth=depth, areas=K, seed=3, divisor=divisor)
+    model = salrepro.build_model("sal", n_in, C, hidden=hidden, depth=depth, num_areas=K, seed=3, divisor=divisor)
     x, y = batch(n_in, C, B)
     lr = 0.5 if divisor != "sum" else 0.05
     ref = reference_step(as_reference(model), model.roles, x.double(), y, lr, divisor, C)
@@ -139,7 +139,7 @@ def test_one_step_matches_float64_reference(K, divisor, depth):
 
 
 def test_reference_agrees_on_routing():
-    model = salrepro.build_model("sal", 12, 5, hidden=8, areas=16, seed=1)
+    model = salrepro.build_model("sal", 12, 5, hidden=8, num_areas=16, seed=1)
     x = torch.randn(40, 12, generator=torch.Generator().manual_seed(0))  # centred: routing spreads
     areas = model.route(x)[0]
     L = as_reference(model)[0]
@@ -150,7 +150,7 @@ def test_reference_agrees_on_routing():
 
 
 def test_frozen_tensors_never_change_and_empty_areas_are_untouched():
-    model = salrepro.build_model("sal", 12, 5, hidden=8, depth=4, areas=16, seed=0)
+    model = salrepro.build_model("sal", 12, 5, hidden=8, depth=4, num_areas=16, seed=0)
     frozen = {k: v.clone() for k, v in model.named_buffers()}
     assert any("prototypes" in k for k in frozen) and any("feedback" in k for k in frozen)
     x, y = batch(12, 5, 6)
@@ -172,7 +172,7 @@ def test_routing_uses_the_router_before_the_step():
     """A large step moves the router enough to change routing; the update must
     still go to the areas chosen by the router as it was before the step
     (the float64 reference routes with the pre-step router)."""
-    model = salrepro.build_model("sal", 12, 5, hidden=8, areas=4, seed=2)
+    model = salrepro.build_model("sal", 12, 5, hidden=8, num_areas=4, seed=2)
     x, y = batch(12, 5, 32)
     ref = reference_step(as_reference(model), model.roles, x.double(), y, 5.0, "batch", 5)
     before = model.route(x)[0]
@@ -183,7 +183,7 @@ def test_routing_uses_the_router_before_the_step():
 
 def test_no_autograd_in_sal_or_dfa():
     for method, K in [("sal", 4), ("sal", 1), ("dfa", 1)]:
-        model = salrepro.build_model(method, 12, 5, hidden=8, depth=4, areas=K)
+        model = salrepro.build_model(method, 12, 5, hidden=8, depth=4, num_areas=K)
         x, y = batch(12, 5, 8)
         model.train_step(x, y, 0.1)
         assert all(p.grad is None for p in model.parameters())
@@ -192,7 +192,7 @@ def test_no_autograd_in_sal_or_dfa():
 
 def test_forward_never_gathers_per_sample_weights(monkeypatch):
     """The forward dispatches groups: no (B, out, in) tensor is ever built."""
-    model = salrepro.build_model("sal", 12, 5, hidden=8, areas=4)
+    model = salrepro.build_model("sal", 12, 5, hidden=8, num_areas=4)
     x, y = batch(12, 5, 64)
     seen = []
     real_index_select = torch.Tensor.index_select
@@ -214,12 +214,12 @@ def test_layer_tensor_names_and_shapes():
     torch.testing.assert_close(layer.prototypes.norm(dim=0), torch.ones(4))
     wide = AreaLayer(12, 8, 4, 5, router_width=7)
     assert tuple(wide.router.shape) == (7, 12) and tuple(wide.router_readout.shape) == (7, 5)
-    model = salrepro.build_model("sal", 12, 5, hidden=8, areas=4)
+    model = salrepro.build_model("sal", 12, 5, hidden=8, num_areas=4)
     assert tuple(model.layers[-1].weight.shape) == (1, 5, 8) and model.layers[-1].feedback is None
 
 
 def test_router_width_option_trains():
-    model = salrepro.build_model("sal", 12, 5, hidden=8, areas=4, router_width=3, prototype_norm="none")
+    model = salrepro.build_model("sal", 12, 5, hidden=8, num_areas=4, router_width=3, prototype_norm="none")
     x, y = batch(12, 5, 16)
     r0 = model.layers[0].router.detach().clone()
     losses = [model.train_step(x, y, 0.5) for _ in range(20)]
@@ -229,7 +229,7 @@ def test_router_width_option_trains():
 
 def test_selector_learns_to_separate_classes():
     """Eq. (9): trained on its own loss, z becomes a class score."""
-    model = salrepro.build_model("sal", 12, 3, hidden=8, areas=4, seed=0)
+    model = salrepro.build_model("sal", 12, 3, hidden=8, num_areas=4, seed=0)
     g = torch.Generator().manual_seed(0)
     centers = torch.randn(3, 12, generator=g) * 3
     y = torch.randint(0, 3, (300,), generator=g)
@@ -244,7 +244,7 @@ def test_selector_learns_to_separate_classes():
 def test_grouped_update_path_matches_reference(monkeypatch, divisor):
     """The sync-free grouped update (the CUDA path), forced on CPU."""
     monkeypatch.setattr(salrepro.kernels.dispatch, "accumulate_path", lambda *a: "grouped")
-    model = salrepro.build_model("sal", 12, 5, hidden=8, depth=3, areas=16, seed=5, divisor=divisor)
+    model = salrepro.build_model("sal", 12, 5, hidden=8, depth=3, num_areas=16, seed=5, divisor=divisor)
     x, y = batch(12, 5, 6)  # 6 samples, 16 areas: most areas empty
     ref = reference_step(as_reference(model), model.roles, x.double(), y, 0.5, divisor, 5)
     untouched = model.layers[0].weight.detach().clone()
@@ -260,7 +260,7 @@ def test_grouped_update_path_matches_reference(monkeypatch, divisor):
 def test_per_area_loop_fallback_matches_reference(monkeypatch, divisor):
     """Without grouped_mm (older torch, unaligned widths) the loop path gives the same step."""
     monkeypatch.setattr(salrepro.kernels.dispatch, "_HAS_GROUPED_MM", False)
-    model = salrepro.build_model("sal", 12, 5, hidden=8, depth=3, areas=4, seed=4, divisor=divisor)
+    model = salrepro.build_model("sal", 12, 5, hidden=8, depth=3, num_areas=4, seed=4, divisor=divisor)
     x, y = batch(12, 5, 24)
     ref = reference_step(as_reference(model), model.roles, x.double(), y, 0.5, divisor, 5)
     model.train_step(x, y, 0.5)
@@ -272,7 +272,7 @@ def test_per_area_loop_fallback_matches_reference(monkeypatch, divisor):
 def test_selector_lr_scale_matches_float64_reference(scale):
     """selector_lr_scale multiplies the selector's learning rate (eq. 9) and nothing else."""
     n_in, C, hidden, B, lr = 12, 5, 8, 24, 0.5
-    model = salrepro.build_model("sal", n_in, C, hidden=hidden, areas=4, seed=3, selector_lr_scale=scale)
+    model = salrepro.build_model("sal", n_in, C, hidden=hidden, num_areas=4, seed=3, selector_lr_scale=scale)
     x, y = batch(n_in, C, B)
     ref = reference_step(as_reference(model), model.roles, x.double(), y, lr, "batch", C, selector_lr_scale=scale)
     router0 = model.layers[0].router.detach().clone()
@@ -287,8 +287,8 @@ def test_feedback_scale_matches_float64_reference(depth):
     """feedback_scale scales every random feedback matrix F (eq. 6); the step with the scaled F matches
     the reference, and differs from the unscaled step (hidden layers learn feedback_scale times faster)."""
     n_in, C, hidden, B, lr = 12, 5, 8, 24, 0.5
-    plain = salrepro.build_model("sal", n_in, C, hidden=hidden, depth=depth, areas=4, seed=3)
-    model = salrepro.build_model("sal", n_in, C, hidden=hidden, depth=depth, areas=4, seed=3, feedback_scale=10.0)
+    plain = salrepro.build_model("sal", n_in, C, hidden=hidden, depth=depth, num_areas=4, seed=3)
+    model = salrepro.build_model("sal", n_in, C, hidden=hidden, depth=depth, num_areas=4, seed=3, feedback_scale=10.0)
     for a, b in zip(plain.layers, model.layers):
         if a.feedback is not None:
             torch.testing.assert_close(b.feedback, 10.0 * a.feedback)
@@ -310,8 +310,8 @@ def test_feedback_dist_draws_feedback_of_the_same_variance(dist):
     assert F.var().item() == pytest.approx(2 * 9.0 / 10, rel=0.05)
     if dist == "sign":
         assert F.abs().unique().tolist() == pytest.approx([3.0 * math.sqrt(0.2)])
-    a = salrepro.build_model("sal", 12, 5, hidden=8, areas=4, seed=1)
-    b = salrepro.build_model("sal", 12, 5, hidden=8, areas=4, seed=1, feedback_dist=dist)
+    a = salrepro.build_model("sal", 12, 5, hidden=8, num_areas=4, seed=1)
+    b = salrepro.build_model("sal", 12, 5, hidden=8, num_areas=4, seed=1, feedback_dist=dist)
     assert torch.equal(a.layers[0].weight, b.layers[0].weight) and torch.equal(a.layers[0].router, b.layers[0].router)
     assert torch.equal(a.layers[0].feedback, b.layers[0].feedback) == (dist == "uniform")
 

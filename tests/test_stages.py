@@ -1,5 +1,7 @@
 """Stage grids and outputs (stages.py)."""
 
+from dataclasses import replace
+
 import yaml
 
 import salrepro
@@ -21,11 +23,11 @@ def test_area_sweep_grid_is_table2():
 def test_depth_width_and_moe_grids():
     s = settings("depth")
     depth = stages.stage_configs("depth", s)
-    sal = sum(m.startswith("sal") for m in s["methods"])
-    assert len(depth) == (len(s["methods"]) + sal * len(s["presets"])) * len(s["depths"]) * s["seeds"]
-    assert {c.hidden for c in depth} == {s["hidden"]} and {c.depth for c in depth} == set(s["depths"])
+    sal = sum(m.startswith("sal") for m in s.methods)
+    assert len(depth) == (len(s.methods) + sal * len(s.presets)) * len(s.depths) * s.seeds
+    assert {c.hidden for c in depth} == {s.hidden} and {c.depth for c in depth} == set(s.depths)
     w = settings("width")
-    assert {c.hidden for c in stages.stage_configs("width", w)} == set(w["widths"])
+    assert {c.hidden for c in stages.stage_configs("width", w)} == set(w.widths)
     moe = stages.stage_configs("moe", settings("moe"))
     assert {c.method for c in moe} == {"sal", "moe", "salbp"} and len(moe) == 3 * 5 * 5
     sweep = {c.key() for c in stages.stage_configs("area_sweep", settings("area_sweep"))}
@@ -41,19 +43,21 @@ def test_preset_sweep_is_the_area_sweep_with_sal_under_the_preset():
             assert p.key() == a.key()
         else:
             assert dict(p.options) == salrepro.PRESETS["paper_fit"] and p.key() != a.key()
-            assert (p.areas, p.seed, p.epochs, p.lr) == (a.areas, a.seed, a.epochs, a.lr)
+            assert (p.num_areas, p.seed, p.epochs, p.lr) == (a.num_areas, a.seed, a.epochs, a.lr)
 
 
 def test_method_options_go_only_where_they_apply():
-    assert stages.method_options("bp", {"divisor": "sum", "init": "torch_default"}) == {"init": "torch_default"}
-    assert stages.method_options("sal", {"divisor": "sum", "balance_coef": 0.1}) == {"divisor": "sum"}
-    assert stages.method_options("moe", {"divisor": "sum", "balance_coef": 0.1}) == {"balance_coef": 0.1}
+    from salrepro.pipeline.settings import method_options
+
+    assert method_options("bp", {"divisor": "sum", "init": "torch_default"}) == {"init": "torch_default"}
+    assert method_options("sal", {"divisor": "sum", "balance_coef": 0.1}) == {"divisor": "sum"}
+    assert method_options("moe", {"divisor": "sum", "balance_coef": 0.1}) == {"balance_coef": 0.1}
 
 
 def test_depth_and_width_run_sal_again_under_each_preset_and_bp_once():
     for stage in ("depth", "width"):
         s = settings(stage)
-        assert s["presets"] == ["paper_fit"]
+        assert s.presets == ("paper_fit",)
         configs = stages.stage_configs(stage, s)
         readings = {(c.method, salrepro.reading_of(c.method, dict(c.options))) for c in configs}
         assert readings == {("bp", "default"), ("sal", "default"), ("sal", "paper_fit")}
@@ -63,15 +67,14 @@ def test_depth_and_width_run_sal_again_under_each_preset_and_bp_once():
 
 
 def test_the_widest_nets_can_run_fewer_seeds():
-    s = {**settings("width"), "widths": [256, 4096], "seeds": 3, "seeds_at": {4096: 1}, "presets": []}
+    s = replace(settings("width"), widths=(256, 4096), seeds=3, seeds_at={4096: 1}, presets=())
     configs = stages.stage_configs("width", s)
     per_width = {w: sorted({c.seed for c in configs if c.hidden == w}) for w in (256, 4096)}
     assert per_width == {256: [0, 1, 2], 4096: [0]}
 
 
 def test_a_reading_can_stop_at_fewer_widths_while_bp_and_the_other_readings_run_them_all():
-    s = {**settings("width"), "widths": [256, 2048], "seeds": 1, "presets": ["paper_fit"],
-         "widths_of": {"default": [256]}}
+    s = replace(settings("width"), widths=(256, 2048), seeds=1, presets=("paper_fit",), widths_of={"default": [256]})
     got = {(c.method, salrepro.reading_of(c.method, dict(c.options)), c.hidden) for c in stages.stage_configs("width", s)}
     assert got == {("bp", "default", 256), ("bp", "default", 2048), ("sal", "default", 256),
                    ("sal", "paper_fit", 256), ("sal", "paper_fit", 2048)}

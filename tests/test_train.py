@@ -16,7 +16,7 @@ def toy_data(n_train=120, n_val=40, n_in=16, classes=3, seed=0):
 
 @pytest.mark.parametrize("method, K", [("sal", 4), ("bp", 1), ("moe", 2), ("fa", 1)])
 def test_history_fields_and_learning(method, K):
-    model = salrepro.build_model(method, 16, 3, hidden=32, areas=K, seed=0)
+    model = salrepro.build_model(method, 16, 3, hidden=32, num_areas=K, seed=0)
     history = salrepro.train(model, toy_data(), epochs=4, batch_size=16, lr=0.05, seed=0, progress=False)
     assert [h["epoch"] for h in history] == [1, 2, 3, 4]
     assert set(history[0]) == {"epoch", "train_loss", "val_loss", "val_accuracy", "occupancy"}
@@ -30,7 +30,7 @@ def test_history_fields_and_learning(method, K):
 
 def test_same_seed_is_bitwise_identical_and_seed_matters():
     def run(seed):
-        model = salrepro.build_model("sal", 16, 3, hidden=32, depth=3, areas=4, seed=seed)
+        model = salrepro.build_model("sal", 16, 3, hidden=32, depth=3, num_areas=4, seed=seed)
         return salrepro.train(model, toy_data(), epochs=3, batch_size=8, lr=0.05, seed=seed, progress=False)
 
     assert run(0) == run(0)

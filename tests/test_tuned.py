@@ -32,7 +32,9 @@ def test_selection_never_reads_the_reported_split(tmp_path, monkeypatch):
     would move.)"""
     params = tiny_params(tmp_path)
     clean = tuned.run_tuned("digits", params_file=params, out_dir=tmp_path / "clean" / "tuned" / "digits")
-    real = tuned.load_dataset
+    from salrepro.pipeline import settings
+
+    real = settings.load_dataset  # every stage loads its data through settings.Instance.load
 
     def poisoned(name, split="official", **kw):
         d = real(name, split=split, **kw)
@@ -42,7 +44,7 @@ def test_selection_never_reads_the_reported_split(tmp_path, monkeypatch):
         return Dataset(d.name, d.x_train, d.y_train, torch.randn(d.x_val.shape, generator=gen),
                        torch.randint(0, 10, d.y_val.shape, generator=gen), d.meta)
 
-    monkeypatch.setattr(tuned, "load_dataset", poisoned)
+    monkeypatch.setattr(settings, "load_dataset", poisoned)
     dirty = tuned.run_tuned("digits", params_file=params, out_dir=tmp_path / "dirty" / "tuned" / "digits")
     cols = ["label", "lr", "seed", "val_accuracy_pct", "val_loss"]
     pd.testing.assert_frame_equal(clean.selection[cols], dirty.selection[cols])
@@ -105,9 +107,9 @@ def test_chosen_runs_at_the_paper_lr_are_the_other_stages_runs(tmp_path):
     cfg = load_params(ROOT / "params.yaml")
     s = stage_settings(cfg, "tuned", "digits")
     selection = ex.runs_frame([])  # no selection needed: choose the paper's lr for every configuration
-    keys = tuned.base_configs(s, lr=s["paper_lr"], split="official")
-    choice = pd.DataFrame([{"dataset": c.dataset, "method": c.method, "areas": c.areas, "depth": c.depth, "hidden": c.hidden,
-                            "reading": tuned.reading_of(c.method, dict(c.options)), "lr": s["paper_lr"]} for c in keys])
+    keys = tuned.base_configs(s, lr=s.lr, split="official")
+    choice = pd.DataFrame([{"dataset": c.dataset, "method": c.method, "areas": c.num_areas, "depth": c.depth, "hidden": c.hidden,
+                            "reading": tuned.reading_of(c.method, dict(c.options)), "lr": s.lr} for c in keys])
     finals = {c.key() for c in tuned.final_configs(s, choice)}
     assert len(finals) == len(keys) and {c.depth for c in keys} == set(cfg["depth"]["depths"])
     others = {c.key() for st in ("area_sweep", "preset_sweep", "moe", "depth")

@@ -3,7 +3,7 @@ Liu, Yang, Zou, arXiv 2601.21561).
 
     import salrepro
     data = salrepro.load_dataset("digits")
-    model = salrepro.build_model("sal", data.in_features, data.num_classes, areas=16)
+    model = salrepro.build_model("sal", data.in_features, data.num_classes, num_areas=16)
     history = salrepro.train(model, data, epochs=25, batch_size=16, lr=1e-4, seed=0)
 
 Modules: `sal` (the method), `baselines` (bp, moe, fa, dfa), `nets` (the

@@ -88,7 +88,7 @@ DATA_SHAPES = {name: (IN_FEATURES[name], NUM_CLASSES[name]) for name in DATASETS
 class RunConfig:
     dataset: str
     method: str
-    areas: int = 1
+    num_areas: int = 1  # K; run records and tables name it `areas`, as the paper's CSVs do
     depth: int = 2
     hidden: int = 256
     seed: int = 0
@@ -101,14 +101,14 @@ class RunConfig:
     @property
     def label(self) -> str:
         """bp, SAL-4, MoE-4, ... as in the paper's tables."""
-        return method_label(self.method, self.areas)
+        return method_label(self.method, self.num_areas)
 
     def key(self) -> str:
         """Stable identity of the run (configuration + results version)."""
         opts = dict(self.data_options)
         if opts.get("split") == DATA_OPTIONS["split"][1]:
             del opts["split"]  # added after the results existed: named only when it is not the default
-        fields = {**asdict(self), "options": list(self.options), "data_options": sorted(opts.items())}
+        fields = {**self.as_record(), "options": list(self.options), "data_options": sorted(opts.items())}
         if opts.get("input_norm", "unit") == "unit":
             # Before input_norm existed every run used [0, 1] inputs ("unit") and named only the data
             # options it changed: such runs keep the keys they had, so the pre-calibration results stay
@@ -120,8 +120,13 @@ class RunConfig:
         blob = json.dumps({**fields, "v": RESULTS_VERSION}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
+    def as_record(self) -> dict:
+        """The configuration as run records store it (K under `areas`, the name of the stored format)."""
+        d = asdict(self)
+        return {("areas" if k == "num_areas" else k): v for k, v in d.items()}
+
     def filename(self) -> str:
-        return f"{self.dataset}-{self.method}-K{self.areas}-d{self.depth}-w{self.hidden}-s{self.seed}-{self.key()}.json"
+        return f"{self.dataset}-{self.method}-K{self.num_areas}-d{self.depth}-w{self.hidden}-s{self.seed}-{self.key()}.json"
 
 
 def make_config(dataset, method, *, options=None, data_options=None, **kw) -> RunConfig:
@@ -137,7 +142,7 @@ def _data_options(dataset, options) -> dict:
 
 def grid(dataset, methods, seeds, *, options=None, **shared) -> list[RunConfig]:
     """Every (method, K) pair of `methods` times every seed."""
-    return [make_config(dataset, m, areas=k, seed=s, options=options, **shared) for m, k in methods for s in seeds]
+    return [make_config(dataset, m, num_areas=k, seed=s, options=options, **shared) for m, k in methods for s in seeds]
 
 
 class SetupError(ValueError):
@@ -180,7 +185,7 @@ def check_store(store) -> Path:
 
 def _model(config: RunConfig, data, dev):
     return build_model(config.method, data.in_features, data.num_classes, hidden=config.hidden, depth=config.depth,
-                       areas=config.areas, seed=config.seed, device=dev, **dict(config.options))
+                       num_areas=config.num_areas, seed=config.seed, device=dev, **dict(config.options))
 
 
 def _record(config: RunConfig, model, history, seconds, dev, batched_with=1, stats=None) -> dict:
@@ -188,7 +193,7 @@ def _record(config: RunConfig, model, history, seconds, dev, batched_with=1, sta
     diverged = next((h["epoch"] for h in history if h.get("diverged")), None)
     final = history[-1] if history and diverged is None else {}  # a diverged run has no final metrics
     return {
-        "config": {**asdict(config), "options": dict(config.options), "data_options": dict(config.data_options)},
+        "config": {**config.as_record(), "options": dict(config.options), "data_options": dict(config.data_options)},
         "key": config.key(),
         "label": config.label,
         "history": [{**h, "occupancy": {str(k): v for k, v in h["occupancy"].items()}} for h in history],
@@ -248,7 +253,7 @@ def batch_key(config: RunConfig):
     if not batchable(meta_model(config)):
         return None
     return (config.dataset, config.data_options, config.method, config.depth, config.hidden, config.epochs,
-            config.batch_size, config.options, config.areas if config.method == "moe" else 0)
+            config.batch_size, config.options, config.num_areas if config.method == "moe" else 0)
 
 
 def plan_batches(configs: list[RunConfig], max_bytes: float = MAX_BATCH_BYTES["cpu"],
@@ -283,7 +288,7 @@ def plan_batches(configs: list[RunConfig], max_bytes: float = MAX_BATCH_BYTES["c
 def meta_model(c: RunConfig):
     """The configuration's model on the meta device (shapes, no memory)."""
     n_in, n_cls = DATA_SHAPES.get(c.dataset, (784, 10))
-    return build_model(c.method, n_in, n_cls, hidden=c.hidden, depth=c.depth, areas=c.areas, device="meta",
+    return build_model(c.method, n_in, n_cls, hidden=c.hidden, depth=c.depth, num_areas=c.num_areas, device="meta",
                        **dict(c.options))
 
 

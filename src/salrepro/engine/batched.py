@@ -200,7 +200,7 @@ class BatchedNet:
         self.n = len(models)
         self.roles = first.roles
         self.depth, self.num_classes = first.depth, first.num_classes
-        self.areas = [m.areas for m in models]
+        self.num_areas = [m.num_areas for m in models]
 
     def losses(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy per model, (N,)."""
@@ -328,8 +328,8 @@ class BatchedMoE(BatchedNet):
 
     def __init__(self, models: list[MoENet]):
         super().__init__(models)
-        self.k = models[0].areas
-        if any(m.areas != self.k for m in models):
+        self.num_experts = models[0].num_areas
+        if any(m.num_areas != self.num_experts for m in models):
             raise ValueError("models: a MoE batch needs one K")
         self.balance_coef = models[0].balance_coef
         self.layers = []
@@ -340,10 +340,10 @@ class BatchedMoE(BatchedNet):
                 continue
             dev = layers[0].weight.device
             self.layers.append(StackedMoELayer(
-                [self.k] * self.n, _cat(la.weight for la in layers).requires_grad_(),
+                [self.num_experts] * self.n, _cat(la.weight for la in layers).requires_grad_(),
                 _cat(la.bias for la in layers).requires_grad_(),
                 gate=_stack(la.gate for la in layers).requires_grad_(),
-                offsets=self.k * torch.arange(self.n, device=dev)))
+                offsets=self.num_experts * torch.arange(self.n, device=dev)))
         self._balance = 0.0
 
     def params(self):
@@ -354,7 +354,7 @@ class BatchedMoE(BatchedNet):
         return [L.owners(name, t.shape[0]) for L in self.layers for name, t in L.tensors()]
 
     def layer_areas(self, layer):
-        return [self.k] * self.n
+        return [self.num_experts] * self.n
 
     def forward(self, x, keep_routes=False):
         h, routes, balance = x, {}, 0.0

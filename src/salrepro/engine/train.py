@@ -111,7 +111,7 @@ def train(model, data, *, epochs: int, batch_size: int, lr: float, seed: int = 0
     gen = torch.Generator().manual_seed(int(seed))
     n = x_train.shape[0]
     history = []
-    bar = tqdm(range(1, epochs + 1), desc=f"{model.method} K={model.areas}", disable=not show_progress(progress), leave=False)
+    bar = tqdm(range(1, epochs + 1), desc=f"{model.method} K={model.num_areas}", disable=not show_progress(progress), leave=False)
     for epoch in bar:
         perm = torch.randperm(n, generator=gen).to(device)
         loss_sum = 0.0

@@ -195,15 +195,15 @@ class MoENet(Net):
 
     method = "moe"
 
-    def __init__(self, in_features, num_classes, *, hidden=256, depth=2, areas=1, seed=0, balance_coef=MOE.balance_coef,
+    def __init__(self, in_features, num_classes, *, hidden=256, depth=2, num_areas=1, seed=0, balance_coef=MOE.balance_coef,
                  init=INIT, device=None, dtype=None):
-        super().__init__(in_features, num_classes, hidden, depth, areas)
+        super().__init__(in_features, num_classes, hidden, depth, num_areas)
         self.balance_coef = balance_coef
         for i, (n, m) in enumerate(widths_for(in_features, num_classes, hidden, depth)):
             if i == depth - 1:
                 self.layers.append(DenseLayer(n, m, init=init, seed=seed, index=i, device=device, dtype=dtype))
             else:
-                self.layers.append(MoELayer(n, m, areas, init=init, seed=seed, index=i, device=device, dtype=dtype))
+                self.layers.append(MoELayer(n, m, num_areas, init=init, seed=seed, index=i, device=device, dtype=dtype))
 
     def moe_layers(self):
         return [layer for layer in self.layers if isinstance(layer, MoELayer)]
@@ -268,13 +268,13 @@ class SALBPNet(Net):
 
     method = "salbp"
 
-    def __init__(self, in_features, num_classes, *, hidden=256, depth=2, areas=1, seed=0, router_width=SAL.router_width,
+    def __init__(self, in_features, num_classes, *, hidden=256, depth=2, num_areas=1, seed=0, router_width=SAL.router_width,
                  prototype_norm=SAL.prototype_norm, selector_lr_scale=SAL.selector_lr_scale, init=INIT, device=None,
                  dtype=None):
-        super().__init__(in_features, num_classes, hidden, depth, areas)
+        super().__init__(in_features, num_classes, hidden, depth, num_areas)
         self.selector_lr_scale = selector_lr_scale
         for i, (n, m) in enumerate(widths_for(in_features, num_classes, hidden, depth)):
-            self.layers.append(AreaLayer(n, m, 1 if i == depth - 1 else areas, num_classes, router_width=router_width,
+            self.layers.append(AreaLayer(n, m, 1 if i == depth - 1 else num_areas, num_classes, router_width=router_width,
                                          prototype_norm=prototype_norm, feedback=False, init=init, seed=seed, index=i,
                                          device=device, dtype=dtype))
 

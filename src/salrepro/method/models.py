@@ -1,6 +1,6 @@
 """One builder for every method, and parameter counting.
 
-    model = build_model("sal", 784, 10, hidden=256, depth=2, areas=16, seed=0)
+    model = build_model("sal", 784, 10, hidden=256, depth=2, num_areas=16, seed=0)
     loss = model.train_step(x, y, lr=1e-4)
 """
 
@@ -98,7 +98,7 @@ def build_model(
     *,
     hidden: int = 256,
     depth: int = 2,
-    areas: int = 1,
+    num_areas: int = 1,
     seed: int = 0,
     **options,
 ) -> nn.Module:
@@ -106,7 +106,7 @@ def build_model(
 
     depth 2: the shallow ReLU net of Table 2 (areas on the first layer only);
     depth > 2: the residual tanh net of Figures 2-3 (areas on the first and
-    every hidden layer). `areas` is K (experts for moe); bp, dfa and fa have
+    every hidden layer). `num_areas` is K (experts for moe); bp, dfa and fa have
     one area. Method options (see OPTIONS and docs/method.md) go as keywords;
     `device="meta"` builds without allocating (for count_parameters).
     """
@@ -116,20 +116,20 @@ def build_model(
     num_classes = _int_arg("num_classes", num_classes, 2, ">= 2")
     hidden = _int_arg("hidden", hidden, 1, ">= 1")
     depth = _int_arg("depth", depth, 2, ">= 2 (2 = shallow ReLU net, > 2 = residual tanh net)")
-    areas = _int_arg("areas", areas, 1, ">= 1")
-    if method in ("bp", "dfa", "fa") and areas != 1:
-        raise ValueError(f"areas: method {method!r} has one area per layer (areas=1); got {areas}. Use 'sal', 'moe' or 'salbp' for K > 1")
+    num_areas = _int_arg("num_areas", num_areas, 1, ">= 1")
+    if method in ("bp", "dfa", "fa") and num_areas != 1:
+        raise ValueError(f"num_areas: method {method!r} has one area per layer (num_areas=1); got {num_areas}. Use 'sal', 'moe' or 'salbp' for K > 1")
     seed = _int_arg("seed", seed, 0, ">= 0")
     opts = check_method_options(method, options)
     shape = dict(hidden=hidden, depth=depth, seed=seed)
     if method == "bp":
         return BPNet(in_features, num_classes, **shape, **opts)
     if method == "sal":
-        return SALNet(in_features, num_classes, areas=areas, **shape, **opts)
+        return SALNet(in_features, num_classes, num_areas=num_areas, **shape, **opts)
     if method == "moe":
-        return MoENet(in_features, num_classes, areas=areas, **shape, **opts)
+        return MoENet(in_features, num_classes, num_areas=num_areas, **shape, **opts)
     if method == "salbp":
-        return SALBPNet(in_features, num_classes, areas=areas, **shape, **opts)
+        return SALBPNet(in_features, num_classes, num_areas=num_areas, **shape, **opts)
     return FeedbackNet(in_features, num_classes, mode=method, **shape, **opts)
 
 
@@ -155,7 +155,7 @@ def count_parameters(model: nn.Module) -> ParameterCount:
 def describe(model: nn.Module) -> str:
     """One line: method, shape, parameter counts."""
     c = count_parameters(model)
-    return f"{model.method} depth={model.depth} width={model.hidden} K={model.areas}: {c.total:,} total, {c.active:,} active"
+    return f"{model.method} depth={model.depth} width={model.hidden} K={model.num_areas}: {c.total:,} total, {c.active:,} active"
 
 
 __all__ = ["METHODS", "OPTIONS", "PRESETS", "build_model", "reading_of", "count_parameters", "ParameterCount", "describe"]

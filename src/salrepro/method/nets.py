@@ -171,13 +171,13 @@ class Net(nn.Module):
 
     method: str = "net"
 
-    def __init__(self, in_features: int, num_classes: int, hidden: int, depth: int, areas: int):
+    def __init__(self, in_features: int, num_classes: int, hidden: int, depth: int, num_areas: int):
         super().__init__()
         self.in_features = in_features
         self.num_classes = num_classes
         self.hidden = hidden
         self.depth = depth
-        self.areas = areas
+        self.num_areas = num_areas
         self.roles = roles_for(depth)
         self.layers = nn.ModuleList()
 
@@ -212,5 +212,5 @@ class Net(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"method={self.method}, in_features={self.in_features}, num_classes={self.num_classes}, "
-            f"hidden={self.hidden}, depth={self.depth}, areas={self.areas}"
+            f"hidden={self.hidden}, depth={self.depth}, K={self.num_areas}"
         )

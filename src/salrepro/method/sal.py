@@ -240,7 +240,7 @@ class AreaLayer(nn.Module):
         self,
         in_features: int,
         out_features: int,
-        areas: int,
+        num_areas: int,
         num_classes: int,
         *,
         router_width: int | None = SAL.router_width,
@@ -256,23 +256,23 @@ class AreaLayer(nn.Module):
     ):
         super().__init__()
         kw = dict(device=device, dtype=dtype)
-        self.in_features, self.out_features, self.num_areas = in_features, out_features, areas
-        self.weight = nn.Parameter(torch.empty(areas, out_features, in_features, **kw))
-        self.bias = nn.Parameter(torch.empty(areas, out_features, **kw))
+        self.in_features, self.out_features, self.num_areas = in_features, out_features, num_areas
+        self.weight = nn.Parameter(torch.empty(num_areas, out_features, in_features, **kw))
+        self.bias = nn.Parameter(torch.empty(num_areas, out_features, **kw))
         init_area_weights(self.weight, self.bias, init, layer_generator(seed, index, 0))
         frozen = layer_generator(seed, index, 1)
         meta = torch.device(device).type == "meta" if device is not None else False
         self.router = None
         self.register_buffer("router_readout", None)
         self.register_buffer("prototypes", None)
-        if areas > 1:
+        if num_areas > 1:
             r = num_classes if router_width is None else router_width
             self.router = nn.Parameter(torch.empty(r, in_features, **kw))
             init_matrix(self.router, init, frozen)
             if meta:
-                protos = torch.empty(r, areas, device="meta")
+                protos = torch.empty(r, num_areas, device="meta")
             else:
-                protos = torch.randn(r, areas, generator=frozen)
+                protos = torch.randn(r, num_areas, generator=frozen)
                 if prototype_norm == "unit":  # (2) each column scaled to unit norm
                     protos = protos / protos.norm(dim=0, keepdim=True)
             self.register_buffer("prototypes", protos.to(**kw))
@@ -307,7 +307,7 @@ class AreaLayer(nn.Module):
         return branch(role, self(x))
 
     def extra_repr(self) -> str:
-        return f"in={self.in_features}, out={self.out_features}, areas={self.num_areas}"
+        return f"in={self.in_features}, out={self.out_features}, K={self.num_areas}"
 
 
 # ---------------------------------------------------------------------------
@@ -330,7 +330,7 @@ class SALNet(Net):
         *,
         hidden: int = 256,
         depth: int = 2,
-        areas: int = 1,
+        num_areas: int = 1,
         seed: int = 0,
         divisor: str = SAL.divisor,
         feedback_scale: float = SAL.feedback_scale,
@@ -342,14 +342,14 @@ class SALNet(Net):
         device=None,
         dtype=None,
     ):
-        super().__init__(in_features, num_classes, hidden, depth, areas)
+        super().__init__(in_features, num_classes, hidden, depth, num_areas)
         self.divisor = divisor
         self.selector_lr_scale = selector_lr_scale
         for i, (n, m) in enumerate(widths_for(in_features, num_classes, hidden, depth)):
             last = i == depth - 1
             self.layers.append(
                 AreaLayer(
-                    n, m, 1 if last else areas, num_classes,
+                    n, m, 1 if last else num_areas, num_classes,
                     router_width=router_width, prototype_norm=prototype_norm,
                     feedback_scale=feedback_scale, feedback_dist=feedback_dist, init=init, seed=seed, index=i,
                     device=device, dtype=dtype,

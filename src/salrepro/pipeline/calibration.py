@@ -23,18 +23,19 @@ import pandas as pd
 from .. import experiments as ex
 from . import paper
 from .config import load_params
-from ..data import DATA_OPTIONS, load_dataset
+from ..data import DATA_OPTIONS
+from .settings import Training, table2_training
 from ..experiments import write_json_atomic
 
 DEFAULT_MAP = DATA_OPTIONS["input_norm"][1]
 METRIC_NAMES = paper.METRIC_NAMES
 
 
-def calibration_configs(dataset: str, input_norm: str, s: dict) -> list[ex.RunConfig]:
-    """BP at Table 2's settings (the area sweep's), one run per seed, under one input map."""
-    return [ex.make_config(dataset, "bp", hidden=s["hidden"], seed=i, epochs=s["epochs"], batch_size=s["batch_size"],
-                           lr=s["lr"], data_options={**s["data_options"], "input_norm": input_norm})
-            for i in range(s["seeds"])]
+def calibration_configs(input_norm: str, s: Training) -> list[ex.RunConfig]:
+    """BP at Table 2's settings (`s`: settings.table2_training), one run per seed, under one input map."""
+    return [ex.make_config(s.dataset, "bp", hidden=s.hidden, seed=i,
+                           **s.training(data_options={**s.data_options, "input_norm": input_norm}))
+            for i in range(s.seeds)]
 
 
 def compare(summary: pd.DataFrame, sigma: float) -> pd.DataFrame:
@@ -48,20 +49,20 @@ def compare(summary: pd.DataFrame, sigma: float) -> pd.DataFrame:
     return out[cols].reset_index(drop=True)
 
 
-def run_calibration(params_file="params.yaml", out_dir="results/quick/calibration", progress=None) -> pd.DataFrame:
-    """Train (or resume) BP on every dataset and map of `calibration:`; write the tables; return the comparison."""
+def run_calibration(params_file="params.yaml", out_dir="results/quick/calibration", progress=None,
+                    results=None) -> pd.DataFrame:
+    """Train (or resume) BP on every dataset and map of `calibration:`; write the tables; return the comparison.
+    (`results`, the profile's results folder, is the registry's common argument: calibration reuses no
+    other stage's runs.)"""
     cfg = load_params(params_file)
-    cal, sweep = cfg["calibration"], cfg["area_sweep"]
+    cal = cfg["calibration"]
     out = Path(out_dir)
     summaries = []
     for dataset in cal["datasets"]:
-        s = {**{k: sweep[k] for k in ("seeds", "epochs", "batch_size", "lr", "hidden")},
-             "data_options": cfg["datasets"][dataset]}
+        s = table2_training(cfg, "calibration", dataset)
         for norm in cal["input_norms"]:
-            data = load_dataset(dataset, root=cfg["data"]["root"], download=cfg["data"]["download"],
-                                **{**cfg["datasets"][dataset], "input_norm": norm})
-            records = ex.run_all(calibration_configs(dataset, norm, s), data, store=out / dataset / "runs",
-                                 device=cfg["device"], progress=progress, desc=f"calibration {dataset} {norm}")
+            records = ex.run_all(calibration_configs(norm, s), s.load(input_norm=norm), store=out / dataset / "runs",
+                                 device=s.device, progress=progress, desc=f"calibration {dataset} {norm}")
             summaries.append(ex.summarize(records, by=("dataset", "method", "areas", "depth", "hidden", "input_norm")))
     summary = pd.concat(summaries, ignore_index=True)
     table = compare(summary, cfg["report"]["sigma"])

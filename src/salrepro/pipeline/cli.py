@@ -186,12 +186,12 @@ def cmd_run(args) -> int:
         print(f"salrepro run: --batch-size {args.batch_size} exceeds the {data.x_train.shape[0]} training samples "
               f"of {args.dataset}", file=sys.stderr)
         return EXIT_USAGE
-    configs = [ex.make_config(args.dataset, method, areas=areas, depth=args.depth, hidden=args.hidden, seed=s,
+    configs = [ex.make_config(args.dataset, method, num_areas=areas, depth=args.depth, hidden=args.hidden, seed=s,
                               epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, options=dict(args.option),
                               data_options=data_opts)
                for s in range(args.seeds)]
     try:  # option names and values are checked by the model builder before any training
-        build_model(method, data.in_features, data.num_classes, hidden=4, depth=args.depth, areas=areas,
+        build_model(method, data.in_features, data.num_classes, hidden=4, depth=args.depth, num_areas=areas,
                        device="meta", **dict(args.option))
     except ValueError as e:
         print(f"salrepro run: {e}", file=sys.stderr)

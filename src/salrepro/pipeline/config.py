@@ -1,7 +1,7 @@
 """The pipeline's configuration: `params.yaml`, read and checked.
 
     cfg = load_params("params.yaml")
-    s = stage_settings(cfg, "area_sweep", "digits")   # dict for one stage instance
+    s = stage_settings(cfg, "area_sweep", "digits")   # one stage instance's settings (settings.py)
 
 `params.yaml` as committed is the `quick` profile; `conf/profile/*.yaml`
 hold every profile, documented there; `salrepro profile cpu` writes one into params.yaml
@@ -22,6 +22,7 @@ from ..data import DATA_OPTIONS, DATASETS, TRAIN_SIZES, data_options
 from ..method.models import OPTIONS, check_method_options
 from . import registry, schema
 from .schema import PROFILES, ParamsError, parse_method  # noqa: F401  (the config API)
+from .settings import instance_fields
 
 STAGES = registry.sweep_stages()  # the stages with a grid per dataset and a summary.csv each
 SCHEMA = {**schema.TOP, **registry.section_schema()}  # each stage's section declared with its Stage
@@ -71,12 +72,9 @@ def _check_datasets(cfg: dict) -> None:
             raise ParamsError(f"datasets.{name}: {e}") from None
     for st in registry.STAGES:  # every dataset a stage lists is declared, with its data options
         for key in st.dataset_keys if st.section is not None else ():
-            for name in cfg[st.name][key]:
+            for name in registry.section_value(cfg[st.name], key):
                 if name not in ds:
                     raise ParamsError(f"{st.name}.{key}: {name!r} is not listed under datasets: {sorted(ds)}; add it there first")
-    for name in cfg["tuned"]["depth"]["datasets"]:
-        if name not in ds:
-            raise ParamsError(f"tuned.depth.datasets: {name!r} is not listed under datasets: {sorted(ds)}; add it there first")
     trained = [(st, n) for st in ("area_sweep", "depth", "width") for n in cfg[st]["datasets"]]
     trained += [("depth", n) for n in cfg["tuned"]["depth"]["datasets"]]  # tuned depth trains at depth's settings
     trained += [("area_sweep", n) for n in cfg["calibration"]["datasets"]]  # calibration trains at area_sweep's settings
@@ -175,20 +173,12 @@ def load_params(path="params.yaml") -> dict:
         return validate(yaml.safe_load(f))
 
 
-def stage_settings(cfg: dict, stage: str, dataset: str) -> dict:
-    """Everything one stage instance needs, flattened: the stage's section,
-    the training settings shared with area_sweep for moe, data options."""
+def stage_settings(cfg: dict, stage: str, dataset: str):
+    """One stage instance's settings, typed: its Stage's settings class (settings.py), with the fields
+    every instance has and the stage's own, read from its section and those it shares training with."""
     if stage not in STAGES:
         raise ParamsError(f"stage {stage!r}: expected one of {STAGES}")
     if dataset not in cfg[stage]["datasets"]:
         raise ParamsError(f"{stage}.datasets: {dataset!r} is not in this profile's list {cfg[stage]['datasets']}")
-    s = dict(cfg[stage])
-    if (read := registry.STAGE[stage].settings) is not None:  # what it reads beyond its own section
-        s = read(cfg, s, dataset)
-    s["dataset"] = dataset
-    s["data_options"] = dict(cfg["datasets"][dataset])
-    s["data_root"] = cfg["data"]["root"]
-    s["download"] = cfg["data"]["download"]
-    s["device"] = cfg["device"]
-    s["profile"] = cfg["profile"]
-    return s
+    cls = registry.settings_class(stage)
+    return cls(**instance_fields(cfg, stage, dataset), **cls.read(cfg, stage, dataset))

@@ -20,6 +20,7 @@ that fits better is reported as such, by name.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -28,7 +29,8 @@ from .. import experiments as ex
 from . import paper
 from .config import DATASET_OPTIONS, load_params
 from ..data import DISPLAY_NAMES, load_dataset
-from .stages import stage_configs
+from .area_sweep import Table2Settings
+from .settings import instance_fields
 
 
 def split_reading(reading: dict) -> tuple[dict, dict]:
@@ -42,11 +44,10 @@ def applies(reading: dict, dataset: str) -> bool:
     return dataset == "digits" or not split_reading(reading)[1]
 
 
-def reading_configs(dataset: str, reading: dict, s: dict) -> list[ex.RunConfig]:
-    """The area sweep's grid (stages.stage_configs) under the reading's choices."""
+def reading_configs(reading: dict, s: Table2Settings) -> list[ex.RunConfig]:
+    """The area sweep's grid (`s`: study_settings) under the reading's choices."""
     options, data_options = split_reading(reading)
-    return stage_configs("area_sweep", {**s, "dataset": dataset, "options": options,
-                                        "data_options": {**s["data_options"].get(dataset, {}), **data_options}})
+    return replace(s, options=options, data_options={**s.data_options, **data_options}).configs()
 
 
 def score(summary: pd.DataFrame, sigma: float) -> dict:
@@ -123,28 +124,26 @@ def fit_ranking(table: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["mean_abs_z", "acc_rmse_pp"]).reset_index()
 
 
-def study_configs(cfg: dict) -> dict:
-    """The study's shared training settings (the area sweep's), its seeds and data options."""
-    study, sweep = cfg["protocol_study"], cfg["area_sweep"]
-    return {**{k: sweep[k] for k in ("methods", "epochs", "batch_size", "lr", "hidden")}, "seeds": study["seeds"],
-            "data_options": cfg["datasets"]}
+def study_settings(cfg: dict, dataset: str) -> Table2Settings:
+    """The study's grid on `dataset`: the area sweep's, with the study's seeds (each reading sets the options)."""
+    return Table2Settings(**{**instance_fields(cfg, "protocol_study", dataset),
+                             **Table2Settings.read(cfg, "area_sweep", dataset), "seeds": cfg["protocol_study"]["seeds"]})
 
 
 def run_study(params_file="params.yaml", out_dir="results/quick/protocol_study", progress=None,
-              reuse_from: str | Path | None = None) -> pd.DataFrame:
+              results: str | Path | None = None) -> pd.DataFrame:
     """The protocol study, in three phases; one row per (dataset, reading):
 
     1. fit set: the grid's readings (every combination) and the named extra readings;
     2. fit set: from the grid reading closest to the paper, each `one_at_a_time` choice alone;
     3. held-out set: the defaults and the `held_out_readings` readings closest to the paper on the
        fit set, run once each (reusing the area sweep's and preset sweep's stored runs where the
-       configuration is the same: `reuse_from`, the profile's results folder).
+       configuration is the same: `results`, the profile's results folder; default: above `out_dir`).
     """
     cfg = load_params(params_file)
     study = cfg["protocol_study"]
-    s = study_configs(cfg)
     sigma = cfg["report"]["sigma"]
-    results = Path(reuse_from) if reuse_from is not None else Path(out_dir).parent
+    results = Path(results) if results is not None else Path(out_dir).parent
     rows, summaries, finals, every, loaded = [], [], [], {}, {}
 
     def run(dataset, name, reading, set_, phase):
@@ -157,7 +156,7 @@ def run_study(params_file="params.yaml", out_dir="results/quick/protocol_study",
             loaded[key] = load_dataset(dataset, root=cfg["data"]["root"], download=cfg["data"]["download"], **options)
         data = loaded[key]
         read_from = [p for stage in ("area_sweep", "preset_sweep") if (p := results / stage / dataset / "runs").is_dir()]
-        records = ex.run_all(reading_configs(dataset, reading, s), data, store=Path(out_dir) / dataset / "runs",
+        records = ex.run_all(reading_configs(reading, study_settings(cfg, dataset)), data, store=Path(out_dir) / dataset / "runs",
                              read_from=read_from, device=cfg["device"], progress=progress, desc=f"{dataset} {name}")
         summary = ex.summarize(records)
         summaries.append(summary.assign(reading=name, set=set_))

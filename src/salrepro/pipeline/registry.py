@@ -6,16 +6,18 @@ other stages it reuses, the runs it trains (`configs`), what it writes, and whic
 claims its notebook judges. Everything else is derived from `STAGES`:
 
 - `config.SCHEMA` (each stage's section) and the dataset checks (`within`);
-- `config.STAGES` (the sweep stages: `salrepro sweep`, the report's inputs) and `stage_settings`;
-- `stages.stage_configs` (each stage's runs) and `stages.run_stage`'s reused stores;
+- `config.STAGES` (the sweep stages: `salrepro sweep`, the report's inputs) and `stage_settings` (each
+  instance's settings, typed: the class a Stage names, whose `configs()` are its runs);
+- `stages.run_stage`'s reused stores;
 - the retrain order (`retrain_order`: a stage after the stages whose runs it reuses) and `run`;
 - the report's training times (`instances`);
 - the claims each notebook judges (`judge`);
 - dvc.yaml (`dvc_yaml`; `python -m salrepro.pipeline.registry` writes it, a test holds the file to it).
 
-Adding a stage: a `Stage` here, its section in `schema.py` and in the profiles (conf/profile/*.yaml,
-tests/params-test.yaml), its notebook in notebooks/make_notebooks.py, and then this module's command
-to rewrite dvc.yaml.
+Adding a stage: a `Stage` here; its module (its settings dataclass, a subclass of settings.Training
+whose `read` takes its fields from params.yaml and whose `configs()` are its runs, and its runner); its
+section in `schema.py` and in the profiles (conf/profile/*.yaml, tests/params-test.yaml); its notebook
+in notebooks/make_notebooks.py; then this module's command rewrites dvc.yaml.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from ..method.models import PRESETS
 from . import schema
 
 
@@ -35,12 +36,12 @@ class Stage:
     params: tuple[str, ...]  # the params.yaml keys its outputs depend on (dvc.yaml's params:)
     per_dataset: bool = True  # one instance per dataset of its section's `datasets` (DVC foreach)
     notebook: str | None = None  # notebooks/<notebook>.ipynb, if not its own name (papermill gets `-p stage`)
-    dataset_keys: tuple[str, ...] = ("datasets",)  # the section's keys that list the datasets it trains on
+    dataset_keys: tuple[str, ...] = ("datasets",)  # the section's keys (dotted if nested) listing datasets it trains on
     within: str | None = None  # a stage whose datasets must include this one's (it reuses that stage's runs)
     reuses: tuple[str, ...] = ()  # stages whose stored runs it reads (retrained before it; dvc deps)
-    runner: str | None = None  # "module:function" that trains it (None: it trains nothing)
-    configs: str | None = None  # stages.py's function from settings to the runs of one instance (sweep stages)
-    settings: object = None  # (cfg, settings, dataset) -> settings: what it reads beyond its own section
+    runner: str | None = None  # "module:function" that trains it: (dataset, *, params_file, out_dir, progress,
+    #                            results) for a stage per dataset, the same without dataset for one run once
+    settings: str | None = None  # "module:class" of its settings (settings.py; sweep stages: `configs()` its runs)
     outs: tuple[str, ...] = ()  # files it writes in its folder, beside its runs/, notebook and page
     figures: tuple[str, ...] = ()  # figures/<profile>/..., with {item} for the dataset
     folder_out: bool = False  # its whole results folder is one output (runs/ per dataset inside)
@@ -53,35 +54,6 @@ class Stage:
     @property
     def trains(self) -> bool:
         return self.runner is not None
-
-
-# ---------------------------------------------------------------------------
-# How a stage instance's settings are read beyond its own section
-# ---------------------------------------------------------------------------
-def _preset_sweep_settings(cfg: dict, s: dict, dataset: str) -> dict:
-    """The area sweep again, its SAL runs under a named preset (models.PRESETS)."""
-    s.update({k: v for k, v in cfg["area_sweep"].items() if k != "datasets"})
-    s["options"] = {**cfg["area_sweep"]["options"], **PRESETS[s["preset"]]}
-    return s
-
-
-def _moe_settings(cfg: dict, s: dict, dataset: str) -> dict:
-    """Table 2's training: the SAL runs are the area sweep's."""
-    sweep = cfg["area_sweep"]
-    s.update({k: sweep[k] for k in ("seeds", "epochs", "batch_size", "lr", "hidden")})
-    s["sal_options"] = sweep["options"]
-    return s
-
-
-def _tuned_settings(cfg: dict, s: dict, dataset: str) -> dict:
-    """Table 2's training but the learning rate, chosen per method from `lrs`; its depth nets at depth's."""
-    sweep = cfg["area_sweep"]
-    s.update({k: sweep[k] for k in ("seeds", "epochs", "batch_size", "hidden")})
-    s["paper_lr"], s["sal_options"], s["moe_options"] = sweep["lr"], sweep["options"], cfg["moe"]["options"]
-    depth = cfg["depth"]
-    s["depth"] = {**s["depth"], **{k: depth[k] for k in ("depths", "hidden", "seeds", "epochs", "batch_size", "options")},
-                  "run": dataset in s["depth"]["datasets"]}
-    return s
 
 
 _TABLE2 = ("area_sweep.seeds", "area_sweep.epochs", "area_sweep.batch_size", "area_sweep.lr", "area_sweep.hidden")
@@ -97,7 +69,8 @@ STAGES: tuple[Stage, ...] = (
           outs=("table1.csv",)),
     Stage("area_sweep", "Tables 2/3: BP and SAL-K against the number of areas K", schema.AREA_SWEEP,
           ("device", "datasets.${item}", "area_sweep.methods", *_TABLE2, "area_sweep.options", "report.sigma"),
-          runner="salrepro.pipeline.stages:run_stage", sweep=True, configs="table2_configs", table2=True,
+          runner="salrepro.pipeline.area_sweep:run", sweep=True, settings="salrepro.pipeline.area_sweep:Table2Settings",
+          table2=True,
           outs=(*_SWEEP_OUTS[:1], "comparison.csv", *_SWEEP_OUTS[1:]),
           figures=("area_sweep-{item}-curves.png", "area_sweep-{item}-vs-paper.png", "area_sweep-{item}-occupancy.png"),
           claims=_TABLE2_CLAIMS),
@@ -105,33 +78,36 @@ STAGES: tuple[Stage, ...] = (
           ("device", "datasets.${item}", "area_sweep.methods", *_TABLE2, "area_sweep.options", "preset_sweep.preset",
            "report.sigma"),
           notebook="area_sweep", within="area_sweep", reuses=("area_sweep", "protocol_study"),
-          runner="salrepro.pipeline.stages:run_stage", sweep=True, configs="table2_configs", settings=_preset_sweep_settings,
+          runner="salrepro.pipeline.area_sweep:run_preset", sweep=True, settings="salrepro.pipeline.area_sweep:Table2Settings",
           table2=True, outs=(*_SWEEP_OUTS[:1], "comparison.csv", *_SWEEP_OUTS[1:]),
           figures=("preset_sweep-{item}-curves.png", "preset_sweep-{item}-vs-paper.png", "preset_sweep-{item}-occupancy.png"),
           claims=_TABLE2_CLAIMS),
     Stage("moe", "Figures 4-5: SAL against a BP-trained top-1 MoE (and SAL-BP) at equal K", schema.MOE,
           ("device", "datasets.${item}", "moe.areas", "moe.methods", "moe.options", *_TABLE2[:4], "area_sweep.hidden",
            "area_sweep.options"),
-          within="area_sweep", reuses=("area_sweep",), runner="salrepro.pipeline.stages:run_stage", sweep=True,
-          configs="moe_configs", settings=_moe_settings, outs=_SWEEP_OUTS, figures=("moe-{item}.png",),
+          within="area_sweep", reuses=("area_sweep",), runner="salrepro.pipeline.moe:run", sweep=True,
+          settings="salrepro.pipeline.moe:MoESettings", outs=_SWEEP_OUTS, figures=("moe-{item}.png",),
           claims=("sal_beats_moe",)),
     Stage("depth", "Figure 2: BP and SAL against depth", schema.DEPTH,
           ("device", "datasets.${item}", *(f"depth.{k}" for k in ("methods", "depths", "hidden", "seeds", "epochs",
                                                                   "batch_size", "lr", "options", "presets"))),
-          runner="salrepro.pipeline.stages:run_stage", sweep=True, configs="scaling_configs", axis="depth", outs=_SWEEP_OUTS,
+          runner="salrepro.pipeline.scaling:run_depth", sweep=True, settings="salrepro.pipeline.scaling:ScalingSettings",
+          axis="depth", outs=_SWEEP_OUTS,
           figures=("depth-{item}.png",), claims=("gap_grows_with_depth", "trains_at_every_depth")),
     Stage("width", "Figure 3: BP and SAL against width, at depth 64", schema.WIDTH,
           ("device", "datasets.${item}", *(f"width.{k}" for k in ("methods", "widths", "depth", "seeds", "epochs",
                                                                   "batch_size", "lr", "options", "presets", "seeds_at",
                                                                   "widths_of"))),
-          runner="salrepro.pipeline.stages:run_stage", sweep=True, configs="scaling_configs", axis="hidden", outs=_SWEEP_OUTS,
+          runner="salrepro.pipeline.scaling:run_width", sweep=True, settings="salrepro.pipeline.scaling:ScalingSettings",
+          axis="hidden", outs=_SWEEP_OUTS,
           figures=("width-{item}.png",), claims=("gap_grows_with_width",)),
     Stage("tuned", "every method at its own best learning rate, chosen on a split carved out of the training split",
           schema.TUNED,
           ("device", "datasets.${item}", "tuned", "moe.options", *_TABLE2, "area_sweep.options",
            *(f"depth.{k}" for k in ("depths", "hidden", "seeds", "epochs", "batch_size", "options"))),
           within="area_sweep", reuses=("area_sweep", "preset_sweep", "moe", "depth", "protocol_study"),
-          runner="salrepro.pipeline.tuned:run_tuned", sweep=True, settings=_tuned_settings,
+          dataset_keys=("datasets", "depth.datasets"), runner="salrepro.pipeline.tuned:run_tuned", sweep=True,
+          settings="salrepro.pipeline.tuned:TunedSettings",
           outs=("selection.csv", "choice.csv", "summary.csv"), figures=("tuned-{item}-lr.png",),
           claims=("sal_beats_bp", "accuracy_rises_with_k", "sal_beats_moe", "gap_grows_with_depth",
                   "trains_at_every_depth")),
@@ -164,10 +140,24 @@ def sweep_stages() -> tuple[str, ...]:
     return tuple(s.name for s in STAGES if s.sweep)
 
 
+def section_value(section: dict, key: str):
+    """`section`'s value at a dotted key ("depth.datasets": section["depth"]["datasets"])."""
+    for part in key.split("."):
+        section = section[part]
+    return section
+
+
 def datasets_of(stage: str, cfg: dict) -> list[str]:
     """The datasets a stage trains on under params `cfg` (its section's dataset lists, in order)."""
-    section = cfg[stage]
-    return list(dict.fromkeys(d for key in STAGE[stage].dataset_keys for d in section[key]))
+    return list(dict.fromkeys(d for key in STAGE[stage].dataset_keys for d in section_value(cfg[stage], key)))
+
+
+def settings_class(stage: str):
+    """The settings class of a stage (settings.Instance if it declares none)."""
+    from .settings import Instance
+
+    path = STAGE[stage].settings
+    return Instance if path is None else _function(path)
 
 
 def pipeline_order() -> tuple[str, ...]:
@@ -202,14 +192,11 @@ def _function(path: str):
 
 
 def run(stage: str, dataset: str | None, *, params_file: str, out_dir, results, progress=None):
-    """Train (or resume) one stage instance into `out_dir`, reusing the stored runs under `results`."""
+    """Train (or resume) one stage instance into `out_dir`, reusing the stored runs under `results`
+    (dataset None for a stage run once)."""
     st = STAGE[stage]
-    fn = _function(st.runner)
-    if not st.per_dataset:
-        return fn(params_file, out_dir, progress=progress)
-    if st.configs is None:  # its own runner (tuned)
-        return fn(dataset, params_file=params_file, out_dir=out_dir, progress=progress, results=results)
-    return fn(stage, dataset, params_file=params_file, out_dir=out_dir, progress=progress, results=results)
+    args = (dataset,) if st.per_dataset else ()
+    return _function(st.runner)(*args, params_file=params_file, out_dir=out_dir, progress=progress, results=results)
 
 
 def judge(stage: str, summary, data: tuple[str, ...] | None = None) -> list[dict]:

@@ -1,7 +1,7 @@
 """The replication report: every number we produced beside the paper's, a
 verdict per cell, a verdict per testable claim, and what we could not run.
 
-    rep = build_report("results/quick", params)   # dict of DataFrames and claims (one profile's results)
+    rep = build_report("results/quick", params)   # a Report: one profile's results, tables and claims
     write_report(rep, "results/quick/report")     # report.json, comparison.csv, summary.md
     update_readme("README.md", summary_markdown(rep), "replication-quick")   # the README's verdict block
 """
@@ -9,6 +9,7 @@ verdict per cell, a verdict per testable claim, and what we could not run.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -22,6 +23,33 @@ from .config import STAGES
 from ..data import DATASETS, DISPLAY_NAMES, available, data_options, project_root
 from ..data import data_root as resolve_data_root
 from ..experiments import record_input_norm, stored_records, write_json_atomic
+
+def _empty() -> pd.DataFrame:
+    return pd.DataFrame()
+
+
+@dataclass
+class Report:
+    """One profile's report (`build_report`): what every page, table and README block is written from.
+    A table the profile did not produce is empty."""
+
+    comparison: pd.DataFrame = field(default_factory=_empty)  # Tables 2/3 under the defaults, cell by cell
+    preset_comparison: pd.DataFrame = field(default_factory=_empty)  # ... under the named preset
+    preset: str = "paper_fit"  # the preset_sweep's preset (models.PRESETS)
+    claims: list = field(default_factory=list)  # claims.claim_cells: every claim under every column
+    claims_table: pd.DataFrame = field(default_factory=_empty)  # claims.claims_table of `claims`
+    bottom_line: str = ""  # claims.bottom_line: the report's first sentence
+    tuned_choice: pd.DataFrame = field(default_factory=_empty)  # the tuned stage's lr choices
+    fit_datasets: list = field(default_factory=list)  # the protocol study's fit set (the preset was chosen on)
+    not_run: pd.DataFrame = field(default_factory=_empty)  # datasets of the paper not run, and why
+    stages: dict = field(default_factory=dict)  # each sweep stage's summary (read_stage_outputs)
+    sigma: float = 2.0  # a cell agrees when |z| <= sigma
+    profile: str | None = None
+    protocol: pd.DataFrame = field(default_factory=_empty)  # the protocol study's readings
+    protocol_runs: pd.DataFrame = field(default_factory=_empty)  # ... and their runs
+    calibration: pd.DataFrame = field(default_factory=_empty)  # BP per dataset and input map
+    times: pd.DataFrame = field(default_factory=_empty)  # each stage's training time (stage_times)
+
 
 def read_stage_outputs(results="results", params: dict | None = None) -> dict[str, pd.DataFrame]:
     """The summary.csv of every stage instance under `results/`, concatenated
@@ -96,7 +124,7 @@ def not_run_reasons(params: dict, ran: set, data_root=None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["dataset", "display", "reason"])
 
 
-def build_report(results="results/quick", params: dict | None = None, data_root=None) -> dict:
+def build_report(results="results/quick", params: dict | None = None, data_root=None) -> Report:
     stages = read_stage_outputs(results, params)
     sigma = params["report"]["sigma"] if params else 2.0
     sweep = stages["area_sweep"]
@@ -118,12 +146,12 @@ def build_report(results="results/quick", params: dict | None = None, data_root=
     protocol_runs = pd.read_csv(runs_file) if runs_file.exists() and len(protocol) else pd.DataFrame()
     if len(protocol_runs):
         protocol_runs = protocol_runs[protocol_runs["dataset"].isin(set(protocol["dataset"]))]
-    return {"protocol_runs": protocol_runs, "comparison": comparison, "preset_comparison": preset_comparison,
-            "preset": preset_name, "claims": cells, "claims_table": claims_table.claims_table(cells),
-            "bottom_line": claims_table.bottom_line(cells), "tuned_choice": read_tuned_choice(results, params),
-            "fit_datasets": params["protocol_study"]["fit"] if params else [], "not_run": missing, "stages": stages,
-            "sigma": sigma, "profile": params["profile"] if params else None, "protocol": protocol,
-            "calibration": calibration, "times": stage_times(results, params)}
+    return Report(protocol_runs=protocol_runs, comparison=comparison, preset_comparison=preset_comparison,
+                  preset=preset_name, claims=cells, claims_table=claims_table.claims_table(cells),
+                  bottom_line=claims_table.bottom_line(cells), tuned_choice=read_tuned_choice(results, params),
+                  fit_datasets=params["protocol_study"]["fit"] if params else [], not_run=missing, stages=stages,
+                  sigma=sigma, profile=params["profile"] if params else None, protocol=protocol,
+                  calibration=calibration, times=stage_times(results, params))
 
 
 def read_tuned_choice(results, params: dict | None = None) -> pd.DataFrame:
@@ -207,13 +235,13 @@ def areas_versus_rule(summary: pd.DataFrame) -> str:
     return "\n".join(f"- {line}" for line in lines) or "- SAL-BP was not run beside SAL here."
 
 
-def glossary(rep: dict) -> str:
+def glossary(rep: Report) -> str:
     """One line for each term the verdicts use, before they use it."""
     from ..method.models import PRESETS
 
-    preset = rep["preset"]
+    preset = rep.preset
     choices = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in PRESETS.get(preset, {}).items())
-    fit = ", ".join(paper.DISPLAY_NAMES[d] for d in rep.get("fit_datasets", [])) or "a fit set"
+    fit = ", ".join(paper.DISPLAY_NAMES[d] for d in rep.fit_datasets) or "a fit set"
     return "\n".join(f"- {line}" for line in (
         f"`{calibration_stage.DEFAULT_MAP}`: inputs mapped to [-1, 1], the input map under which BP (the one method with "
         "no open choice) reproduces the paper's BP row; every result here uses it.",
@@ -225,7 +253,7 @@ def glossary(rep: dict) -> str:
         "1e-4 ... 3e-2 that does best on a validation split carved out of the training split; the paper's "
         "validation split, on which every number is reported, is not read to choose.",
         "mean |z|: the mean over Table 2/3 cells of |ours - paper| / combined standard deviation; a cell *agrees* "
-        f"when |z| <= {rep['sigma']:g}.",
+        f"when |z| <= {rep.sigma:g}.",
     ))
 
 
@@ -246,13 +274,13 @@ def sal_cells(comparison: pd.DataFrame, datasets=None) -> dict:
     return paper.agreement_count(c) if len(c) else {"within": 0, "cells": 0}
 
 
-def in_short(rep: dict) -> str:
+def in_short(rep: Report) -> str:
     """The top of the README: one plain sentence, the terms, the claims table, then the calibration and
     SAL's Table 2/3 cells (under the preset: in-sample and held out apart), counted as the blocks below."""
-    text = rep["bottom_line"] + "\n\n" + glossary(rep) + "\n\n" + claims_table.table_markdown(rep["claims_table"])
+    text = rep.bottom_line + "\n\n" + glossary(rep) + "\n\n" + claims_table.table_markdown(rep.claims_table)
     text += "\n\n" + AGGREGATION + "\n\n"
     lines = []
-    calib = rep.get("calibration", pd.DataFrame())
+    calib = rep.calibration
     if len(calib):
         agree = calibration_stage.agreement(calib)
         row = agree.loc[calibration_stage.DEFAULT_MAP] if calibration_stage.DEFAULT_MAP in agree.index else None
@@ -261,45 +289,45 @@ def in_short(rep: dict) -> str:
                         f"`{calibration_stage.DEFAULT_MAP}`" if row is not None else "no cell under the protocol's map")
                      + "; " + ", ".join(f"`{m}` {int(r['within'])}/{int(r['cells'])}" for m, r in agree.iterrows()
                                         if m != calibration_stage.DEFAULT_MAP) + ".")
-    comp = rep["comparison"]
+    comp = rep.comparison
     if not comp.empty:
         c = sal_cells(comp)
         lines.append(f"Tables 2/3, SAL under the defaults: {c['within']} of {c['cells']} SAL accuracy cells agree with "
                      "the paper (BP's cells are the calibration's).")
-    pre = rep.get("preset_comparison", pd.DataFrame())
+    pre = rep.preset_comparison
     if pre is not None and not pre.empty:
         ran = list(dict.fromkeys(pre.loc[pre["seeds"] > 0, "dataset"]))
-        fit = [d for d in ran if d in rep.get("fit_datasets", [])]
+        fit = [d for d in ran if d in rep.fit_datasets]
         held = [d for d in ran if d not in fit]
         parts = []
         for name, ds in (("in-sample", fit), ("held out", held)):
             if ds:
                 c = sal_cells(pre, ds)
                 parts.append(f"{name} ({', '.join(paper.display_of(pre, d) for d in ds)}) {c['within']} of {c['cells']}")
-        lines.append(f"Tables 2/3, SAL under `{rep['preset']}`: SAL accuracy cells that agree, " + "; ".join(parts)
+        lines.append(f"Tables 2/3, SAL under `{rep.preset}`: SAL accuracy cells that agree, " + "; ".join(parts)
                      + (" (in-sample: the datasets the reading was chosen on)." if fit else "."))
     return text + "\n".join(f"- {line}" for line in lines)
 
 
-def summary_markdown(rep: dict) -> str:
+def summary_markdown(rep: Report) -> str:
     """The verdict of the replication, generated from the data: in short, then the calibration,
     the Table 2/3 verdicts and the protocol study."""
     lines = []
-    comp = rep["comparison"]
-    calib = rep.get("calibration", pd.DataFrame())
+    comp = rep.comparison
+    calib = rep.calibration
     text = ("**In short.**\n\n" + in_short(rep) + "\n\n") if (len(calib) or not comp.empty) else ""
     if len(calib):
         text += ("Calibration (BP, the one method with no open choice, under each input map):\n\n"
-                + calibration_stage.conclusion(calib, rep["sigma"]) + "\n\n")
+                + calibration_stage.conclusion(calib, rep.sigma) + "\n\n")
     if comp.empty:
         return text + "No Table 2/3 results yet: run `dvc repro`."
     ds = ", ".join(paper.display_of(comp, d) for d in dict.fromkeys(comp.loc[comp["seeds"] > 0, "dataset"]))
     counts = cell_counts(comp)
-    maps = input_maps(rep["stages"]["area_sweep"])
-    lines.append(f"Profile `{rep['profile']}`; Tables 2/3 run on: {ds}, inputs under `input_norm` "
+    maps = input_maps(rep.stages["area_sweep"])
+    lines.append(f"Profile `{rep.profile}`; Tables 2/3 run on: {ds}, inputs under `input_norm` "
                  f"{', '.join(f'`{m}`' for m in maps)}"
                  + (" (the first protocol, [0, 1]: not the calibrated map; see the calibration above)" if maps == ["unit"] else "")
-                 + f". A cell agrees when |ours - paper| <= {rep['sigma']:g} combined standard deviations.")
+                 + f". A cell agrees when |ours - paper| <= {rep.sigma:g} combined standard deviations.")
     names = paper.METRIC_NAMES
     sal_counts = cell_counts(comp[comp["method"] == "sal"])
     lines.append("SAL's cells that agree with the paper (BP's are the calibration's): " + "; ".join(
@@ -308,43 +336,43 @@ def summary_markdown(rep: dict) -> str:
     for d, g in acc.groupby("dataset", sort=False):
         cells = ", ".join(f"{r.label} {r.ours_mean:.1f} ({r.paper_mean:.1f})" for r in g.itertuples() if pd.notna(r.paper_mean))
         lines.append(f"{paper.display_of(comp, d)} accuracy %, ours (paper): {cells}.")
-    pre = rep.get("preset_comparison", pd.DataFrame())
+    pre = rep.preset_comparison
     if len(pre):
         pacc = pre[(pre["metric"] == "val_accuracy_pct") & (pre["seeds"] > 0)]
         pc = sal_cells(pre)
-        lines.append(f"Under the preset `{rep['preset']}` (docs/method.md; SAL runs only, BP is unchanged): SAL's validation "
+        lines.append(f"Under the preset `{rep.preset}` (docs/method.md; SAL runs only, BP is unchanged): SAL's validation "
                      f"accuracy cells that agree {pc['within']}/{pc['cells']} (in-sample and held out apart: above).")
         for d, g in pacc.groupby("dataset", sort=False):
             cells = ", ".join(f"{r.label} {r.ours_mean:.1f}" for r in g.itertuples() if r.method == "sal")
-            lines.append(f"{paper.display_of(pre, d)} accuracy % under `{rep['preset']}`: {cells}.")
+            lines.append(f"{paper.display_of(pre, d)} accuracy % under `{rep.preset}`: {cells}.")
     lines.append("Claims: the table above; each cell's evidence, dataset by dataset, is in the report "
                  "(`report/claims.json`, and the report notebook's claims section).")
-    choice = rep.get("tuned_choice", pd.DataFrame())
+    choice = rep.tuned_choice
     if len(choice):
         lines.append("Learning rates chosen on the tuning split (training split less 15%): " + tuned_lrs(choice) + ".")
-    dips = depth_dips(rep["stages"].get("depth", pd.DataFrame()))
+    dips = depth_dips(rep.stages.get("depth", pd.DataFrame()))
     if dips:
         lines.append(dips)
-    width = rep["stages"].get("width", pd.DataFrame())
+    width = rep.stages.get("width", pd.DataFrame())
     if len(width):
         for ds, g in width.groupby("dataset", sort=False):
             costs = run_costs(g[g["hidden"] >= 2048])
             if costs:
                 lines.append(f"Width's widest nets on {paper.display_of(width, ds)} (depth {int(g['depth'].iloc[0])}). {costs}")
-    if len(rep["not_run"]):
-        lines.append("Not run here: " + ", ".join(rep["not_run"]["display"]) + " (see the report for why).")
+    if len(rep.not_run):
+        lines.append("Not run here: " + ", ".join(rep.not_run["display"]) + " (see the report for why).")
     text += "Verdicts:\n\n" + "\n".join(f"- {line}" for line in lines)
-    if len(rep.get("protocol", [])):
+    if len(rep.protocol):
         from .protocol import conclusion
 
-        text += "\n\nProtocol study (which reading of the paper's text reproduces it):\n\n" + conclusion(rep["protocol"])
-        runs = rep.get("protocol_runs", pd.DataFrame())
+        text += "\n\nProtocol study (which reading of the paper's text reproduces it):\n\n" + conclusion(rep.protocol)
+        runs = rep.protocol_runs
         if len(runs):
             from .protocol import consistency, consistency_conclusion
 
             text += ("\n\nLoss against accuracy, every run of every reading (a paper point where no run falls is "
                      "evidence about the paper):\n\n" + consistency_conclusion(consistency(runs)))
-    moe = rep["stages"].get("moe", pd.DataFrame())
+    moe = rep.stages.get("moe", pd.DataFrame())
     if len(moe) and "salbp" in set(moe["method"]):
         text += "\n\nBeyond the paper, the areas or the learning rule (SAL-BP: SAL's areas and routing trained by backpropagation):\n\n" + areas_versus_rule(moe)
     return text
@@ -404,46 +432,46 @@ def depth_dips(summary: pd.DataFrame) -> str:
             f"{paper.SIG_SE:g} standard errors below both neighbours): " + "; ".join(notes) + ".") if notes else ""
 
 
-def write_report(rep: dict, out_dir="results/quick/report") -> dict:
+def write_report(rep: Report, out_dir="results/quick/report") -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rep["comparison"].to_csv(out / "comparison.csv", index=False)
-    rep["preset_comparison"].to_csv(out / "preset_comparison.csv", index=False)
-    rep["not_run"].to_csv(out / "not_run.csv", index=False)
-    rep["times"].to_csv(out / "stage_times.csv", index=False)
-    rep["claims_table"].to_csv(out / "claims_table.csv", index=False)
+    rep.comparison.to_csv(out / "comparison.csv", index=False)
+    rep.preset_comparison.to_csv(out / "preset_comparison.csv", index=False)
+    rep.not_run.to_csv(out / "not_run.csv", index=False)
+    rep.times.to_csv(out / "stage_times.csv", index=False)
+    rep.claims_table.to_csv(out / "claims_table.csv", index=False)
     (out / "summary.md").write_text(summary_markdown(rep) + "\n")
-    calib = rep.get("calibration", pd.DataFrame())
-    counts, preset = cell_counts(rep["comparison"]), cell_counts(rep["preset_comparison"])
+    calib = rep.calibration
+    counts, preset = cell_counts(rep.comparison), cell_counts(rep.preset_comparison)
     metrics = {**({"calibration_within": {m: v["within"] for m, v in calibration_stage.headline(calib)["cells_within"].items()},
                    "calibration_cells_per_map": int(len(calib[calib["z"].notna()]) // max(calib["input_norm"].nunique(), 1))}
                   if len(calib) else {}),
                "cells_within": {m: v["within"] for m, v in counts.items()},
-               f"cells_within_preset_{rep['preset']}": {m: v["within"] for m, v in preset.items()},
+               f"cells_within_preset_{rep.preset}": {m: v["within"] for m, v in preset.items()},
                "cells_per_metric": max((v["cells"] for v in counts.values()), default=0),
-               "claims": {col: {c["id"]: c["verdict"] for c in rep["claims"] if c["column"] == col}
-                          for col in dict.fromkeys(c["column"] for c in rep["claims"])}}
+               "claims": {col: {c["id"]: c["verdict"] for c in rep.claims if c["column"] == col}
+                          for col in dict.fromkeys(c["column"] for c in rep.claims)}}
     write_json_atomic(out / "report.json", metrics)  # every count and verdict, numbers and short words only
     write_json_atomic(out / "headline.json", headline(rep))  # a few numbers: what `dvc metrics show` prints
-    write_json_atomic(out / "claims.json", rep["claims"])  # each claim in words, with its evidence
+    write_json_atomic(out / "claims.json", rep.claims)  # each claim in words, with its evidence
     return metrics
 
 
-def headline(rep: dict) -> dict:
+def headline(rep: Report) -> dict:
     """A profile's results in a few numbers, one row of `dvc metrics show`: BP's calibration cells under pm1,
     SAL's agreeing accuracy cells under each reading, and per column of the claims table how many of the
     claims it could test are supported."""
     out = {}
-    calib = rep.get("calibration", pd.DataFrame())
+    calib = rep.calibration
     if len(calib):
         row = calibration_stage.agreement(calib).loc[calibration_stage.DEFAULT_MAP]
         out["BP calibration"] = f"{int(row['within'])}/{int(row['cells'])}"
-    for name, table in (("defaults", rep["comparison"]), (rep["preset"], rep.get("preset_comparison", pd.DataFrame()))):
+    for name, table in (("defaults", rep.comparison), (rep.preset, rep.preset_comparison)):
         if table is not None and len(table):
             c = sal_cells(table)
             out[f"SAL cells {name}"] = f"{c['within']}/{c['cells']}"
-    for col in dict.fromkeys(c["column"] for c in rep["claims"]):
-        tested = [c for c in rep["claims"] if c["column"] == col and c["verdict"] not in ("not run", "not testable")]
+    for col in dict.fromkeys(c["column"] for c in rep.claims):
+        tested = [c for c in rep.claims if c["column"] == col and c["verdict"] not in ("not run", "not testable")]
         if tested:
             out[f"claims {col}"] = f"{sum(c['verdict'] == 'supported' for c in tested)}/{len(tested)} supported"
     return out

@@ -24,15 +24,14 @@ import pandas as pd
 from .. import experiments as ex
 from . import paper
 from . import registry
-from .config import load_params, parse_method, stage_settings
-from ..data import load_dataset
+from .config import load_params, stage_settings
+from .settings import Instance
 from ..experiments import write_json_atomic
-from ..method.models import OPTIONS, PRESETS
 
 
 @dataclass
 class StageOutput:
-    settings: dict
+    settings: Instance  # config.stage_settings: the stage's settings class
     records: list
     summary: pd.DataFrame
     curves: pd.DataFrame
@@ -41,62 +40,15 @@ class StageOutput:
     metrics: dict
 
 
-def method_options(method: str, options: dict) -> dict:
-    """The subset of `options` that `method` accepts (e.g. divisor goes to sal, not bp)."""
-    allowed = set(OPTIONS[method]) | {"init"}
-    return {k: v for k, v in options.items() if k in allowed}
-
-
 TABLE2_STAGES = tuple(st.name for st in registry.STAGES if st.table2)  # Tables 2/3: the preset sweep under a preset
 
 
-def _training(s: dict) -> dict:
-    return dict(epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"], data_options=s["data_options"])
-
-
-def table2_configs(s: dict) -> list[ex.RunConfig]:
-    """Tables 2/3 (area_sweep, preset_sweep): each method of `methods` on the shallow net, every seed."""
-    out = []
-    for spec in s["methods"]:
-        m, k = parse_method(spec)
-        out += [ex.make_config(s["dataset"], m, areas=k, hidden=s["hidden"], seed=i, options=method_options(m, s["options"]),
-                               **_training(s)) for i in range(s["seeds"])]
-    return out
-
-
-def scaling_configs(s: dict) -> list[ex.RunConfig]:
-    """Figures 2 and 3 (depth, width): each method at each depth (`depths`) or width (`widths`, at `depth`),
-    under the options and again, SAL only, under each named preset (BP's runs are shared)."""
-    shapes = [(d, s["hidden"]) for d in s["depths"]] if "depths" in s else [(s["depth"], w) for w in s["widths"]]
-    seeds_at = s.get("seeds_at", {})  # width: fewer seeds for the widest nets
-    widths_of = s.get("widths_of", {})  # width: a reading of SAL run at fewer widths (BP runs at every one)
-    out = []
-    for reading in (None, *s["presets"]):  # the options, then SAL again under each named preset
-        options = s["options"] if reading is None else {**s["options"], **PRESETS[reading]}
-        for spec in s["methods"]:
-            m, k = parse_method(spec)
-            if reading is not None and m != "sal":
-                continue  # BP has no reading: its runs are shared
-            only = widths_of.get(reading or "default") if m == "sal" else None
-            out += [ex.make_config(s["dataset"], m, areas=k, depth=d, hidden=w, seed=i, options=method_options(m, options),
-                                   **_training(s)) for d, w in shapes if only is None or w in only
-                    for i in range(seeds_at.get(w, s["seeds"]))]
-    return out
-
-
-def moe_configs(s: dict) -> list[ex.RunConfig]:
-    """Figures 4-5 (moe): at each K of `areas`, SAL-K (the area sweep's runs) and each of `methods` at K."""
-    out = []
-    for k in s["areas"]:
-        for m, opts in (("sal", s["sal_options"]), *((m, s["options"]) for m in s["methods"])):
-            out += [ex.make_config(s["dataset"], m, areas=k, hidden=s["hidden"], seed=i, options=method_options(m, opts),
-                                   **_training(s)) for i in range(s["seeds"])]
-    return out
-
-
-def stage_configs(stage: str, s: dict) -> list[ex.RunConfig]:
-    """The runs of one stage instance, in table order (the function its Stage names)."""
-    return globals()[registry.STAGE[stage].configs](s)
+def stage_configs(stage: str, s) -> list[ex.RunConfig]:
+    """The runs of one stage instance, in table order: its settings class's `configs` (the settings
+    from config.stage_settings)."""
+    if s.stage != stage:
+        raise ValueError(f"settings of stage {s.stage!r} given for stage {stage!r}")
+    return s.configs()
 
 
 def write_curves(curves: pd.DataFrame, stage: str, folder: Path) -> None:
@@ -143,14 +95,14 @@ def run_stage(stage: str, dataset: str, *, params_file="params.yaml", out_dir=No
     cfg = load_params(params_file)
     s = stage_settings(cfg, stage, dataset)
     out_dir = Path(out_dir if out_dir is not None else f"results/{cfg['profile']}/{stage}/{dataset}")
-    data = load_dataset(dataset, root=s["data_root"], download=s["download"], **s["data_options"])
+    data = s.load()
     configs = stage_configs(stage, s)
     if any(c.batch_size > data.x_train.shape[0] for c in configs):
-        raise ValueError(f"{stage}.batch_size: {s['batch_size']} exceeds the {data.x_train.shape[0]} training samples of {dataset}")
+        raise ValueError(f"{stage}.batch_size: {s.batch_size} exceeds the {data.x_train.shape[0]} training samples of {dataset}")
     results = Path(results) if results is not None else out_dir.parent.parent
     read_from = [results / other / dataset / "runs" for other in registry.STAGE[stage].reuses]  # a stored run of
     # the same configuration is reused, not retrained
-    records = ex.run_all(configs, data, store=out_dir / "runs", read_from=read_from, device=s["device"],
+    records = ex.run_all(configs, data, store=out_dir / "runs", read_from=read_from, device=s.device,
                          progress=progress, desc=f"{stage} {dataset}")
     summary = ex.summarize(records)
     curves = ex.curves_frame(records)

@@ -30,7 +30,7 @@ degrades with depth, which a trained BP may not.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -38,50 +38,89 @@ import pandas as pd
 from .. import experiments as ex
 from . import registry
 from .config import load_params, parse_method, stage_settings
-from ..data import load_dataset
 from ..experiments import write_json_atomic
 from ..method.models import PRESETS, reading_of
-from .stages import method_options
+from .settings import TABLE2_TRAINING, Training, method_options
 
 # what identifies one tuned configuration (its lr aside)
 SPEC_KEYS = ["dataset", "method", "areas", "reading", "depth", "hidden"]
 
 
-def readings(s: dict) -> list[tuple[str, dict]]:
+@dataclass(frozen=True, kw_only=True)
+class TunedDepth:
+    """tuned.depth: Figure 2's nets at tuned lrs, at the depth stage's depths, width and training."""
+
+    datasets: tuple[str, ...]  # the datasets it runs on (among the stage's)
+    methods: tuple[str, ...]  # 'bp', 'sal-4'
+    preset: str | None  # SAL's reading: None (the defaults) or a named preset
+    depths: tuple[int, ...]
+    hidden: int
+    seeds: int
+    epochs: int
+    batch_size: int
+    options: dict  # the depth stage's options
+    run: bool  # does this instance's dataset run it?
+
+
+@dataclass(frozen=True, kw_only=True)
+class TunedSettings(Training):
+    """The tuned section; Table 2's training but the lr (`lr` is the paper's: the area sweep's),
+    SAL's options are the area sweep's, MoE's the moe stage's."""
+
+    methods: tuple[str, ...]  # bp, sal-K, moe-K
+    presets: tuple[str, ...] = ()  # SAL runs again under each
+    lrs: tuple[float, ...]  # the grid each configuration chooses from
+    select_seeds: int  # runs per lr on the tuning split
+    sal_options: dict = field(default_factory=dict)
+    moe_options: dict = field(default_factory=dict)
+    depth: TunedDepth
+
+    @classmethod
+    def read(cls, cfg: dict, stage: str, dataset: str) -> dict:
+        t, sweep, depth = cfg["tuned"], cfg["area_sweep"], cfg["depth"]
+        d = t["depth"]
+        return {**{k: sweep[k] for k in TABLE2_TRAINING}, "options": {}, "methods": tuple(t["methods"]),
+                "presets": tuple(t["presets"]), "lrs": tuple(t["lrs"]), "select_seeds": t["select_seeds"],
+                "sal_options": dict(sweep["options"]), "moe_options": dict(cfg["moe"]["options"]),
+                "depth": TunedDepth(datasets=tuple(d["datasets"]), methods=tuple(d["methods"]), preset=d["preset"],
+                                    depths=tuple(depth["depths"]), hidden=depth["hidden"], seeds=depth["seeds"],
+                                    epochs=depth["epochs"], batch_size=depth["batch_size"],
+                                    options=dict(depth["options"]), run=dataset in d["datasets"])}
+
+
+def readings(s: TunedSettings) -> list[tuple[str, dict]]:
     """(name, SAL options) of every reading SAL runs under: the defaults, then each preset."""
-    return [("default", s["sal_options"])] + [(p, {**s["sal_options"], **PRESETS[p]}) for p in s["presets"]]
+    return [("default", s.sal_options)] + [(p, {**s.sal_options, **PRESETS[p]}) for p in s.presets]
 
 
-def base_configs(s: dict, *, lr: float, split: str, select: bool = False) -> list[ex.RunConfig]:
+def base_configs(s: TunedSettings, *, lr: float, split: str, select: bool = False) -> list[ex.RunConfig]:
     """The stage's configurations at one lr: the shallow net of Table 2 (every method; SAL under every
     reading) and, where `tuned.depth` lists the dataset, the depth figure's nets; `select_seeds` runs
     each for the selection, else the area sweep's (depth stage's) seeds."""
-    ds = s["dataset"]
-    d = s["depth"]
-    seeds, depth_seeds = (range(s["select_seeds"]),) * 2 if select else (range(s["seeds"]), range(d["seeds"]))
-    data_options = {**s["data_options"], "split": split}
-    train = dict(epochs=s["epochs"], batch_size=s["batch_size"], lr=lr, data_options=data_options)
+    d = s.depth
+    seeds, depth_seeds = (range(s.select_seeds),) * 2 if select else (range(s.seeds), range(d.seeds))
+    train = s.training(lr=lr, data_options={**s.data_options, "split": split})
     out = []
-    for spec in s["methods"]:
+    for spec in s.methods:
         m, k = parse_method(spec)
-        options = {"sal": None, "moe": s["moe_options"], "bp": {}}[m]
+        options = {"sal": None, "moe": s.moe_options, "bp": {}}[m]
         for _, opts in (readings(s) if m == "sal" else [(None, options)]):
-            out += [ex.make_config(ds, m, areas=k, hidden=s["hidden"], seed=i, options=method_options(m, opts), **train)
-                    for i in seeds]
-    if d["run"]:
-        opts = d["options"] if d["preset"] is None else {**d["options"], **PRESETS[d["preset"]]}  # as the depth stage's
-        dtrain = {**train, "epochs": d["epochs"], "batch_size": d["batch_size"]}
-        for spec in d["methods"]:
+            out += [ex.make_config(s.dataset, m, num_areas=k, hidden=s.hidden, seed=i, options=method_options(m, opts),
+                                   **train) for i in seeds]
+    if d.run:
+        opts = d.options if d.preset is None else {**d.options, **PRESETS[d.preset]}  # as the depth stage's
+        dtrain = {**train, "epochs": d.epochs, "batch_size": d.batch_size}
+        for spec in d.methods:
             m, k = parse_method(spec)
-            out += [ex.make_config(ds, m, areas=k, depth=depth, hidden=d["hidden"], seed=i,
+            out += [ex.make_config(s.dataset, m, num_areas=k, depth=depth, hidden=d.hidden, seed=i,
                                    options=method_options(m, opts), **dtrain)
-                    for depth in d["depths"] for i in depth_seeds]
+                    for depth in d.depths for i in depth_seeds]
     return list(dict.fromkeys(out))  # depth 2 at Table 2's width is Table 2's net: one run, not two
 
 
-def selection_configs(s: dict) -> list[ex.RunConfig]:
+def selection_configs(s: TunedSettings) -> list[ex.RunConfig]:
     """Every configuration at every lr of the grid, on the tuning split, `select_seeds` runs each."""
-    return [c for lr in s["lrs"] for c in base_configs(s, lr=lr, split="tuning", select=True)]
+    return [c for lr in s.lrs for c in base_configs(s, lr=lr, split="tuning", select=True)]
 
 
 def choose_lr(selection: pd.DataFrame) -> pd.DataFrame:
@@ -106,14 +145,14 @@ def choose_lr(selection: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def final_configs(s: dict, choice: pd.DataFrame) -> list[ex.RunConfig]:
+def final_configs(s: TunedSettings, choice: pd.DataFrame) -> list[ex.RunConfig]:
     """The configurations reported: each at its chosen lr, official split, `seeds` runs."""
     chosen = {tuple(r[k] for k in SPEC_KEYS): r["lr"] for _, r in choice.iterrows() if pd.notna(r["lr"])}
     out = []
-    for c in base_configs(s, lr=s["paper_lr"], split="official"):
-        key = (c.dataset, c.method, c.areas, reading_of(c.method, dict(c.options)), c.depth, c.hidden)
+    for c in base_configs(s, lr=s.lr, split="official"):
+        key = (c.dataset, c.method, c.num_areas, reading_of(c.method, dict(c.options)), c.depth, c.hidden)
         if key in chosen:
-            out.append(ex.make_config(c.dataset, c.method, areas=c.areas, depth=c.depth, hidden=c.hidden, seed=c.seed,
+            out.append(ex.make_config(c.dataset, c.method, num_areas=c.num_areas, depth=c.depth, hidden=c.hidden, seed=c.seed,
                                       epochs=c.epochs, batch_size=c.batch_size, lr=float(chosen[key]),
                                       options=dict(c.options), data_options=dict(c.data_options)))
     return out
@@ -121,7 +160,7 @@ def final_configs(s: dict, choice: pd.DataFrame) -> list[ex.RunConfig]:
 
 @dataclass
 class TunedOutput:
-    settings: dict
+    settings: TunedSettings
     selection: pd.DataFrame  # one row per selection run (tuning split)
     choice: pd.DataFrame  # one row per configuration: the chosen lr and every lr's tuning accuracy
     summary: pd.DataFrame  # the reported runs at the chosen lrs, mean and std over seeds
@@ -136,15 +175,14 @@ def run_tuned(dataset: str, *, params_file="params.yaml", out_dir=None, progress
     s = stage_settings(cfg, "tuned", dataset)
     out_dir = Path(out_dir if out_dir is not None else f"results/{cfg['profile']}/tuned/{dataset}")
     results = Path(results) if results is not None else out_dir.parent.parent
-    opts = dict(load=dict(root=s["data_root"], download=s["download"], **s["data_options"]))
-    tuning = load_dataset(dataset, split="tuning", **opts["load"])
+    tuning = s.load(split="tuning")
     store = out_dir / "runs"
-    selection = ex.runs_frame(ex.run_all(selection_configs(s), tuning, store=store, device=s["device"],
+    selection = ex.runs_frame(ex.run_all(selection_configs(s), tuning, store=store, device=s.device,
                                          progress=progress, desc=f"tuned {dataset}: lr selection"))
     choice = choose_lr(selection)
-    official = load_dataset(dataset, **opts["load"])
+    official = s.load()
     read_from = [p for stage in registry.STAGE["tuned"].reuses if (p := results / stage / dataset / "runs").is_dir()]
-    records = ex.run_all(final_configs(s, choice), official, store=store, read_from=read_from, device=s["device"],
+    records = ex.run_all(final_configs(s, choice), official, store=store, read_from=read_from, device=s.device,
                          progress=progress, desc=f"tuned {dataset}: at the chosen lrs")
     summary = ex.summarize(records, by=(*SPEC_KEYS, "lr"))
     metrics = {"val_accuracy_pct": {f"{r.label}@d{r.depth}": round(float(r.val_accuracy_pct_mean), 2)

@@ -72,6 +72,9 @@ def test_paper_profile_covers_the_paper():
         (("width", "widths_of"), {"default": []}, "width.widths_of: got {'default': []}"),
         (("width", "widths_of"), {"best": [256]}, "width.widths_of.best: not a reading of this stage"),
         (("width", "widths_of"), {"default": [8192]}, "width.widths_of.default: got [8192]; allowed: a subset"),
+        (("width", "datasets_at"), {4096: "semeion"}, "width.datasets_at: got {4096: 'semeion'}"),
+        (("width", "datasets_at"), {8192: ["digits"]}, "width.datasets_at.8192: not a width of width.widths"),
+        (("width", "datasets_at"), {256: ["semeion"]}, "width.datasets_at.256: got ['semeion']; allowed: a subset of width.datasets"),
     ],
 )
 def test_bad_params_name_key_value_and_allowed(path, value, needle):

@@ -78,3 +78,10 @@ def test_a_reading_can_stop_at_fewer_widths_while_bp_and_the_other_readings_run_
     got = {(c.method, salrepro.reading_of(c.method, dict(c.options)), c.hidden) for c in stages.stage_configs("width", s)}
     assert got == {("bp", "default", 256), ("bp", "default", 2048), ("sal", "default", 256),
                    ("sal", "paper_fit", 256), ("sal", "paper_fit", 2048)}
+
+
+def test_the_widest_nets_can_run_on_fewer_datasets():
+    s = replace(settings("width"), widths=(256, 2048), seeds=1, datasets_at={2048: ["semeion"]})
+    assert {c.hidden for c in stages.stage_configs("width", s)} == {256}  # digits: not at 2048
+    semeion = replace(s, dataset="semeion")
+    assert {c.hidden for c in stages.stage_configs("width", semeion)} == {256, 2048}

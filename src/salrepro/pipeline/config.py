@@ -97,6 +97,11 @@ def _check_widths_of(cfg: dict) -> None:
                               f"{['default', *width['presets']]}")
         if not set(widths) <= set(width["widths"]):
             raise ParamsError(f"width.widths_of.{reading}: got {widths}; allowed: a subset of width.widths {width['widths']}")
+    for w, names in width["datasets_at"].items():
+        if w not in width["widths"]:
+            raise ParamsError(f"width.datasets_at.{w}: not a width of width.widths {width['widths']}")
+        if not set(names) <= set(width["datasets"]):
+            raise ParamsError(f"width.datasets_at.{w}: got {names}; allowed: a subset of width.datasets {width['datasets']}")
 
 
 def _check_stage_options(cfg: dict) -> None:

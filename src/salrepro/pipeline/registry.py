@@ -97,7 +97,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("width", "Figure 3: BP and SAL against width, at depth 64", schema.WIDTH,
           ("device", "datasets.${item}", *(f"width.{k}" for k in ("methods", "widths", "depth", "seeds", "epochs",
                                                                   "batch_size", "lr", "options", "presets", "seeds_at",
-                                                                  "widths_of"))),
+                                                                  "datasets_at", "widths_of"))),
           runner="salrepro.pipeline.scaling:run_width", sweep=True, settings="salrepro.pipeline.scaling:ScalingSettings",
           axis="hidden", outs=_SWEEP_OUTS,
           figures=("width-{item}.png",), claims=("gap_grows_with_width",)),

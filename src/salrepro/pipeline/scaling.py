@@ -24,6 +24,7 @@ class ScalingSettings(Training):
     widths: tuple[int, ...] = ()  # width: the widths, at depth `depth`
     depth: int | None = None  # width: the depth of every net
     seeds_at: dict = field(default_factory=dict)  # width: {width: seeds} where it differs from `seeds`
+    datasets_at: dict = field(default_factory=dict)  # width: {width: datasets} where not every dataset runs it
     widths_of: dict = field(default_factory=dict)  # width: {SAL reading: widths} where not all of `widths`
 
     @classmethod
@@ -33,7 +34,9 @@ class ScalingSettings(Training):
 
     def shapes(self) -> list[tuple[int, int]]:
         """(depth, width) of every net of the stage."""
-        return [(d, self.hidden) for d in self.depths] if self.depths else [(self.depth, w) for w in self.widths]
+        if self.depths:
+            return [(d, self.hidden) for d in self.depths]
+        return [(self.depth, w) for w in self.widths if self.dataset in self.datasets_at.get(w, [self.dataset])]
 
     def configs(self) -> list[ex.RunConfig]:
         """Each method at each shape under the options, then SAL again under each named preset."""

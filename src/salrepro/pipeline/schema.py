@@ -101,6 +101,10 @@ WIDTH = {"datasets": _DATASETS_LIST, "methods": _METHODS_LIST, "widths": (_is_li
          "seeds_at": (lambda v: isinstance(v, dict) and all(_is_int(k, 1) and _is_int(n, 1) for k, n in v.items()),
                       "a mapping from a width to its number of seeds where it differs from `seeds` (the widest "
                       "nets take an hour a run on a CPU), {} for none"),
+         "datasets_at": (lambda v: isinstance(v, dict) and all(_is_int(k, 1) and isinstance(ds, list) and all(d in DATASETS for d in ds)
+                                                               for k, ds in v.items()),
+                         "a mapping from a width to the datasets that run it where not all of `datasets` (the widest nets "
+                         "take an hour a run on a CPU), {} for none"),
          "widths_of": (lambda v: isinstance(v, dict) and all(isinstance(r, str) and _is_list(lambda w: _is_int(w, 1))(ws)
                                                              for r, ws in v.items()),
                        "a mapping from SAL's reading ('default', or a preset of `presets`) to the widths it runs at where "

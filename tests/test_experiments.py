@@ -337,8 +337,8 @@ def test_an_lr_grid_resumes_from_its_checkpoint_and_ignores_another_grids(tmp_pa
     whole, ckpt = run(lrs), tmp_path / "batch.pt"
     real_save = b._save
 
-    def save_then_die(path, epoch, *a):
-        real_save(path, epoch, *a)
+    def save_then_die(path, epoch, *a, **kw):
+        real_save(path, epoch, *a, **kw)
         raise KeyboardInterrupt  # killed right after the epoch-1 checkpoint
 
     monkeypatch.setattr(b, "_save", save_then_die)
@@ -351,7 +351,7 @@ def test_an_lr_grid_resumes_from_its_checkpoint_and_ignores_another_grids(tmp_pa
         monkeypatch.setattr(b, "_save", save_then_die)
         run(lrs, checkpoint=ckpt)
     saves = []
-    monkeypatch.setattr(b, "_save", lambda path, epoch, *a: saves.append(epoch) or real_save(path, epoch, *a))
+    monkeypatch.setattr(b, "_save", lambda path, epoch, *a, **kw: saves.append(epoch) or real_save(path, epoch, *a, **kw))
     assert run(lrs, checkpoint=ckpt) == whole and saves == [2]  # resumed after epoch 1
 
 
@@ -464,9 +464,9 @@ def test_the_large_net_path_end_to_end_at_a_tiny_width(monkeypatch, tmp_path):
     saves = []
     real_save = batched._save
 
-    def slow_save(path, epoch, *args):
+    def slow_save(path, epoch, *args, **kw):
         saves.append(epoch)
-        real_save(path, epoch, *args)
+        real_save(path, epoch, *args, **kw)
         time.sleep(0.05)  # a slow disk: each write costs more than a tenth of an epoch here
 
     monkeypatch.setattr(batched, "_save", slow_save)

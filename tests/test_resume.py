@@ -75,8 +75,8 @@ def test_epoch_checkpoint_resumes_bitwise(tmp_path, monkeypatch):
     import salrepro.engine.batched as b
     real_save, saves = b._save, []
 
-    def save_then_die(path, epoch, *a):
-        real_save(path, epoch, *a)
+    def save_then_die(path, epoch, *a, **kw):
+        real_save(path, epoch, *a, **kw)
         saves.append(epoch)
         if epoch == 2:
             raise KeyboardInterrupt  # killed right after the epoch-2 checkpoint
@@ -141,8 +141,8 @@ def test_a_resumed_batch_keeps_its_diverged_models_diverged(tmp_path, monkeypatc
     assert whole[1][-1].get("diverged") and len(whole[1]) < 4 and len(whole[0]) == 4
     ckpt, real_save = tmp_path / "batch.pt", b._save
 
-    def save_then_die(path, epoch, *a):
-        real_save(path, epoch, *a)
+    def save_then_die(path, epoch, *a, **kw):
+        real_save(path, epoch, *a, **kw)
         if epoch == 2:
             raise KeyboardInterrupt
 
@@ -154,3 +154,35 @@ def test_a_resumed_batch_keeps_its_diverged_models_diverged(tmp_path, monkeypatc
     import json
 
     assert json.dumps(resumed) == json.dumps(whole)  # NaN losses compare equal as text
+
+
+def test_a_resumed_run_counts_the_time_trained_before_it_stopped(tmp_path, monkeypatch):
+    """The checkpoint carries the seconds trained so far: a run resumed after epoch 2 of 3 reports them
+    (`resumed_seconds`), and its record's `seconds` includes them, not only the last epoch's."""
+    import time
+
+    import salrepro.engine.batched as b
+
+    data = salrepro.load_dataset("digits")
+    models = lambda: [salrepro.build_model("bp", 64, 10, hidden=16, seed=0)]  # noqa: E731
+    ckpt, real_save = tmp_path / "batch.pt", b._save
+    slow_step = b.BatchedBP.train_step
+
+    def slow(self, *a):
+        time.sleep(0.002)  # 90 steps an epoch: about 0.2 s of training each
+        return slow_step(self, *a)
+
+    def save_then_die(path, epoch, *a, **kw):
+        real_save(path, epoch, *a, **kw)
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(b.BatchedBP, "train_step", slow)
+    monkeypatch.setattr(b, "_save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_many(models(), data, epochs=3, batch_size=16, lr=0.01, seeds=[0], checkpoint=ckpt)
+    monkeypatch.setattr(b, "_save", real_save)
+    stats: dict = {}
+    train_many(models(), data, epochs=3, batch_size=16, lr=0.01, seeds=[0], checkpoint=ckpt, stats=stats)
+    assert stats["resumed_seconds"] >= 2 * 90 * 0.002  # two epochs of steps, at least
+    assert torch.load(ckpt, weights_only=False, mmap=True)["seconds"] == stats["resumed_seconds"]

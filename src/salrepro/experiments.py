@@ -200,7 +200,7 @@ def _record(config: RunConfig, model, history, seconds, dev, batched_with=1, sta
         "final": {k: final.get(k, math.nan) for k in ("train_loss", "val_loss", "val_accuracy")},
         "diverged": diverged,  # None, or the epoch at which loss or weights stopped being finite
         "parameters": {"total": counts.total, "active": counts.active},
-        "seconds": seconds,  # wall time of this run (a batch's time divided among its models)
+        "seconds": seconds,  # wall time of this run (a batch's time divided among its models), resumes included
         "batched_with": batched_with,
         # the batch's mean seconds per training step and the process's peak memory when it ended
         "resources": {k: (stats or {}).get(k) for k in ("step_seconds", "peak_memory_bytes")},
@@ -237,7 +237,7 @@ def run_batch(configs: list[RunConfig], data, *, device="auto", progress=False, 
                            seeds=[c.seed for c in configs], progress=progress, device=dev,
                            desc=f"{c0.dataset} {c0.method} x{len(configs)}", checkpoint=checkpoint, on_epoch=on_epoch,
                            stats=stats)
-    seconds = (time.perf_counter() - t0) / len(configs)
+    seconds = (time.perf_counter() - t0 + stats.get("resumed_seconds", 0.0)) / len(configs)  # resumes included
     return [_record(c, m, h, seconds, dev, len(configs), stats) for c, m, h in zip(configs, models, histories)]
 
 

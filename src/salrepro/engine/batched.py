@@ -438,8 +438,13 @@ def train_many(models, data, *, epochs: int, batch_size: int, lr, seeds, progres
     CHECKPOINT_SECONDS (the widest nets: 17 GB a write); then once ten times
     that much training has passed since (CHECKPOINT_SHARE). Writing streams the
     tensors to disk: no copy of the weights is made in memory.
-    `stats` (a dict, if given) receives the mean seconds per step and the
-    peak memory (`peak_memory_bytes`) once training ends.
+    A resume reads the checkpoint memory-mapped (`torch.load(mmap=True)`): the
+    weights are copied in from the page cache, not from a second copy in
+    memory (a 4096-wide net's checkpoint is 17 GB; the process's peak resident
+    memory then counts those file pages, which the kernel can reclaim).
+    `stats` (a dict, if given) receives the mean seconds per step, the peak
+    memory (`peak_memory_bytes`) and the seconds trained before a resume
+    (`resumed_seconds`, carried by the checkpoint) once training ends.
     """
     x_train, y_train, x_val, y_val = unpack(data)
     lrs = learning_rates(lr, len(models), lambda v: check_training_args(epochs, batch_size, v, x_train.shape[0]))
@@ -461,9 +466,10 @@ def train_many(models, data, *, epochs: int, batch_size: int, lr, seeds, progres
     n, N = x_train.shape[0], len(models)
     histories: list[list[dict]] = [[] for _ in models]
     alive = [True] * N
-    start = 1
+    start, before, t_start = 1, 0.0, time.perf_counter()  # before: seconds trained before a resume
     if checkpoint is not None and Path(checkpoint).exists():
-        start = _resume(checkpoint, net, gens, histories, alive, seeds, lrs) + 1
+        done, before = _resume(checkpoint, net, gens, histories, alive, seeds, lrs)
+        start = done + 1
         if start > 1:
             log.info("%s: resumed from its checkpoint after epoch %d of %d (%s)", desc, start - 1, epochs, checkpoint)
             if on_epoch is not None:  # the epochs already done count as progress
@@ -507,13 +513,15 @@ def train_many(models, data, *, epochs: int, batch_size: int, lr, seeds, progres
         if checkpoint is not None and epoch < epochs and (last_write <= CHECKPOINT_SECONDS
                                                           or trained * CHECKPOINT_SHARE >= last_write):
             t1 = time.perf_counter()
-            _save(checkpoint, epoch, net, gens, histories, alive, seeds, lrs)
+            _save(checkpoint, epoch, net, gens, histories, alive, seeds, lrs,
+                  seconds=before + time.perf_counter() - t_start)
             trained, last_write = 0.0, time.perf_counter() - t1
         if on_epoch is not None:
             on_epoch(epoch)
     net.load_into(models)
     if stats is not None:  # on CUDA the steps are asynchronous: the last epoch's read waited for them
-        stats.update(step_seconds=stepping / steps if steps else None, peak_memory_bytes=peak_memory_bytes(device))
+        stats.update(step_seconds=stepping / steps if steps else None, peak_memory_bytes=peak_memory_bytes(device),
+                     resumed_seconds=before)
     return histories
 
 
@@ -537,24 +545,27 @@ def learning_rates(lr, n: int, check) -> list[float]:
     return [float(v) for v in values]
 
 
-def _save(path, epoch, net, gens, histories, alive, seeds, lrs) -> None:
-    """Atomically: write a temporary file beside the checkpoint, then rename."""
+def _save(path, epoch, net, gens, histories, alive, seeds, lrs, seconds: float = 0.0) -> None:
+    """Atomically: write a temporary file beside the checkpoint, then rename. `seconds`: the wall time
+    trained so far, resumes included."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {"epoch": epoch, "seeds": seeds, "lrs": lrs, "tensors": [t.detach().cpu() for t in net.tensors()],
-             "generators": [g.get_state() for g in gens], "histories": histories, "alive": alive}
+             "generators": [g.get_state() for g in gens], "histories": histories, "alive": alive, "seconds": seconds}
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
     torch.save(state, tmp)
     os.replace(tmp, path)
 
 
-def _resume(path, net, gens, histories, alive, seeds, lrs) -> int:
-    state = torch.load(path, weights_only=False)
+def _resume(path, net, gens, histories, alive, seeds, lrs) -> tuple[int, float]:
+    """(epochs done, seconds trained) from the checkpoint, its state loaded into the run; (0, 0.0) for
+    another batch's checkpoint."""
+    state = torch.load(path, weights_only=False, mmap=True)  # tensors map the file: no second copy in memory
     tensors = net.tensors()
     if state["seeds"] != seeds or state.get("lrs", lrs) != lrs or len(state["tensors"]) != len(tensors) or any(
         a.shape != b.shape for a, b in zip(state["tensors"], tensors)
     ):
-        return 0  # another batch's checkpoint: start afresh
+        return 0, 0.0  # another batch's checkpoint: start afresh
     with torch.no_grad():
         for t, saved in zip(tensors, state["tensors"]):
             t.copy_(saved)
@@ -562,4 +573,4 @@ def _resume(path, net, gens, histories, alive, seeds, lrs) -> int:
         g.set_state(s)
     histories[:] = state["histories"]
     alive[:] = state["alive"]
-    return state["epoch"]
+    return state["epoch"], float(state.get("seconds", 0.0))  # checkpoints written before "seconds" existed: 0

@@ -236,7 +236,7 @@ stages:
       cmd: salrepro prepare ${key}
       deps:
         - data/params-checked
-        - src/salrepro/data.py
+        - src/salrepro/data
       params:
         - data
         - datasets.${key}

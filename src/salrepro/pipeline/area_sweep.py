@@ -12,6 +12,7 @@ from .. import experiments as ex
 from ..method.models import PRESETS
 from .schema import parse_method
 from .settings import TABLE2_TRAINING, Training, method_options
+from .stages import run_stage
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,13 +43,9 @@ class Table2Settings(Training):
 
 def run(dataset: str, **kw):
     """The area sweep on one dataset (stages.run_stage)."""
-    from .stages import run_stage
-
     return run_stage("area_sweep", dataset, **kw)
 
 
 def run_preset(dataset: str, **kw):
     """The preset sweep on one dataset (stages.run_stage)."""
-    from .stages import run_stage
-
     return run_stage("preset_sweep", dataset, **kw)

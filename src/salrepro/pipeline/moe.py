@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from .. import experiments as ex
 from .settings import TABLE2_TRAINING, Training, method_options
+from .stages import run_stage
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,6 +41,4 @@ class MoESettings(Training):
 
 def run(dataset: str, **kw):
     """Figures 4-5 on one dataset (stages.run_stage)."""
-    from .stages import run_stage
-
     return run_stage("moe", dataset, **kw)

@@ -12,6 +12,7 @@ from .. import experiments as ex
 from ..method.models import PRESETS
 from .schema import parse_method
 from .settings import Training, method_options
+from .stages import run_stage
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,13 +58,9 @@ class ScalingSettings(Training):
 
 def run_depth(dataset: str, **kw):
     """Figure 2 on one dataset (stages.run_stage)."""
-    from .stages import run_stage
-
     return run_stage("depth", dataset, **kw)
 
 
 def run_width(dataset: str, **kw):
     """Figure 3 on one dataset (stages.run_stage)."""
-    from .stages import run_stage
-
     return run_stage("width", dataset, **kw)

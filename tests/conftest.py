@@ -7,6 +7,11 @@ from pathlib import Path
 # scratch folder, never into the project's DVC-tracked data/cache.
 os.environ.setdefault("SALREPRO_CACHE", tempfile.mkdtemp(prefix="salrepro-test-cache-"))
 
+# The runner trains small batches side by side in one-thread worker processes, one per torch thread
+# (engine/workers.py): the number would depend on the machine's cores. Tests (and the notebook kernels
+# nbval starts) train in their own process; tests/test_workers.py runs the workers explicitly.
+os.environ.setdefault("SALREPRO_WORKERS", "1")
+
 # The notebook tests train from scratch every session: stored runs of an
 # earlier session (tests/notebooks/_out/*/runs) would be resumed, not retested.
 shutil.rmtree(Path(__file__).parent / "notebooks" / "_out", ignore_errors=True)

@@ -30,6 +30,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm  # text bars: tqdm.auto warns (with the machine's paths) in kernels without ipywidgets
 
+from .engine import workers as pool
 from .engine.batched import batchable, train_many
 from .data import DATA_OPTIONS, DATASETS, IN_FEATURES, NUM_CLASSES, data_options, display_name
 from .method.models import build_model, count_parameters, reading_of
@@ -69,11 +70,39 @@ def code_commit() -> dict:
 # Bump when a change to the package changes results (not when it only speeds
 # things up): stored runs of another version are recomputed, never reused.
 RESULTS_VERSION = "1"
-# Float32 bytes of weights trained together in one batch. On a CPU, a batch
-# whose weights outgrow the last-level cache turns cache-hot single runs into
-# DRAM-bound ones (measured: 25 MNIST-sized SAL nets batched were slower than
-# one at a time); on a GPU, larger batches only fill it better.
-MAX_BATCH_BYTES = {"cpu": 16e6, "cuda": 8e9}
+
+
+def last_level_cache_bytes() -> int | None:
+    """The size of the CPU's last-level cache (Linux sysfs), None where unknown."""
+    best = None
+    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:
+            if (index / "type").read_text().strip() == "Instruction":
+                continue
+            level, size = int((index / "level").read_text()), (index / "size").read_text().strip()
+            units = {"K": 2**10, "M": 2**20, "G": 2**30}
+            nbytes = int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
+        except (OSError, ValueError):
+            continue
+        if best is None or level > best[0]:
+            best = (level, nbytes)
+    return best[1] if best else None
+
+
+def cpu_batch_bytes(cache: int | None = None) -> float:
+    """Weights trained together in one CPU batch: half the last-level cache, between 16 and 256 MB.
+    A batch whose weights outgrow the cache turns cache-hot single runs into DRAM-bound ones: on an
+    AMD EPYC with 32 MB of L3, 25 MNIST-sized SAL nets batched were slower than one at a time (16 MB
+    was best there). On an Intel Xeon with 504 MB of L3, the MNIST Table 2 grid (30 nets, 300 steps,
+    2 threads) took 4.49 s in batches of 16 MB and 2.26 s in two of 4 and 115 MB."""
+    cache = last_level_cache_bytes() if cache is None else cache
+    return float(min(256e6, max(16e6, (cache or 32 * 2**20) / 2)))
+
+
+# Float32 bytes of weights trained together in one batch (models no larger than this are "small": on
+# a CPU their batches train side by side in single-threaded workers, engine/workers.py); on a GPU,
+# larger batches only fill it better.
+MAX_BATCH_BYTES = {"cpu": cpu_batch_bytes(), "cuda": 8e9}
 # A model whose weights alone outgrow that budget (the deep and wide nets of
 # Figures 2-3) streams them from memory whatever it trains with; such models
 # train together up to this many bytes, sharing every layer's per-call costs
@@ -257,10 +286,13 @@ def batch_key(config: RunConfig):
 
 
 def plan_batches(configs: list[RunConfig], max_bytes: float = MAX_BATCH_BYTES["cpu"],
-                 large_bytes: float = MAX_LARGE_BATCH_BYTES["cpu"]) -> list[list[int]]:
+                 large_bytes: float = MAX_LARGE_BATCH_BYTES["cpu"], workers: int = 1) -> list[list[int]]:
     """Indices of `configs` grouped into batches, each within a weight budget:
     `max_bytes`, or `large_bytes` for models larger than `max_bytes` on their own
-    (they batch only with each other)."""
+    (they batch only with each other). With `workers` > 1, the small models of
+    each group that could train together are split into batches of about equal
+    bytes, as many as the budget needs rounded up to a multiple of `workers`
+    (at most one per model), so that the workers share them evenly."""
     groups: dict = {}
     batches = []
     for i, c in enumerate(configs):
@@ -270,6 +302,10 @@ def plan_batches(configs: list[RunConfig], max_bytes: float = MAX_BATCH_BYTES["c
         else:
             groups.setdefault(key, []).append(i)
     for idx in groups.values():
+        if workers > 1:
+            small = [i for i in idx if weight_bytes(configs[i]) <= max_bytes]
+            batches.extend(_split_evenly(small, [weight_bytes(configs[i]) for i in small], max_bytes, workers))
+            idx = [i for i in idx if i not in set(small)]
         open_batches: dict[bool, tuple[list[int], float]] = {}  # small / large models: (batch, bytes)
         for i in idx:
             b = weight_bytes(configs[i])
@@ -282,6 +318,22 @@ def plan_batches(configs: list[RunConfig], max_bytes: float = MAX_BATCH_BYTES["c
             open_batches[large] = (current, size + b)
         batches.extend(current for current, _ in open_batches.values())
     return sorted(batches, key=lambda b: b[0])
+
+
+def _split_evenly(idx: list[int], sizes: list[float], max_bytes: float, workers: int) -> list[list[int]]:
+    """`idx` in n batches of about equal total `sizes`: n the batches `max_bytes` needs, rounded up to a
+    multiple of `workers`, at most one per index; largest first, each into the lightest batch so far."""
+    if not idx:
+        return []
+    n = max(workers, math.ceil(sum(sizes) / max_bytes))
+    n = min(len(idx), -(-n // workers) * workers)
+    bins: list[list[int]] = [[] for _ in range(n)]
+    load = [0.0] * n
+    for i, b in sorted(zip(idx, sizes), key=lambda t: -t[1]):  # stable: equal sizes keep their order
+        j = min(range(n), key=load.__getitem__)
+        bins[j].append(i)
+        load[j] += b
+    return [sorted(b) for b in bins]
 
 
 @functools.lru_cache(maxsize=4096)
@@ -449,28 +501,36 @@ def load_stored(store: Path, config: RunConfig) -> dict | None:
 
 
 def run_all(configs, data_for, *, store=None, read_from=(), device="auto", progress=None, desc="runs",
-            batched=True) -> list[dict]:
+            batched=True, workers: int | None = None) -> list[dict]:
     """Run every configuration, skipping those already in `store` (or in one
     of the read-only stores `read_from`, e.g. another stage's runs).
 
     `data_for(name)` returns the dataset of that name (or pass one Dataset
     when every configuration uses it). Runs that can train together do, as
-    one batched computation (`batched=False`: one at a time). Returns the
-    records in config order.
+    one batched computation (`batched=False`: one at a time). On a CPU the
+    batches of small models train side by side in `workers` single-threaded
+    processes (default `workers.default_workers`: one per torch thread; 1
+    trains everything here); larger models train here, one batch at a time,
+    with every thread. Returns the records in config order.
     """
     configs = list(configs)
     loader = data_for if callable(data_for) else (lambda name: data_for)
-    resolve_device(device)  # an unusable device is refused before anything is read or trained
+    dev = resolve_device(device)  # an unusable device is refused before anything is read or trained
     store = check_store(store) if store is not None else None
     if store is not None:
         remove_stale_temporaries(store)
     stores = ([store] if store else []) + [Path(s) for s in read_from]
+    if workers is None:
+        workers = pool.default_workers(dev)
+    elif not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ValueError(f"workers: a whole number >= 1 (1: train in this process), got {workers!r}")
+    workers = workers if dev.type == "cpu" and pool.available() else 1
     # Batches are planned over every configuration, done or not, and a batch is
     # rerun whole unless all of its runs are stored: a resumed sweep computes
-    # exactly what an uninterrupted one does.
-    kind = resolve_device(device).type
-    budgets = (MAX_BATCH_BYTES.get(kind, MAX_BATCH_BYTES["cpu"]), MAX_LARGE_BATCH_BYTES.get(kind, MAX_LARGE_BATCH_BYTES["cpu"]))
-    batches = plan_batches(configs, *budgets) if batched else [[i] for i in range(len(configs))]
+    # exactly what an uninterrupted one does (with the same number of workers).
+    small_bytes = MAX_BATCH_BYTES.get(dev.type, MAX_BATCH_BYTES["cpu"])
+    budgets = (small_bytes, MAX_LARGE_BATCH_BYTES.get(dev.type, MAX_LARGE_BATCH_BYTES["cpu"]))
+    batches = plan_batches(configs, *budgets, workers=workers) if batched else [[i] for i in range(len(configs))]
     records: list[dict | None] = [next((r for s in stores if (r := load_stored(s, c)) is not None), None) for c in configs]
     todo = [b for b in batches if any(records[i] is None for i in b)]
     reused = sum(r is not None for r in records) - sum(records[i] is not None for b in todo for i in b)
@@ -479,24 +539,41 @@ def run_all(configs, data_for, *, store=None, read_from=(), device="auto", progr
     # progress in model-epochs, so that a batch trained together moves the bar at every epoch
     bar = tqdm(total=sum(len(b) * configs[b[0]].epochs for b in todo), desc=desc, unit="model-epoch",
                disable=not show_progress(progress))
-    for batch in todo:
-        chosen = [configs[i] for i in batch]
+
+    def train_batch(t: int, on_epoch) -> list[dict]:
+        chosen = [configs[i] for i in todo[t]]
         c = chosen[0]
-        bar.set_postfix_str(f"{c.dataset} {c.method} d{c.depth} w{c.hidden} x{len(chosen)}")
         data = loader(c.dataset)
-        ckpt = None
-        on_epoch = (lambda epoch, n=len(chosen): bar.update(n))
         if batch_key(c) is None:  # fa, dfa: alone, by the plain loop
-            done = [run_one(c, data, device=device, on_epoch=on_epoch)]
-        else:  # a checkpoint at every epoch end: an interrupted batch resumes mid-training
-            ckpt = store / f".ckpt-{batch_id(chosen)}.pt" if store else None
-            done = run_batch(chosen, data, device=device, checkpoint=ckpt, on_epoch=on_epoch)
-        for i, record in zip(batch, done):
+            return [run_one(c, data, device=device, on_epoch=on_epoch)]
+        # a checkpoint at every epoch end: an interrupted batch resumes mid-training
+        return run_batch(chosen, data, device=device, checkpoint=checkpoint_of(t), on_epoch=on_epoch)
+
+    def checkpoint_of(t: int) -> Path | None:
+        return store / f".ckpt-{batch_id([configs[i] for i in todo[t]])}.pt" if store else None
+
+    def finish(t: int, done: list[dict]) -> None:
+        for i, record in zip(todo[t], done):
             records[i] = record
             if store:
                 write_json_atomic(store / configs[i].filename(), record)
-        if store and ckpt is not None:
-            ckpt.unlink(missing_ok=True)
+        if store:
+            checkpoint_of(t).unlink(missing_ok=True)
+
+    size = [sum(weight_bytes(configs[i]) for i in b) / len(b) for b in todo]  # a batch's bytes per model
+    side_by_side = [t for t in range(len(todo)) if size[t] <= small_bytes] if workers > 1 else []
+    if len(side_by_side) > 1:
+        bar.set_postfix_str(f"{len(side_by_side)} batches, {min(workers, len(side_by_side))} workers")
+        longest_first = sorted(side_by_side, key=lambda t: -size[t] * len(todo[t]))
+        for t, done in pool.run(lambda t, report: train_batch(t, lambda epoch, n=len(todo[t]): report(n)),
+                                longest_first, workers, bar.update):
+            finish(t, done)
+    else:
+        side_by_side = []
+    for t in (t for t in range(len(todo)) if t not in set(side_by_side)):
+        c = configs[todo[t][0]]
+        bar.set_postfix_str(f"{c.dataset} {c.method} d{c.depth} w{c.hidden} x{len(todo[t])}")
+        finish(t, train_batch(t, lambda epoch, n=len(todo[t]): bar.update(n)))
     bar.close()
     return records
 

@@ -1,0 +1,100 @@
+"""Small batches trained side by side in worker processes (engine/workers.py, experiments.run_all)."""
+
+import pytest
+import torch
+
+from salrepro import experiments as ex
+from salrepro.engine import workers as pool
+
+needs_fork = pytest.mark.skipif(not pool.available(), reason="workers fork: Linux only")
+
+
+class Toy:
+    def __init__(self, seed=0, n=96, n_in=8, classes=3):
+        g = torch.Generator().manual_seed(seed)
+        centers = torch.randn(classes, n_in, generator=g) * 2
+        y = torch.randint(0, classes, (n + 32,), generator=g)
+        x = centers[y] + torch.randn(n + 32, n_in, generator=g)
+        self.x_train, self.y_train, self.x_val, self.y_val = x[:n], y[:n], x[n:], y[n:]
+        self.in_features, self.num_classes = n_in, classes
+
+
+def grid():
+    return ex.grid("toy", [("bp", 1), ("sal", 1), ("sal", 2), ("sal", 4)], seeds=[0, 1, 2], epochs=2, batch_size=16,
+                   lr=0.05, hidden=8)
+
+
+def test_workers_split_each_group_evenly_and_keep_every_run():
+    configs = grid()
+    one = ex.plan_batches(configs, max_bytes=1e9)
+    assert [[configs[i].label for i in b] for b in one] == [["BP"] * 3, ["SAL-1"] * 3 + ["SAL-2"] * 3 + ["SAL-4"] * 3]
+    two = ex.plan_batches(configs, max_bytes=1e9, workers=2)
+    assert sorted(i for b in two for i in b) == list(range(len(configs)))
+    assert len(two) == 4  # BP in two, SAL in two
+    sal = [sum(ex.weight_bytes(configs[i]) for i in b) for b in two if configs[b[0]].method == "sal"]
+    assert max(sal) - min(sal) <= max(ex.weight_bytes(c) for c in configs)  # within one model of each other
+    # a budget that needs three batches of SAL: rounded up to four, a multiple of the workers
+    budget = sum(ex.weight_bytes(c) for c in configs[3:]) / 2.5
+    assert sum(configs[b[0]].method == "sal" for b in ex.plan_batches(configs, max_bytes=budget, workers=2)) == 4
+    assert len(ex.plan_batches(configs[:1], max_bytes=1e9, workers=2)) == 1  # never more batches than models
+
+
+def test_models_above_the_budget_never_go_to_the_workers():
+    configs = ex.grid("semeion", [("sal", 4)], seeds=[0, 1], depth=8, hidden=64) + grid()
+    budget = ex.weight_bytes(configs[0]) / 2  # the two deep nets are large, the toy nets small
+    batches = ex.plan_batches(configs, max_bytes=budget, large_bytes=1e12, workers=2)
+    assert [0, 1] in batches  # the large ones together, planned as before
+
+
+@needs_fork
+def test_runs_in_workers_equal_runs_here_and_land_in_the_store(tmp_path):
+    configs = grid()
+    here = ex.run_all(configs, Toy(), progress=False, device="cpu", workers=1)
+    there = ex.run_all(configs, Toy(), store=tmp_path, progress=False, device="cpu", workers=2)
+    assert len(list(tmp_path.glob("*.json"))) == len(configs) and not list(tmp_path.glob(".ckpt-*"))
+    for a, b in zip(here, there):
+        assert a["key"] == b["key"] and "1 thread" in b["device"]
+        for h_a, h_b in zip(a["history"], b["history"]):
+            assert h_a["occupancy"] == h_b["occupancy"]
+            for key in ("train_loss", "val_loss", "val_accuracy"):
+                assert h_b[key] == pytest.approx(h_a[key], rel=1e-5)
+    again = ex.run_all(configs, Toy(), store=tmp_path, progress=False, device="cpu", workers=2)
+    assert [r["history"] for r in again] == [r["history"] for r in there]  # read back, not retrained
+
+
+@needs_fork
+def test_the_progress_of_every_worker_reaches_the_caller():
+    seen = []
+    results = dict(pool.run(lambda t, report: [report(1) for _ in range(t)] and t * 10, [3, 1, 2], 2, seen.append))
+    assert results == {3: 30, 1: 10, 2: 20} and sum(seen) == 6
+
+
+@needs_fork
+def test_an_error_in_a_worker_is_raised_in_the_caller(monkeypatch):
+    def fails(chosen, *a, **k):
+        raise RuntimeError(f"no {chosen[0].label}")
+
+    monkeypatch.setattr(ex, "run_batch", fails)  # the forked workers inherit it
+    with pytest.raises(RuntimeError, match="no "):
+        ex.run_all(grid(), Toy(), progress=False, device="cpu", workers=2)
+
+
+def test_the_number_of_workers_is_checked(monkeypatch):
+    with pytest.raises(ValueError, match="workers"):
+        ex.run_all(grid(), Toy(), progress=False, device="cpu", workers=0)
+    monkeypatch.setenv("SALREPRO_WORKERS", "two")
+    with pytest.raises(ValueError, match="SALREPRO_WORKERS"):
+        pool.default_workers(torch.device("cpu"))
+    monkeypatch.setenv("SALREPRO_WORKERS", "3")
+    assert pool.default_workers(torch.device("cpu")) == (3 if pool.available() else 1)
+    monkeypatch.delenv("SALREPRO_WORKERS")
+    assert pool.default_workers(torch.device("cpu")) == (torch.get_num_threads() if pool.available() else 1)
+    assert pool.default_workers(torch.device("meta")) == 1
+
+
+def test_the_batch_budget_follows_the_last_level_cache():
+    assert ex.cpu_batch_bytes(32 * 2**20) == 16 * 2**20  # the AMD EPYC: its measured 16 MB
+    assert ex.cpu_batch_bytes(128 * 2**20) == 64 * 2**20
+    assert ex.cpu_batch_bytes(504 * 2**20) == 256e6 and ex.cpu_batch_bytes(2**20) == 16e6
+    cache = ex.last_level_cache_bytes()
+    assert cache is None or cache > 2**16

@@ -98,3 +98,16 @@ def test_the_batch_budget_follows_the_last_level_cache():
     assert ex.cpu_batch_bytes(504 * 2**20) == 256e6 and ex.cpu_batch_bytes(2**20) == 16e6
     cache = ex.last_level_cache_bytes()
     assert cache is None or cache > 2**16
+
+
+def test_moe_and_salbp_keep_their_own_smaller_budget():
+    configs = ex.grid("mnist", [("moe", 16), ("salbp", 4), ("sal", 16)], seeds=range(5))
+    for workers in (1, 2):
+        batches = ex.plan_batches(configs, max_bytes=256e6, workers=workers)
+        for b in batches:
+            size = sum(ex.weight_bytes(configs[i]) for i in b)
+            if configs[b[0]].method in ex.AUTOGRAD_AREA_METHODS:
+                assert size <= ex.AUTOGRAD_AREA_BATCH_BYTES
+        assert sum(configs[b[0]].method == "sal" for b in batches) == workers  # SAL-16 x5 (64 MB) fills the big budget
+    on_a_gpu = ex.plan_batches(configs, max_bytes=256e6, autograd_bytes=None)
+    assert [len(b) for b in on_a_gpu] == [5, 5, 5]

@@ -103,6 +103,11 @@ def cpu_batch_bytes(cache: int | None = None) -> float:
 # a CPU their batches train side by side in single-threaded workers, engine/workers.py); on a GPU,
 # larger batches only fill it better.
 MAX_BATCH_BYTES = {"cpu": cpu_batch_bytes(), "cuda": 8e9}
+# The methods whose areas train by autograd through torch's grouped matmul (MoE, SAL-BP) slow down
+# in larger CPU batches whatever the cache: on the Intel Xeon, 5 seeds of MNIST MoE-16 took 5.9 s for
+# 600 steps one model a batch (16 MB) and 12.2 s as one batch; SAL-BP-4/16 7.6 s against 16.8 s. On a
+# CPU their batches keep to this many bytes.
+AUTOGRAD_AREA_METHODS, AUTOGRAD_AREA_BATCH_BYTES = ("moe", "salbp"), 16e6
 # A model whose weights alone outgrow that budget (the deep and wide nets of
 # Figures 2-3) streams them from memory whatever it trains with; such models
 # train together up to this many bytes, sharing every layer's per-call costs
@@ -286,9 +291,11 @@ def batch_key(config: RunConfig):
 
 
 def plan_batches(configs: list[RunConfig], max_bytes: float = MAX_BATCH_BYTES["cpu"],
-                 large_bytes: float = MAX_LARGE_BATCH_BYTES["cpu"], workers: int = 1) -> list[list[int]]:
+                 large_bytes: float = MAX_LARGE_BATCH_BYTES["cpu"], workers: int = 1,
+                 autograd_bytes: float | None = AUTOGRAD_AREA_BATCH_BYTES) -> list[list[int]]:
     """Indices of `configs` grouped into batches, each within a weight budget:
-    `max_bytes`, or `large_bytes` for models larger than `max_bytes` on their own
+    `max_bytes` (`autograd_bytes`, if smaller, for MoE and SAL-BP: the CPU's; None on
+    a GPU), or `large_bytes` for models larger than `max_bytes` on their own
     (they batch only with each other). With `workers` > 1, the small models of
     each group that could train together are split into batches of about equal
     bytes, as many as the budget needs rounded up to a multiple of `workers`
@@ -302,16 +309,19 @@ def plan_batches(configs: list[RunConfig], max_bytes: float = MAX_BATCH_BYTES["c
         else:
             groups.setdefault(key, []).append(i)
     for idx in groups.values():
+        budget = max_bytes  # for the small models
+        if configs[idx[0]].method in AUTOGRAD_AREA_METHODS and autograd_bytes is not None:
+            budget = min(max_bytes, autograd_bytes)
         if workers > 1:
             small = [i for i in idx if weight_bytes(configs[i]) <= max_bytes]
-            batches.extend(_split_evenly(small, [weight_bytes(configs[i]) for i in small], max_bytes, workers))
+            batches.extend(_split_evenly(small, [weight_bytes(configs[i]) for i in small], budget, workers))
             idx = [i for i in idx if i not in set(small)]
         open_batches: dict[bool, tuple[list[int], float]] = {}  # small / large models: (batch, bytes)
         for i in idx:
             b = weight_bytes(configs[i])
             large = b > max_bytes
             current, size = open_batches.get(large, ([], 0.0))
-            if current and size + b > (large_bytes if large else max_bytes):
+            if current and size + b > (large_bytes if large else budget):
                 batches.append(current)
                 current, size = [], 0.0
             current.append(i)
@@ -530,7 +540,9 @@ def run_all(configs, data_for, *, store=None, read_from=(), device="auto", progr
     # exactly what an uninterrupted one does (with the same number of workers).
     small_bytes = MAX_BATCH_BYTES.get(dev.type, MAX_BATCH_BYTES["cpu"])
     budgets = (small_bytes, MAX_LARGE_BATCH_BYTES.get(dev.type, MAX_LARGE_BATCH_BYTES["cpu"]))
-    batches = plan_batches(configs, *budgets, workers=workers) if batched else [[i] for i in range(len(configs))]
+    batches = plan_batches(configs, *budgets, workers=workers,
+                           autograd_bytes=AUTOGRAD_AREA_BATCH_BYTES if dev.type == "cpu" else None) \
+        if batched else [[i] for i in range(len(configs))]
     records: list[dict | None] = [next((r for s in stores if (r := load_stored(s, c)) is not None), None) for c in configs]
     todo = [b for b in batches if any(records[i] is None for i in b)]
     reused = sum(r is not None for r in records) - sum(records[i] is not None for b in todo for i in b)

@@ -5,18 +5,9 @@ import torch
 
 from salrepro import experiments as ex
 from salrepro.engine import workers as pool
+from test_experiments import Toy  # the tiny dataset the runner's tests train on
 
 needs_fork = pytest.mark.skipif(not pool.available(), reason="workers fork: Linux only")
-
-
-class Toy:
-    def __init__(self, seed=0, n=96, n_in=8, classes=3):
-        g = torch.Generator().manual_seed(seed)
-        centers = torch.randn(classes, n_in, generator=g) * 2
-        y = torch.randint(0, classes, (n + 32,), generator=g)
-        x = centers[y] + torch.randn(n + 32, n_in, generator=g)
-        self.x_train, self.y_train, self.x_val, self.y_val = x[:n], y[:n], x[n:], y[n:]
-        self.in_features, self.num_classes = n_in, classes
 
 
 def grid():

@@ -312,10 +312,10 @@ def plan_batches(configs: list[RunConfig], max_bytes: float = MAX_BATCH_BYTES["c
         budget = max_bytes  # for the small models
         if configs[idx[0]].method in AUTOGRAD_AREA_METHODS and autograd_bytes is not None:
             budget = min(max_bytes, autograd_bytes)
-        if workers > 1:
+        if workers > 1:  # the small models split evenly; the large ones below, as with one worker
             small = [i for i in idx if weight_bytes(configs[i]) <= max_bytes]
             batches.extend(_split_evenly(small, [weight_bytes(configs[i]) for i in small], budget, workers))
-            idx = [i for i in idx if i not in set(small)]
+            idx = [i for i in idx if weight_bytes(configs[i]) > max_bytes]
         open_batches: dict[bool, tuple[list[int], float]] = {}  # small / large models: (batch, bytes)
         for i in idx:
             b = weight_bytes(configs[i])
@@ -530,11 +530,7 @@ def run_all(configs, data_for, *, store=None, read_from=(), device="auto", progr
     if store is not None:
         remove_stale_temporaries(store)
     stores = ([store] if store else []) + [Path(s) for s in read_from]
-    if workers is None:
-        workers = pool.default_workers(dev)
-    elif not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-        raise ValueError(f"workers: a whole number >= 1 (1: train in this process), got {workers!r}")
-    workers = workers if dev.type == "cpu" and pool.available() else 1
+    workers = pool.resolve(workers, dev)
     # Batches are planned over every configuration, done or not, and a batch is
     # rerun whole unless all of its runs are stored: a resumed sweep computes
     # exactly what an uninterrupted one does (with the same number of workers).
@@ -572,17 +568,16 @@ def run_all(configs, data_for, *, store=None, read_from=(), device="auto", progr
         if store:
             checkpoint_of(t).unlink(missing_ok=True)
 
-    size = [sum(weight_bytes(configs[i]) for i in b) / len(b) for b in todo]  # a batch's bytes per model
-    side_by_side = [t for t in range(len(todo)) if size[t] <= small_bytes] if workers > 1 else []
-    if len(side_by_side) > 1:
+    # a batch holds only small models or only large ones (plan_batches): its first model says which
+    side_by_side = [t for t, b in enumerate(todo) if weight_bytes(configs[b[0]]) <= small_bytes] if workers > 1 else []
+    if len(side_by_side) > 1:  # (one small batch trains here, with every thread)
         bar.set_postfix_str(f"{len(side_by_side)} batches, {min(workers, len(side_by_side))} workers")
-        longest_first = sorted(side_by_side, key=lambda t: -size[t] * len(todo[t]))
+        longest_first = sorted(side_by_side, key=lambda t: -sum(weight_bytes(configs[i]) for i in todo[t]))
         for t, done in pool.run(lambda t, report: train_batch(t, lambda epoch, n=len(todo[t]): report(n)),
                                 longest_first, workers, bar.update):
             finish(t, done)
-    else:
-        side_by_side = []
-    for t in (t for t in range(len(todo)) if t not in set(side_by_side)):
+    done_side_by_side = set(side_by_side) if len(side_by_side) > 1 else set()
+    for t in (t for t in range(len(todo)) if t not in done_side_by_side):
         c = configs[todo[t][0]]
         bar.set_postfix_str(f"{c.dataset} {c.method} d{c.depth} w{c.hidden} x{len(todo[t])}")
         finish(t, train_batch(t, lambda epoch, n=len(todo[t]): bar.update(n)))

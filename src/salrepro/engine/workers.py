@@ -54,6 +54,16 @@ def default_workers(device: torch.device) -> int:
     return max(1, torch.get_num_threads())
 
 
+def resolve(workers: int | None, device: torch.device) -> int:
+    """The workers a run gets: `default_workers` for None, else the number given (checked), and 1 on a
+    GPU or where workers cannot be forked."""
+    if workers is None:
+        return default_workers(device)
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ValueError(f"workers: a whole number >= 1 (1: train in this process), got {workers!r}")
+    return workers if device.type == "cpu" and available() else 1
+
+
 def _start() -> None:
     torch.set_num_threads(1)
 

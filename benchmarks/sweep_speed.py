@@ -62,6 +62,7 @@ import torch
 import salrepro
 from salrepro import experiments as ex
 from salrepro.data import TRAIN_SIZES, DatasetError
+from salrepro.engine import workers as pool
 
 METHODS = [("bp", 1), ("sal", 1), ("sal", 2), ("sal", 4), ("sal", 8), ("sal", 16)]
 
@@ -192,11 +193,10 @@ def main():
         args.repeats = args.digits_repeats = 1
     dev = ex.resolve_device(args.device)
     print(f"device: {ex.describe_device(dev)}; torch {torch.__version__}" + (" (--tiny: toy sizes)" if args.tiny else ""))
-    from salrepro.engine import workers as pool
     cache = ex.last_level_cache_bytes()
-    print(f"grid runner: batches of small models up to {ex.MAX_BATCH_BYTES[dev.type] / 1e6:.0f} MB "
-          f"(last-level cache {cache / 2**20:.0f} MB)" if cache else "(last-level cache unknown)"
-          f", {pool.default_workers(dev)} worker(s) of one thread")
+    llc = f"last-level cache {cache / 2**20:.0f} MB" if cache else "last-level cache unknown"
+    print(f"grid runner: batches of small models up to {ex.MAX_BATCH_BYTES[dev.type] / 1e6:.0f} MB ({llc}), "
+          f"{pool.default_workers(dev)} worker(s) of one thread")
     rate, copy_bw, add_bw = machine_limits(dev, args.tiny)
     bandwidth = max(copy_bw, add_bw)  # the fastest the machine moved DRAM-sized data: the strictest bound
     print(f"measured limits: matmul {rate / 1e9:.1f} GFLOP/s, memory {copy_bw / 1e9:.1f} GB/s (256 MB copy), "

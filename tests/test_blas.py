@@ -44,12 +44,30 @@ def test_area_accumulate_updates_present_areas_only():
     assert groups.counts[1] == 0 and torch.equal(W[1], before[1])  # bit-identical, not merely close
 
 
+def test_weights_stored_in_out_give_the_same_products():
+    """The batched engine keeps routed layers' areas as (K, in, out) storage (`blas.in_out`): the forward
+    product and the update equal those on (K, out, in) storage, and the update reaches the same storage."""
+    K, out, inp = 5, 7, 12
+    xs, groups = sorted_rows(K, 40, inp, seed=2)
+    W = torch.randn(K, out, inp)
+    V = W.transpose(1, 2).contiguous().transpose(1, 2)  # the same values, (K, in, out) underneath
+    assert blas.in_out(V) and not blas.in_out(W) and torch.equal(V, W)
+    torch.testing.assert_close(blas.area_matmul(xs, V, groups), blas.area_matmul(xs, W, groups), rtol=1e-6, atol=1e-6)
+    ds = torch.randn(xs.shape[0], out)
+    blas.area_accumulate(W, ds, xs, groups, alpha=-0.3)
+    blas.area_accumulate(V, ds, xs, groups, alpha=-0.3)
+    torch.testing.assert_close(V, W, rtol=1e-6, atol=1e-6)
+    assert groups.counts[1] == 0 and torch.equal(V[1], W[1])  # the empty area untouched in both
+
+
 def test_usable_only_where_the_call_is_valid_and_pays():
     W, x = torch.randn(blas.MIN_AREAS, 3, 4), torch.randn(5, 4)
     assert blas.usable(W, x)
     assert not blas.usable(W[:-1].contiguous(), x)  # too few areas: torch's calls cost no more
     assert not blas.usable(W.double(), x.double())
     assert not blas.usable(W, x.T.contiguous().T)  # not contiguous
+    assert blas.usable(W.transpose(1, 2).contiguous().transpose(1, 2), x)  # (K, in, out) storage
+    assert not blas.usable(W[:, :, :2], x[:, :2])  # neither layout
     w = W.clone().requires_grad_()
     assert not blas.usable(w, x)  # autograd: the MoE baseline keeps torch's grouped_mm
     with torch.no_grad():

@@ -103,6 +103,24 @@ def test_batched_on_the_mkl_path_equals_alone(monkeypatch, depth):
                 assert h_b[key] == pytest.approx(h_a[key], rel=1e-5)
 
 
+def test_routed_layers_of_a_cpu_batch_keep_their_areas_in_out():
+    """Stacked on a CPU, a routed layer of several models stores its areas as (rows, in, out) (blas.in_out),
+    the output layer as (rows, out, in) (without MKL's path, both as (rows, out, in)); a lone model's weights
+    are its own, not a copy; the trained weights go back into each model."""
+    from salrepro.engine.batched import BatchedSAL
+    from salrepro.kernels import blas
+
+    models = [salrepro.build_model("sal", 8, 3, hidden=16, num_areas=k, seed=s) for s, k in enumerate([1, 4, 2])]
+    net = BatchedSAL(models)
+    assert blas.in_out(net.layers[0].weight) == blas.available() and net.layers[1].weight.is_contiguous()
+    with torch.no_grad():
+        net.layers[0].weight.add_(1.0)
+    net.load_into(models)
+    assert torch.equal(models[1].layers[0].weight, net.layers[0].weight[1:5])
+    lone = salrepro.build_model("sal", 8, 3, hidden=16, num_areas=4, seed=0)
+    assert BatchedSAL([lone]).layers[0].weight.data_ptr() == lone.layers[0].weight.data_ptr()
+
+
 def test_batched_finite_flags_exactly_the_models_with_a_nan_or_inf():
     from salrepro.engine.batched import BatchedSAL
 

@@ -21,6 +21,13 @@ def test_softmax_equals_torch():
     torch.testing.assert_close(softmax(x.clone()), torch.softmax(x, 1), rtol=1e-6, atol=1e-7)
 
 
+def test_softmax_with_labels_gives_softmax_and_cross_entropy_bit_for_bit():
+    """SAL's step takes its loss from the softmax of its global error (5): the same numbers as each alone."""
+    x, y = logits_and_labels(2)
+    p, ce = softmax(x.clone(), y)
+    assert torch.equal(p, softmax(x.clone())) and torch.equal(ce, cross_entropy(x, y))
+
+
 def test_cross_entropy_and_its_gradient_equal_torch():
     x, y = logits_and_labels(1)
     a, b = x.clone().requires_grad_(), x.clone().requires_grad_()

@@ -15,19 +15,23 @@ def grid():
                    lr=0.05, hidden=8)
 
 
-def test_workers_split_each_group_evenly_and_keep_every_run():
+def test_workers_split_the_large_groups_evenly_and_keep_every_run():
     configs = grid()
     one = ex.plan_batches(configs, max_bytes=1e9)
     assert [[configs[i].label for i in b] for b in one] == [["BP"] * 3, ["SAL-1"] * 3 + ["SAL-2"] * 3 + ["SAL-4"] * 3]
     two = ex.plan_batches(configs, max_bytes=1e9, workers=2)
     assert sorted(i for b in two for i in b) == list(range(len(configs)))
-    assert len(two) == 4  # BP in two, SAL in two
+    # BP holds less than 1 / (2 x workers) of the bytes: it trains whole, beside SAL's two halves
+    assert [[configs[i].label for i in b] for b in two if configs[b[0]].method == "bp"] == [["BP"] * 3]
+    assert len(two) == 3
     sal = [sum(ex.weight_bytes(configs[i]) for i in b) for b in two if configs[b[0]].method == "sal"]
     assert max(sal) - min(sal) <= max(ex.weight_bytes(c) for c in configs)  # within one model of each other
     # a budget that needs three batches of SAL: rounded up to four, a multiple of the workers
     budget = sum(ex.weight_bytes(c) for c in configs[3:]) / 2.5
     assert sum(configs[b[0]].method == "sal" for b in ex.plan_batches(configs, max_bytes=budget, workers=2)) == 4
     assert len(ex.plan_batches(configs[:1], max_bytes=1e9, workers=2)) == 1  # never more batches than models
+    halves = configs[:6]  # BP and SAL-1, 3 seeds each: equal bytes, so each group splits
+    assert sorted(len(b) for b in ex.plan_batches(halves, max_bytes=1e9, workers=2)) == [1, 1, 2, 2]
 
 
 def test_models_above_the_budget_never_go_to_the_workers():

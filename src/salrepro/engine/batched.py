@@ -36,6 +36,7 @@ layer has many, `blas.py`, else one in-place matmul per area present).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -47,6 +48,7 @@ import torch
 from tqdm import tqdm  # text bars: tqdm.auto warns (with the machine's paths) in kernels without ipywidgets
 
 from ..method.baselines import BPNet, MoENet, SALBPNet, bp_step, moe_branch, salbp_step, sgd_
+from ..kernels import blas
 from ..kernels.dispatch import Groups, dense
 from ..method.nets import branch, combine, cross_entropy, mean_cross_entropy
 from ..method.sal import SALNet, forward_trace, learn, route, routes
@@ -146,16 +148,28 @@ class StackedAreaLayer(StackedLayer):
         return any(k > 1 for k in self.num_areas)
 
     def route(self, h):
-        return route(h, self.router, self.prototypes, self.valid)  # (1)-(3), per model
+        return route(h, self.router, self.prototypes, self.beyond)  # (1)-(3), per model
+
+    @functools.cached_property
+    def beyond(self) -> torch.Tensor:
+        """(N, 1, Kmax): 0 at each model's own areas, -inf beyond its K (for `route`; not a checkpointed tensor)."""
+        return torch.zeros(self.valid.shape, device=self.valid.device).masked_fill_(~self.valid, float("-inf")).unsqueeze(1)
 
     def groups_of(self, k):
         return Groups.of(k, self.weight.shape[0], self.offsets)
 
     @classmethod
-    def stack(cls, layers) -> "StackedAreaLayer":
+    def stack(cls, layers, in_out: bool = False) -> "StackedAreaLayer":
+        """`in_out`: a routed layer of several models on a CPU, where MKL's one-call path exists, keeps
+        its areas' weights in (rows, in, out) storage, `weight` the transposed view (blas.in_out: MKL's
+        products are faster so; torch's own path, SALREPRO_BLAS=torch, keeps the public layout and its
+        numbers); a lone model's weights are shared, not copied, whatever the flag (`_cat`)."""
         ks = [layer.num_areas for layer in layers]
         dev = layers[0].weight.device
-        L = cls(ks, _cat(la.weight for la in layers), _cat(la.bias for la in layers),
+        weight = _cat(la.weight for la in layers)
+        if in_out and len(layers) > 1 and dev.type == "cpu" and any(k > 1 for k in ks) and blas.available():
+            weight = weight.transpose(1, 2).contiguous().transpose(1, 2)
+        L = cls(ks, weight, _cat(la.bias for la in layers),
                 feedback=None if layers[0].feedback is None else _stack(la.feedback for la in layers),
                 offsets=torch.tensor([0] + ks[:-1], device=dev).cumsum(0))
         if L.routed:
@@ -259,7 +273,7 @@ class BatchedSAL(BatchedNet):
         self.divisor, self.selector_lr_scale = first.divisor, first.selector_lr_scale
         if any((m.divisor, m.selector_lr_scale) != (self.divisor, self.selector_lr_scale) for m in models):
             raise ValueError("models: a SAL batch needs one divisor and selector_lr_scale")
-        self.layers = [StackedAreaLayer.stack([m.layers[l] for m in models]) for l in range(self.depth)]
+        self.layers = [StackedAreaLayer.stack([m.layers[l] for m in models], in_out=True) for l in range(self.depth)]
 
     def forward(self, x, keep_routes=False):
         traces, logits = forward_trace(self.layers, self.roles, x)
@@ -272,9 +286,7 @@ class BatchedSAL(BatchedNet):
         """One SAL step for every model; x (N, B, in), y (N, B), lr a float or (N,).
         Returns (N,) losses."""
         traces, logits = forward_trace(self.layers, self.roles, x)
-        losses = self.losses(logits, y)
-        learn(self.layers, self.roles, traces, logits, y, lr, self.divisor, self.selector_lr_scale)
-        return losses
+        return learn(self.layers, self.roles, traces, logits, y, lr, self.divisor, self.selector_lr_scale)
 
     def load_into(self, models):
         """Copy the trained tensors back into the N single models."""

@@ -47,7 +47,14 @@ class Groups:
     order: torch.Tensor  # (rows,) sample indices sorted by group (stable)
     inverse: torch.Tensor  # (rows,) position of each sample in `order`
     counts: torch.Tensor  # (groups,) samples per group
-    offsets: torch.Tensor  # (groups,) int32 cumulative counts (grouped_mm's offs)
+
+    @property
+    def offsets(self) -> torch.Tensor:
+        """(groups,) int32 cumulative counts (grouped_mm's offs), computed once on first use: the CPU's
+        one-call path (`present`) does without."""
+        if not hasattr(self, "_offsets"):
+            self._offsets = torch.cumsum(self.counts, 0).to(torch.int32)
+        return self._offsets
 
     @property
     def sizes(self) -> list[int]:
@@ -65,7 +72,7 @@ class Groups:
             counts = self.counts.numpy()
             present = np.flatnonzero(counts)
             rows = counts[present]
-            self._present = (present, rows, self.offsets.numpy()[present] - rows)
+            self._present = (present, rows, np.cumsum(counts)[present] - rows)
         return self._present
 
     @classmethod
@@ -79,7 +86,7 @@ class Groups:
         order = torch.argsort(k, stable=True)
         inverse = torch.empty_like(order)
         inverse[order] = torch.arange(order.numel(), device=order.device)
-        return cls(k, order, inverse, counts, torch.cumsum(counts, 0).to(torch.int32))
+        return cls(k, order, inverse, counts)
 
 
 def rows(x: torch.Tensor) -> torch.Tensor:

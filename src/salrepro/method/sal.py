@@ -42,7 +42,7 @@ from torch import nn
 
 from ..kernels.dispatch import (Groups, accumulate_, area_accumulate_, area_matmul, dense, dense_accumulate_, fold_lr, rows,
                        sort_by_area)
-from .nets import (INIT, Net, branch, combine, mean_cross_entropy, init_area_weights, init_matrix, layer_generator,
+from .nets import (INIT, Net, branch, combine, init_area_weights, init_matrix, layer_generator,
                    random_feedback, softmax, times_phi_prime, widths_for)
 
 DIVISORS = ("batch", "area", "sum")
@@ -72,15 +72,15 @@ SAL = SALOptions()
 # How the products run fast is dispatch.py's business, not the method's.
 # ---------------------------------------------------------------------------
 def route(x: torch.Tensor, router: torch.Tensor, prototypes: torch.Tensor,
-          valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+          beyond: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(1) z = x W_r^T, (2) s = z P, (3) k = argmax_j s_j (ties: lowest index).
     Returns the area of each sample and z (for the selector's loss).
-    `valid` ((N, K) bool, stacked models of different K padded to the largest):
-    a model's areas beyond its own K can never win."""
+    `beyond` ((N, 1, K), stacked models of different K padded to the largest):
+    0 at a model's own areas, -inf beyond its K, which can then never win."""
     z = x @ router.transpose(-1, -2)  # (1)
     s = z @ prototypes  # (2)
-    if valid is not None:
-        s = s.masked_fill(~valid.unsqueeze(-2), float("-inf"))
+    if beyond is not None:
+        s.add_(beyond)  # + 0, or -inf beyond a model's K
     return torch.argmax(s, dim=-1), z  # (3)
 
 
@@ -96,11 +96,12 @@ def area_forward(
     return a.view(*x.shape[:-1], -1)
 
 
-def global_error(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """(5) e = softmax(logits) - onehot(y), one row per sample."""
-    e = softmax(rows(logits))
+def global_error(logits: torch.Tensor, y: torch.Tensor, with_loss: bool = False):
+    """(5) e = softmax(logits) - onehot(y), one row per sample. `with_loss`: (e, the
+    mean cross-entropy of the logits, per stacked model), the loss from the same softmax."""
+    e, ce = softmax(rows(logits), y.reshape(-1)) if with_loss else (softmax(rows(logits)), None)
     e.scatter_add_(1, y.reshape(-1, 1), e.new_full((y.numel(), 1), -1.0))  # (5)
-    return e.view(logits.shape)
+    return (e.view(logits.shape), ce.view(y.shape).mean(-1)) if with_loss else e.view(logits.shape)
 
 
 def layer_error(e: torch.Tensor, feedback: torch.Tensor | None, role: str, a: torch.Tensor) -> torch.Tensor:
@@ -207,16 +208,18 @@ def forward_trace(layers, roles, x: torch.Tensor) -> tuple[list[LayerTrace], tor
 
 @torch.no_grad()
 def learn(layers, roles, traces: list[LayerTrace], logits: torch.Tensor, y: torch.Tensor, lr: float | torch.Tensor,
-          divisor: str, selector_lr_scale: float) -> None:
+          divisor: str, selector_lr_scale: float) -> torch.Tensor:
     """The backprop-free learning rule, (5)-(9), for every layer of one batch;
-    `lr` a float, or (N,) one per stacked model."""
-    e = global_error(logits, y)  # (5)
+    `lr` a float, or (N,) one per stacked model. Returns the batch's mean
+    cross-entropy before the update (per stacked model), from (5)'s softmax."""
+    e, loss = global_error(logits, y, with_loss=True)  # (5)
     for layer, role, t in zip(layers, roles, traces):
         delta = layer_error(e, layer.feedback, role, t.a)  # (6)
         area_update(layer.weight, layer.bias, delta, t.x, t.groups, lr, divisor, t.xs)  # (7), (8)
         if t.groups is not None:
             selector_update(layer.router, t.x, t.z, y, lr * selector_lr_scale, divisor,
                             layer.router_readout, layer.router_active)  # (9)
+    return loss
 
 
 # ---------------------------------------------------------------------------
@@ -373,6 +376,4 @@ class SALNet(Net):
         """One SAL step on a batch; returns its mean cross-entropy before the update."""
         y = self.check_y(x, y)
         traces, logits = self.trace(x)
-        loss = mean_cross_entropy(logits, y)
-        learn(self.layers, self.roles, traces, logits, y, lr, self.divisor, self.selector_lr_scale)
-        return float(loss)
+        return float(learn(self.layers, self.roles, traces, logits, y, lr, self.divisor, self.selector_lr_scale))

@@ -87,10 +87,11 @@ def test_the_number_of_workers_is_checked(monkeypatch):
     assert pool.default_workers(torch.device("meta")) == 1
 
 
-def test_the_batch_budget_follows_the_last_level_cache():
+def test_the_batch_budget_follows_the_last_level_cache_up_to_32_mb():
     assert ex.cpu_batch_bytes(32 * 2**20) == 16 * 2**20  # the AMD EPYC: its measured 16 MB
-    assert ex.cpu_batch_bytes(128 * 2**20) == 64 * 2**20
-    assert ex.cpu_batch_bytes(504 * 2**20) == 256e6 and ex.cpu_batch_bytes(2**20) == 16e6
+    assert ex.cpu_batch_bytes(40 * 2**20) == 20 * 2**20
+    # a VM reports its host's cache: 504 MB on the Intel Xeon, where 32 MB batches ran fastest
+    assert ex.cpu_batch_bytes(504 * 2**20) == 32e6 and ex.cpu_batch_bytes(2**20) == 16e6
     cache = ex.last_level_cache_bytes()
     assert cache is None or cache > 2**16
 

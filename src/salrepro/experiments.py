@@ -90,13 +90,18 @@ def last_level_cache_bytes() -> int | None:
 
 
 def cpu_batch_bytes(cache: int | None = None) -> float:
-    """Weights trained together in one CPU batch: half the last-level cache, between 16 and 256 MB.
+    """Weights trained together in one CPU batch: half the last-level cache, between 16 and 32 MB.
     A batch whose weights outgrow the cache turns cache-hot single runs into DRAM-bound ones: on an
     AMD EPYC with 32 MB of L3, 25 MNIST-sized SAL nets batched were slower than one at a time (16 MB
-    was best there). On an Intel Xeon with 504 MB of L3, the MNIST Table 2 grid (30 nets, 300 steps,
-    2 threads) took 4.49 s in batches of 16 MB and 2.26 s in two of 4 and 115 MB."""
+    was best there). A virtual machine reports its host's cache, not the share it gets: an Intel Xeon
+    VM reporting 504 MB of L3 streams one thread's in-place add at 42 GB/s up to 32 MB and at 22 GB/s
+    from 128 MB, and there, with two workers side by side, one epoch of the MNIST Table 2 grid took
+    28.0 and 28.1 s in batches of 32 MB against 39.0 and 38.4 s in batches of 256 MB (alternated; 16 MB:
+    37.4-38.3 s against 47.3-49.2 s for 256 MB in a slower state of the same machine, 64 and 128 MB
+    as slow as 256). (Before the workers, in one process with two threads, another such VM ran the
+    grid faster in batches of 115 MB than of 16 MB.)"""
     cache = last_level_cache_bytes() if cache is None else cache
-    return float(min(256e6, max(16e6, (cache or 32 * 2**20) / 2)))
+    return float(min(32e6, max(16e6, (cache or 32 * 2**20) / 2)))
 
 
 # Float32 bytes of weights trained together in one batch (models no larger than this are "small": on

@@ -322,13 +322,13 @@ def plan_batches(configs: list[RunConfig], max_bytes: float = MAX_BATCH_BYTES["c
             batches.append([i])
         else:
             groups.setdefault(key, []).append(i)
-    small_bytes = {key: sum(b for i in idx if (b := weight_bytes(configs[i])) <= max_bytes) for key, idx in groups.items()}
-    all_small = sum(small_bytes.values())
+    group_bytes = {key: sum(b for i in idx if (b := weight_bytes(configs[i])) <= max_bytes) for key, idx in groups.items()}
+    all_small = sum(group_bytes.values())  # the small models' bytes, per group and in all
     for key, idx in groups.items():
         budget = max_bytes  # for the small models
         if configs[idx[0]].method in AUTOGRAD_AREA_METHODS and autograd_bytes is not None:
             budget = min(max_bytes, autograd_bytes)
-        if workers > 1 and small_bytes[key] >= SPLIT_SHARE * all_small / workers:
+        if workers > 1 and group_bytes[key] >= SPLIT_SHARE * all_small / workers:
             # the small models split evenly; the large ones below, as with one worker
             small = [i for i in idx if weight_bytes(configs[i]) <= max_bytes]
             batches.extend(_split_evenly(small, [weight_bytes(configs[i]) for i in small], budget, workers))

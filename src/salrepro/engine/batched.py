@@ -166,9 +166,10 @@ class StackedAreaLayer(StackedLayer):
         numbers); a lone model's weights are shared, not copied, whatever the flag (`_cat`)."""
         ks = [layer.num_areas for layer in layers]
         dev = layers[0].weight.device
-        weight = _cat(la.weight for la in layers)
         if in_out and len(layers) > 1 and dev.type == "cpu" and any(k > 1 for k in ks) and blas.available():
-            weight = weight.transpose(1, 2).contiguous().transpose(1, 2)
+            weight = torch.cat([la.weight.detach().transpose(1, 2) for la in layers]).transpose(1, 2)  # one copy
+        else:
+            weight = _cat(la.weight for la in layers)
         L = cls(ks, weight, _cat(la.bias for la in layers),
                 feedback=None if layers[0].feedback is None else _stack(la.feedback for la in layers),
                 offsets=torch.tensor([0] + ks[:-1], device=dev).cumsum(0))

@@ -95,7 +95,7 @@ def usable(weight: torch.Tensor, *tensors: torch.Tensor) -> bool:
     if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
         return False
     return all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors) and (
-        all(t.is_contiguous() for t in tensors[1:]) and (weight.is_contiguous() or in_out(weight)))
+        all(t.is_contiguous() for t in tensors[1:]) and (weight.is_contiguous() or weight.transpose(1, 2).is_contiguous()))
 
 
 def _gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) -> None:

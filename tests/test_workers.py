@@ -21,17 +21,38 @@ def test_workers_split_the_large_groups_evenly_and_keep_every_run():
     assert [[configs[i].label for i in b] for b in one] == [["BP"] * 3, ["SAL-1"] * 3 + ["SAL-2"] * 3 + ["SAL-4"] * 3]
     two = ex.plan_batches(configs, max_bytes=1e9, workers=2)
     assert sorted(i for b in two for i in b) == list(range(len(configs)))
-    # BP holds less than 1 / (2 x workers) of the bytes: it trains whole, beside SAL's two halves
-    assert [[configs[i].label for i in b] for b in two if configs[b[0]].method == "bp"] == [["BP"] * 3]
-    assert len(two) == 3
-    sal = [sum(ex.weight_bytes(configs[i]) for i in b) for b in two if configs[b[0]].method == "sal"]
-    assert max(sal) - min(sal) <= max(ex.weight_bytes(c) for c in configs)  # within one model of each other
     # a budget that needs three batches of SAL: rounded up to four, a multiple of the workers
     budget = sum(ex.weight_bytes(c) for c in configs[3:]) / 2.5
-    assert sum(configs[b[0]].method == "sal" for b in ex.plan_batches(configs, max_bytes=budget, workers=2)) == 4
+    assert len(ex.plan_batches(configs[3:], max_bytes=budget, workers=2)) == 4
     assert len(ex.plan_batches(configs[:1], max_bytes=1e9, workers=2)) == 1  # never more batches than models
-    halves = configs[:6]  # BP and SAL-1, 3 seeds each: equal bytes, so each group splits
+    halves = configs[:6]  # BP and SAL-1, 3 seeds each: each holds more than 1 / (2 x workers) of the time
     assert sorted(len(b) for b in ex.plan_batches(halves, max_bytes=1e9, workers=2)) == [1, 1, 2, 2]
+
+
+def test_the_split_balances_estimated_time_with_the_whole_batches_beside_it():
+    """The Digits Table 2 grid: BP's 5 seeds train whole (a small share of the time), SAL's 25 models in
+    two batches whose times differ by BP's: each worker gets about half."""
+    configs = ex.grid("digits", [("bp", 1), ("sal", 1), ("sal", 2), ("sal", 4), ("sal", 8), ("sal", 16)],
+                      seeds=range(5), epochs=25, batch_size=16, hidden=256)
+    batches = ex.plan_batches(configs, max_bytes=32e6, workers=2)
+    assert [[configs[i].method for i in b] for b in batches if configs[b[0]].method == "bp"] == [["bp"] * 5]
+    sal = sorted((ex.batch_seconds([configs[i] for i in b]) for b in batches if configs[b[0]].method == "sal"))
+    bp = ex.batch_seconds(configs[:5])
+    assert len(sal) == 2 and bp < 0.5 * sum(sal) / 2
+    assert abs(sal[1] - (sal[0] + bp)) <= max(map(ex.train_seconds, configs))  # within one model of each other
+    # without BP beside them, SAL's halves take equal time
+    alone = [ex.batch_seconds([configs[i] for i in b]) for b in ex.plan_batches(configs[5:], max_bytes=32e6, workers=2)]
+    assert len(alone) == 2 and abs(alone[0] - alone[1]) <= max(map(ex.train_seconds, configs))
+
+
+def test_the_time_estimate_grows_with_areas_models_and_data():
+    c = ex.RunConfig("mnist", "sal", 16, hidden=256, epochs=1, batch_size=16)
+    k1, bp = ex.RunConfig("mnist", "sal", 1, hidden=256, epochs=1, batch_size=16), ex.RunConfig("mnist", "bp", 1, hidden=256, epochs=1, batch_size=16)
+    assert ex.train_seconds(c) > ex.train_seconds(k1) and ex.train_seconds(bp) == ex.train_seconds(k1)
+    assert ex.batch_seconds([c, c]) == pytest.approx(ex.batch_seconds([c]) + ex.train_seconds(c))
+    assert ex.batch_seconds([k1]) < ex.batch_seconds([bp]) < ex.batch_seconds([c])  # routed > autograd > dense layers
+    assert ex.steps_of(ex.RunConfig("mnist", "sal", 1, epochs=2, batch_size=16)) == 2 * 3750
+    assert ex.train_seconds(ex.RunConfig("digits", "sal", 16, hidden=256, epochs=1, batch_size=16)) < ex.train_seconds(c)
 
 
 def test_models_above_the_budget_never_go_to_the_workers():

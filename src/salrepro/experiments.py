@@ -32,7 +32,7 @@ from tqdm import tqdm  # text bars: tqdm.auto warns (with the machine's paths) i
 
 from .engine import workers as pool
 from .engine.batched import batchable, train_many
-from .data import DATA_OPTIONS, DATASETS, IN_FEATURES, NUM_CLASSES, data_options, display_name
+from .data import DATA_OPTIONS, DATASETS, IN_FEATURES, NUM_CLASSES, TRAIN_SIZES, data_options, display_name
 from .method.models import build_model, count_parameters, reading_of
 from .method.models import label as method_label
 from .engine.train import show_progress, train, unpack
@@ -295,7 +295,7 @@ def batch_key(config: RunConfig):
             config.batch_size, config.options, config.num_areas if config.method == "moe" else 0)
 
 
-SPLIT_SHARE = 0.5  # with workers, a group splits evenly if it holds >= SPLIT_SHARE / workers of the small models' bytes
+SPLIT_SHARE = 0.5  # with workers, a group splits if it holds >= SPLIT_SHARE / workers of the small models' time
 
 
 def plan_batches(configs: list[RunConfig], max_bytes: float = MAX_BATCH_BYTES["cpu"],
@@ -304,16 +304,20 @@ def plan_batches(configs: list[RunConfig], max_bytes: float = MAX_BATCH_BYTES["c
     """Indices of `configs` grouped into batches, each within a weight budget:
     `max_bytes` (`autograd_bytes`, if smaller, for MoE and SAL-BP: the CPU's; None on
     a GPU), or `large_bytes` for models larger than `max_bytes` on their own
-    (they batch only with each other). With `workers` > 1, the small models of
-    each group that could train together are split into batches of about equal
-    bytes, as many as the budget needs rounded up to a multiple of `workers`
-    (at most one per model), so that the workers share them evenly; except a
-    group that holds less than 1 / (2 x workers) of all the small models' bytes
-    (SPLIT_SHARE): it is cut by the budget alone, usually one batch. Each batch
-    pays a step's fixed cost (its calls), which splitting repeats; the other
-    groups' batches keep the workers busy meanwhile. (Measured on the Digits
-    grid, one thread: BP's 5 seeds train in 1.0 s as one batch, 0.91 + 0.78 s
-    as two.)"""
+    (they batch only with each other).
+
+    With `workers` > 1, the small models of each group that could train
+    together are split into batches of about equal training time
+    (`train_seconds`), as many as the budget needs rounded up to a multiple of
+    `workers` (at most one per model), so that the workers share them evenly;
+    except a group that holds less than 1 / (2 x workers) of all the small
+    models' time (SPLIT_SHARE): it is cut by the budget alone, usually one
+    batch, since each batch pays a step's fixed cost (its calls), which
+    splitting repeats (measured on the Digits grid, one thread: BP's 5 seeds
+    train in 1.0 s as one batch, 0.91 + 0.78 s as two). Those whole batches
+    count as load in the split of the group with the most time: on the
+    Digits grid, SAL's 25 models go 16 and 9, BP's 5 seeds beside the 9 (equal
+    bytes, 14 and 11, left one worker idle for a sixth of the grid)."""
     groups: dict = {}
     batches = []
     for i, c in enumerate(configs):
@@ -322,16 +326,19 @@ def plan_batches(configs: list[RunConfig], max_bytes: float = MAX_BATCH_BYTES["c
             batches.append([i])
         else:
             groups.setdefault(key, []).append(i)
-    group_bytes = {key: sum(b for i in idx if (b := weight_bytes(configs[i])) <= max_bytes) for key, idx in groups.items()}
-    all_small = sum(group_bytes.values())  # the small models' bytes, per group and in all
+
+    def small(idx):
+        return [i for i in idx if weight_bytes(configs[i]) <= max_bytes]
+
+    seconds = {key: sum(train_seconds(configs[i]) for i in small(idx)) for key, idx in groups.items()}
+    all_small = sum(seconds.values())  # the small models' time, per group and in all
+    split = [key for key in groups if workers > 1 and seconds[key] and seconds[key] >= SPLIT_SHARE * all_small / workers]
+    whole = []  # the batches cut by the budget alone: every group's large models, the small ones of groups that do not split
     for key, idx in groups.items():
         budget = max_bytes  # for the small models
         if configs[idx[0]].method in AUTOGRAD_AREA_METHODS and autograd_bytes is not None:
             budget = min(max_bytes, autograd_bytes)
-        if workers > 1 and group_bytes[key] >= SPLIT_SHARE * all_small / workers:
-            # the small models split evenly; the large ones below, as with one worker
-            small = [i for i in idx if weight_bytes(configs[i]) <= max_bytes]
-            batches.extend(_split_evenly(small, [weight_bytes(configs[i]) for i in small], budget, workers))
+        if key in split:  # the small models split below; the large ones here, as with one worker
             idx = [i for i in idx if weight_bytes(configs[i]) > max_bytes]
         open_batches: dict[bool, tuple[list[int], float]] = {}  # small / large models: (batch, bytes)
         for i in idx:
@@ -339,28 +346,83 @@ def plan_batches(configs: list[RunConfig], max_bytes: float = MAX_BATCH_BYTES["c
             large = b > max_bytes
             current, size = open_batches.get(large, ([], 0.0))
             if current and size + b > (large_bytes if large else budget):
-                batches.append(current)
+                whole.append(current)
                 current, size = [], 0.0
             current.append(i)
             open_batches[large] = (current, size + b)
-        batches.extend(current for current, _ in open_batches.values())
+        whole.extend(current for current, _ in open_batches.values())
+    batches.extend(whole)
+    # the small whole batches load the bins of the group with the most time
+    preload = [batch_seconds([configs[i] for i in b]) for b in whole if weight_bytes(configs[b[0]]) <= max_bytes]
+    for key in sorted(split, key=lambda key: -seconds[key]):
+        budget = max_bytes
+        if configs[groups[key][0]].method in AUTOGRAD_AREA_METHODS and autograd_bytes is not None:
+            budget = min(max_bytes, autograd_bytes)
+        idx = small(groups[key])
+        batches.extend(_split_evenly(idx, [weight_bytes(configs[i]) for i in idx],
+                                     [train_seconds(configs[i]) for i in idx], budget, workers, preload))
+        preload = []
     return sorted(batches, key=lambda b: b[0])
 
 
-def _split_evenly(idx: list[int], sizes: list[float], max_bytes: float, workers: int) -> list[list[int]]:
-    """`idx` in n batches of about equal total `sizes`: n the batches `max_bytes` needs, rounded up to a
-    multiple of `workers`, at most one per index; largest first, each into the lightest batch so far."""
+def _split_evenly(idx: list[int], sizes: list[float], costs: list[float], max_bytes: float, workers: int,
+                  preload: list[float] = ()) -> list[list[int]]:
+    """`idx` in n batches of about equal total `costs`: n the batches their `sizes` need under `max_bytes`,
+    rounded up to a multiple of `workers`, at most one per index. The `preload` costs (other batches, trained
+    beside these) go first, largest first, each onto the lightest batch so far; then the indices, most costly
+    first, each onto the lightest batch it fits in (within `max_bytes`; the lightest of all if none)."""
     if not idx:
         return []
     n = max(workers, math.ceil(sum(sizes) / max_bytes))
     n = min(len(idx), -(-n // workers) * workers)
     bins: list[list[int]] = [[] for _ in range(n)]
-    load = [0.0] * n
-    for i, b in sorted(zip(idx, sizes), key=lambda t: -t[1]):  # stable: equal sizes keep their order
-        j = min(range(n), key=load.__getitem__)
+    load, filled = [0.0] * n, [0.0] * n
+    for cost in sorted(preload, reverse=True):
+        load[min(range(n), key=load.__getitem__)] += cost
+    for i, size, cost in sorted(zip(idx, sizes, costs), key=lambda t: -t[2]):  # stable: equal costs keep their order
+        fits = [j for j in range(n) if filled[j] + size <= max_bytes] or range(n)
+        j = min(fits, key=load.__getitem__)
         bins[j].append(i)
-        load[j] += b
-    return [sorted(b) for b in bins]
+        load[j], filled[j] = load[j] + cost, filled[j] + size
+    return [sorted(b) for b in bins if b]
+
+
+# A batch's training time on one thread, estimated to balance the workers' loads (never to size a batch:
+# its bytes do that). A step costs the training loop's own time, a fixed time per layer for its calls
+# (the area machinery of a routed layer: routing, sorting, scattering; autograd's graph for BP, MoE,
+# SAL-BP), and for each model its arithmetic (forward, update, error: 6 flops per active weight and
+# sample), the bytes of the areas its samples touch (read, then read and written) and a little more.
+# Fitted on a 2-core Intel Xeon, one thread, batch 16, hidden 256 (ms a step, measured against estimated):
+# Digits BP x5 0.31 / 0.31, x10 0.48 / 0.46; SAL-1 x25 0.78 / 0.83; SAL-16 x5 1.05 / 1.07, x25 2.61 / 2.77;
+# SAL-1..16 x25 1.88 / 1.94; MNIST BP x5 1.10 / 1.13, SAL-1 x5 0.96 / 1.01, SAL-16 x5 4.0 / 5.0.
+FLOPS_PER_SECOND, BYTES_PER_SECOND, MODEL_STEP_SECONDS = 180e9, 33e9, 13e-6
+LAYER_STEP_SECONDS = {"routed": 6e-4, "autograd": 7.8e-5, "dense": 2e-5}
+LOOP_STEP_SECONDS = 8e-5
+
+
+def steps_of(c: RunConfig) -> int:
+    """Training steps of a configuration (the dataset's training-split size; 1000 samples if unknown)."""
+    return c.epochs * -(-TRAIN_SIZES.get(c.dataset, 1000) // c.batch_size)
+
+
+def train_seconds(c: RunConfig) -> float:
+    """Estimated seconds one model adds to its batch's training on one thread (see FLOPS_PER_SECOND)."""
+    seconds = MODEL_STEP_SECONDS
+    for layer in meta_model(c).layers:
+        K, area = layer.num_areas, layer.weight[0].numel() + layer.bias[0].numel()
+        touched = K * (1 - (1 - 1 / K) ** c.batch_size)  # areas with samples, expected under even routing
+        shared = sum(p.numel() for name, p in layer.named_parameters() if name not in ("weight", "bias"))
+        seconds += 6 * c.batch_size * (area + shared) / FLOPS_PER_SECOND + 12 * touched * area / BYTES_PER_SECOND
+    return steps_of(c) * seconds
+
+
+def batch_seconds(configs: list[RunConfig]) -> float:
+    """Estimated seconds to train these configurations together on one thread: the models' own time and,
+    at every step, the loop's and each layer's fixed time (see FLOPS_PER_SECOND)."""
+    c = configs[0]
+    kinds = ["routed" if max(layers) > 1 else "autograd" if c.method in ("bp", "moe", "salbp") else "dense"
+             for layers in zip(*([layer.num_areas for layer in meta_model(x).layers] for x in configs))]
+    return steps_of(c) * (LOOP_STEP_SECONDS + sum(LAYER_STEP_SECONDS[k] for k in kinds)) + sum(map(train_seconds, configs))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -589,7 +651,7 @@ def run_all(configs, data_for, *, store=None, read_from=(), device="auto", progr
     side_by_side = [t for t, b in enumerate(todo) if weight_bytes(configs[b[0]]) <= small_bytes] if workers > 1 else []
     if len(side_by_side) > 1:  # (one small batch trains here, with every thread)
         bar.set_postfix_str(f"{len(side_by_side)} batches, {min(workers, len(side_by_side))} workers")
-        longest_first = sorted(side_by_side, key=lambda t: -sum(weight_bytes(configs[i]) for i in todo[t]))
+        longest_first = sorted(side_by_side, key=lambda t: -batch_seconds([configs[i] for i in todo[t]]))
         for t, done in pool.run(lambda t, report: train_batch(t, lambda epoch, n=len(todo[t]): report(n)),
                                 longest_first, workers, bar.update):
             finish(t, done)

@@ -307,17 +307,19 @@ def plan_batches(configs: list[RunConfig], max_bytes: float = MAX_BATCH_BYTES["c
     (they batch only with each other).
 
     With `workers` > 1, the small models of each group that could train
-    together are split into batches of about equal training time
-    (`train_seconds`), as many as the budget needs rounded up to a multiple of
-    `workers` (at most one per model), so that the workers share them evenly;
-    except a group that holds less than 1 / (2 x workers) of all the small
-    models' time (SPLIT_SHARE): it is cut by the budget alone, usually one
-    batch, since each batch pays a step's fixed cost (its calls), which
-    splitting repeats (measured on the Digits grid, one thread: BP's 5 seeds
-    train in 1.0 s as one batch, 0.91 + 0.78 s as two). Those whole batches
-    count as load in the split of the group with the most time: on the
-    Digits grid, SAL's 25 models go 16 and 9, BP's 5 seeds beside the 9 (equal
-    bytes, 14 and 11, left one worker idle for a sixth of the grid)."""
+    together are split into as many batches as the budget needs, rounded up
+    to a multiple of `workers` (at most one per model), so that the workers
+    share them evenly (`_split_evenly`: of about equal estimated training
+    time, `train_seconds`, where there is one batch per worker; of about
+    equal bytes where there are more); except a group that holds less than
+    1 / (2 x workers) of all the small models' time (SPLIT_SHARE): it is cut
+    by the budget alone, usually one batch, since each batch pays a step's
+    fixed cost (its calls), which splitting repeats (measured on the Digits
+    grid, one thread: BP's 5 seeds train in 1.0 s as one batch, 0.91 + 0.78 s
+    as two). Those whole batches count as load in the split of the group with
+    the most time: on the Digits grid, SAL's 25 models go 16 and 9, BP's 5
+    seeds beside the 9 (equal bytes, 14 and 11, left one worker idle for a
+    sixth of the grid: 3.4-3.7 -> 3.2-3.3 s, alternated on the Xeon)."""
     groups: dict = {}
     batches = []
     for i, c in enumerate(configs):
@@ -367,16 +369,21 @@ def plan_batches(configs: list[RunConfig], max_bytes: float = MAX_BATCH_BYTES["c
 
 def _split_evenly(idx: list[int], sizes: list[float], costs: list[float], max_bytes: float, workers: int,
                   preload: list[float] = ()) -> list[list[int]]:
-    """`idx` in n batches of about equal total `costs`: n the batches their `sizes` need under `max_bytes`,
-    rounded up to a multiple of `workers`, at most one per index. The `preload` costs (other batches, trained
-    beside these) go first, largest first, each onto the lightest batch so far; then the indices, most costly
-    first, each onto the lightest batch it fits in (within `max_bytes`; the lightest of all if none)."""
+    """`idx` in n batches: n the batches their `sizes` need under `max_bytes`, rounded up to a multiple of
+    `workers`, at most one per index. With one batch per worker (n = workers), each is that worker's share:
+    the batches take about equal total `costs` (seconds) with the `preload` (other batches, trained beside
+    these) counted in, each preload onto the lightest batch so far, largest first, then the indices, most
+    costly first, each onto the lightest batch it fits in (within `max_bytes`; the lightest of all if
+    none). With more batches than workers, the pool hands them out as workers come free and the whole
+    batches end the queue: the batches take about equal `sizes` (bytes), each index onto the lightest."""
     if not idx:
         return []
     n = max(workers, math.ceil(sum(sizes) / max_bytes))
     n = min(len(idx), -(-n // workers) * workers)
     bins: list[list[int]] = [[] for _ in range(n)]
     load, filled = [0.0] * n, [0.0] * n
+    if n > workers:  # by bytes alone
+        costs, preload = sizes, ()
     for cost in sorted(preload, reverse=True):
         load[min(range(n), key=load.__getitem__)] += cost
     for i, size, cost in sorted(zip(idx, sizes, costs), key=lambda t: -t[2]):  # stable: equal costs keep their order
@@ -391,13 +398,17 @@ def _split_evenly(idx: list[int], sizes: list[float], costs: list[float], max_by
 # its bytes do that). A step costs the training loop's own time, a fixed time per layer for its calls
 # (the area machinery of a routed layer: routing, sorting, scattering; autograd's graph for BP, MoE,
 # SAL-BP), and for each model its arithmetic (forward, update, error: 6 flops per active weight and
-# sample), the bytes of the areas its samples touch (read, then read and written) and a little more.
-# Fitted on a 2-core Intel Xeon, one thread, batch 16, hidden 256 (ms a step, measured against estimated):
-# Digits BP x5 0.31 / 0.31, x10 0.48 / 0.46; SAL-1 x25 0.78 / 0.83; SAL-16 x5 1.05 / 1.07, x25 2.61 / 2.77;
-# SAL-1..16 x25 1.88 / 1.94; MNIST BP x5 1.10 / 1.13, SAL-1 x5 0.96 / 1.01, SAL-16 x5 4.0 / 5.0.
-FLOPS_PER_SECOND, BYTES_PER_SECOND, MODEL_STEP_SECONDS = 180e9, 33e9, 13e-6
-LAYER_STEP_SECONDS = {"routed": 6e-4, "autograd": 7.8e-5, "dense": 2e-5}
-LOOP_STEP_SECONDS = 8e-5
+# sample), the bytes of the areas its samples touch (SAL: read, then read and written, 12 bytes a weight;
+# autograd adds a gradient written and read and the backward pass's read: 24) and a little more.
+# Fitted (least squares of the log ratio) to 23 batches on a 2-core Intel Xeon, one thread, real data,
+# batch 16, hidden 256, ms a step measured / estimated: Digits BP x1 0.19 / 0.18, x10 0.49 / 0.50; SAL-1
+# x25 0.80 / 0.82; SAL-2 x5 0.63 / 0.71; SAL-16 x5 0.87 / 0.82, x15 1.47 / 1.40; SAL-1..16 x10 1.06 /
+# 0.96, x25 1.69 / 1.60; MNIST BP x5 1.14 / 1.22; SAL-1 x5 1.00 / 0.93; SAL-16 x2 1.59 / 1.53; the MNIST
+# grid's batches of 31 MB, K 1..16: 2.11 / 2.21, 2.46 / 2.49, 2.65 / 3.07 (all 23 within -9% and +16%).
+FLOPS_PER_SECOND, BYTES_PER_SECOND, MODEL_STEP_SECONDS = 150e9, 72e9, 16e-6
+LAYER_STEP_SECONDS = {"routed": 5.2e-4, "autograd": 7.5e-5, "dense": 1.6e-5}
+LOOP_STEP_SECONDS = 7e-5  # batching, learning rates, losses: a run's time over its steps' (Digits BP x5: 0.39 / 0.32 ms)
+AUTOGRAD_METHODS = ("bp", "moe", "salbp")
 
 
 def steps_of(c: RunConfig) -> int:
@@ -407,12 +418,12 @@ def steps_of(c: RunConfig) -> int:
 
 def train_seconds(c: RunConfig) -> float:
     """Estimated seconds one model adds to its batch's training on one thread (see FLOPS_PER_SECOND)."""
-    seconds = MODEL_STEP_SECONDS
+    seconds, per_weight = MODEL_STEP_SECONDS, 24 if c.method in AUTOGRAD_METHODS else 12
     for layer in meta_model(c).layers:
         K, area = layer.num_areas, layer.weight[0].numel() + layer.bias[0].numel()
         touched = K * (1 - (1 - 1 / K) ** c.batch_size)  # areas with samples, expected under even routing
         shared = sum(p.numel() for name, p in layer.named_parameters() if name not in ("weight", "bias"))
-        seconds += 6 * c.batch_size * (area + shared) / FLOPS_PER_SECOND + 12 * touched * area / BYTES_PER_SECOND
+        seconds += 6 * c.batch_size * (area + shared) / FLOPS_PER_SECOND + per_weight * touched * area / BYTES_PER_SECOND
     return steps_of(c) * seconds
 
 
@@ -420,7 +431,7 @@ def batch_seconds(configs: list[RunConfig]) -> float:
     """Estimated seconds to train these configurations together on one thread: the models' own time and,
     at every step, the loop's and each layer's fixed time (see FLOPS_PER_SECOND)."""
     c = configs[0]
-    kinds = ["routed" if max(layers) > 1 else "autograd" if c.method in ("bp", "moe", "salbp") else "dense"
+    kinds = ["routed" if max(layers) > 1 else "autograd" if c.method in AUTOGRAD_METHODS else "dense"
              for layers in zip(*([layer.num_areas for layer in meta_model(x).layers] for x in configs))]
     return steps_of(c) * (LOOP_STEP_SECONDS + sum(LAYER_STEP_SECONDS[k] for k in kinds)) + sum(map(train_seconds, configs))
 
@@ -651,7 +662,7 @@ def run_all(configs, data_for, *, store=None, read_from=(), device="auto", progr
     side_by_side = [t for t, b in enumerate(todo) if weight_bytes(configs[b[0]]) <= small_bytes] if workers > 1 else []
     if len(side_by_side) > 1:  # (one small batch trains here, with every thread)
         bar.set_postfix_str(f"{len(side_by_side)} batches, {min(workers, len(side_by_side))} workers")
-        longest_first = sorted(side_by_side, key=lambda t: -batch_seconds([configs[i] for i in todo[t]]))
+        longest_first = sorted(side_by_side, key=lambda t: -sum(weight_bytes(configs[i]) for i in todo[t]))
         for t, done in pool.run(lambda t, report: train_batch(t, lambda epoch, n=len(todo[t]): report(n)),
                                 longest_first, workers, bar.update):
             finish(t, done)

@@ -317,7 +317,7 @@ def plan_batches(configs: list[RunConfig], max_bytes: float = MAX_BATCH_BYTES["c
     fixed cost (its calls), which splitting repeats (measured on the Digits
     grid, one thread: BP's 5 seeds train in 1.0 s as one batch, 0.91 + 0.78 s
     as two). Those whole batches count as load in the split of the group with
-    the most time: on the Digits grid, SAL's 25 models go 16 and 9, BP's 5
+    the most time, where it splits one batch per worker: on the Digits grid, SAL's 25 models go 16 and 9, BP's 5
     seeds beside the 9 (equal bytes, 14 and 11, left one worker idle for a
     sixth of the grid: 3.4-3.7 -> 3.2-3.3 s, alternated on the Xeon)."""
     groups: dict = {}
@@ -332,14 +332,17 @@ def plan_batches(configs: list[RunConfig], max_bytes: float = MAX_BATCH_BYTES["c
     def small(idx):
         return [i for i in idx if weight_bytes(configs[i]) <= max_bytes]
 
+    def budget_of(idx):  # for the small models
+        if configs[idx[0]].method in AUTOGRAD_AREA_METHODS and autograd_bytes is not None:
+            return min(max_bytes, autograd_bytes)
+        return max_bytes
+
     seconds = {key: sum(train_seconds(configs[i]) for i in small(idx)) for key, idx in groups.items()}
     all_small = sum(seconds.values())  # the small models' time, per group and in all
     split = [key for key in groups if workers > 1 and seconds[key] and seconds[key] >= SPLIT_SHARE * all_small / workers]
     whole = []  # the batches cut by the budget alone: every group's large models, the small ones of groups that do not split
     for key, idx in groups.items():
-        budget = max_bytes  # for the small models
-        if configs[idx[0]].method in AUTOGRAD_AREA_METHODS and autograd_bytes is not None:
-            budget = min(max_bytes, autograd_bytes)
+        budget = budget_of(idx)
         if key in split:  # the small models split below; the large ones here, as with one worker
             idx = [i for i in idx if weight_bytes(configs[i]) > max_bytes]
         open_batches: dict[bool, tuple[list[int], float]] = {}  # small / large models: (batch, bytes)
@@ -357,12 +360,9 @@ def plan_batches(configs: list[RunConfig], max_bytes: float = MAX_BATCH_BYTES["c
     # the small whole batches load the bins of the group with the most time
     preload = [batch_seconds([configs[i] for i in b]) for b in whole if weight_bytes(configs[b[0]]) <= max_bytes]
     for key in sorted(split, key=lambda key: -seconds[key]):
-        budget = max_bytes
-        if configs[groups[key][0]].method in AUTOGRAD_AREA_METHODS and autograd_bytes is not None:
-            budget = min(max_bytes, autograd_bytes)
         idx = small(groups[key])
         batches.extend(_split_evenly(idx, [weight_bytes(configs[i]) for i in idx],
-                                     [train_seconds(configs[i]) for i in idx], budget, workers, preload))
+                                     [train_seconds(configs[i]) for i in idx], budget_of(idx), workers, preload))
         preload = []
     return sorted(batches, key=lambda b: b[0])
 

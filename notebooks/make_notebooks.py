@@ -103,8 +103,8 @@ nb([
        "(mean share over seeds). An area that receives nothing never learns."),
     code('figures.show(figures.occupancy(out.occupancy, title), f"{figures_dir}/{stage}-{dataset}-occupancy.png")'),
     md("## Verdict"),
-    code('found = registry.judge(stage, out.summary)  # the claims this stage tests (pipeline/registry.py)\n'
-         'display(Markdown(f"**{title}**: {report.accuracy_agreement(out.comparison)}\\n\\n" + paper.claims_markdown(found)))'),
+    code('found = registry.judge(stage, out.runs)  # the claims this stage tests (pipeline/registry.py)\n'
+         'display(Markdown(f"**{title}**: {report.accuracy_agreement(out.comparison)}\\n\\n" + claims.claims_markdown(found)))'),
 ], "area_sweep")
 
 # ------------------------------------------------------------------ depth
@@ -127,11 +127,11 @@ nb([
          '                          paper_trend=paper.TRENDS["depth"])\n'
          'figures.show(fig, f"{figures_dir}/depth-{dataset}.png")'),
     md("## Verdict"),
-    code('for reading in dict.fromkeys(out.summary["reading"]):  # SAL under the defaults, then each preset\n'
-         '    view = claims.reading_view(out.summary, reading)\n'
-         '    display(Markdown(f"**SAL under `{reading}`**\\n\\n" + paper.claims_markdown(registry.judge("depth", view))))'),
+    code('for reading in dict.fromkeys(out.runs["reading"]):  # SAL under the defaults, then each preset\n'
+         '    view = claims.reading_view(out.runs, reading)\n'
+         '    display(Markdown(f"**SAL under `{reading}`**\\n\\n" + claims.claims_markdown(registry.judge("depth", view))))'),
     md("BP's dips against depth, if any, diagnosed from its losses:"),
-    code('display(Markdown(report.depth_dips(out.summary) or "No BP dip against depth here."))'),
+    code('display(Markdown(report.depth_dips(out.summary, out.runs) or "No BP dip against depth here."))'),
 ], "depth")
 
 # ------------------------------------------------------------------ width
@@ -161,9 +161,9 @@ nb([
        "runs from before these were recorded show none):"),
     code('display(Markdown(report.run_costs(out.summary) or "No run here recorded its step time and memory."))'),
     md("## Verdict"),
-    code('for reading in dict.fromkeys(out.summary["reading"]):  # SAL under the defaults, then each preset\n'
-         '    view = claims.reading_view(out.summary, reading)\n'
-         '    display(Markdown(f"**SAL under `{reading}`**\\n\\n" + paper.claims_markdown(registry.judge("width", view))))'),
+    code('for reading in dict.fromkeys(out.runs["reading"]):  # SAL under the defaults, then each preset\n'
+         '    view = claims.reading_view(out.runs, reading)\n'
+         '    display(Markdown(f"**SAL under `{reading}`**\\n\\n" + claims.claims_markdown(registry.judge("width", view))))'),
 ], "width")
 
 # ------------------------------------------------------------------ moe
@@ -187,7 +187,7 @@ nb([
     md("## Per-epoch validation accuracy"),
     code('figures.show(figures.sal_vs_moe(out.curves, title), f"{figures_dir}/moe-{dataset}.png")'),
     md("## Verdict"),
-    code('display(Markdown(paper.claims_markdown(registry.judge("moe", out.summary))))'),
+    code('display(Markdown(claims.claims_markdown(registry.judge("moe", out.runs))))'),
     md("## Beyond the paper: the areas or the learning rule?"),
     code('display(Markdown(report.areas_versus_rule(out.summary)))'),
 ], "moe")
@@ -207,6 +207,12 @@ nb([
     md("## The claims\n\n" + "One row per claim of the paper; the paper's own numbers judged by our rule; then SAL under the "
        "defaults and under the preset, at the paper's learning rate and with every method at its own best learning rate."),
     code('display(Markdown(rep.bottom_line + "\\n\\n" + claims.table_markdown(rep.claims_table) + "\\n\\n" + report.AGGREGATION))'),
+    md("## Every claim, every dataset\n\nEach dataset's effect with its 95% interval, per column of the claims table, "
+       "coloured by that dataset's verdict (Holm-adjusted across the cell's datasets); the vertical line is what the "
+       "claim is read against. Rows marked *(fit)* are datasets the preset was chosen on."),
+    code('forest = claims.forest_frame(rep.claims)\n'
+         'figures.show(figures.forest(forest, fit_datasets=[paper.DISPLAY_NAMES[d] for d in rep.fit_datasets]), '
+         'f"{figures_dir}/claims_forest.png") if len(forest) else figures.absent("no claim could be tested here")'),
     md("## Calibration: BP under each input map\n\nBP has no open choice, so its row calibrates the protocol "
        "(the calibration stage): the map that reproduces the paper's BP row is the one the verdicts below should rest on."),
     code('calibration.side_by_side(rep.calibration) if len(rep.calibration) else "no calibration results"'),
@@ -223,7 +229,7 @@ nb([
     check('print(metrics["cells_within"], "of", metrics["cells_per_metric"])\nprint(metrics["claims"])'),
     md("## Claims of the paper's text, with their evidence\n\nEvery cell of the claims table (at the top of the "
        "summary below), dataset by dataset."),
-    code('report.wrapped(paper.claims_frame([c for c in rep.claims if c["verdict"] != "not run"]))'),
+    code('report.wrapped(claims.claims_frame([c for c in rep.claims if c["verdict"] != "not run"]))'),
     md("## Every method at its own learning rate (`tuned`)\n\nThe learning rate each configuration chose on the "
        "tuning split, and the accuracy each lr reached there."),
     code('figures.show(figures.lr_curves(rep.tuned_choice, params["area_sweep"]["lr"]), f"{figures_dir}/tuned_lr.png") '
@@ -301,25 +307,28 @@ nb([
     code("from IPython.display import Markdown, display\n\nimport salrepro\nfrom salrepro.pipeline import claims, figures, paper, registry, report, tuned\n\n"
          "out = tuned.run_tuned(dataset, params_file=params_file, out_dir=out_dir, progress=progress)\n"
          "title = salrepro.data.display_name(dataset, out.settings.data_options)\n"
-         "out.settings.view(\"methods\", \"presets\", \"lrs\", \"select_seeds\", \"seeds\", \"epochs\", \"batch_size\", \"hidden\", \"lr\")"),
-    md("## The learning rate each configuration chose\n\nAccuracy (%) on the tuning split at each lr of the grid "
-       "(empty: a run diverged), and the lr chosen."),
-    code('out.choice.drop(columns=["dataset"]).round({c: 1 for c in out.choice.columns if c.startswith("acc@") or c == "tuning_accuracy_pct"})'),
+         "out.settings.view(\"methods\", \"presets\", \"lrs\", \"folds\", \"cv_below\", \"select_seeds\", \"seeds\", \"epochs\", \"batch_size\", \"hidden\", \"lr\")"),
+    md("## The learning rate each configuration chose\n\nMean accuracy (%) of each lr's selection runs (the folds of "
+       "a cross-validation of the training split, or the tuning split carved out of it: `runs` per lr; empty: "
+       "an unstable run, so the lr failed), the lr chosen, its standard error and the near-ties within one "
+       "standard error of it."),
+    code('out.choice.drop(columns=["dataset"]).round({c: 1 for c in out.choice.columns if c.startswith("acc@") or c in ("tuning_accuracy_pct", "se")})'),
     check('print(out.choice[["label", "depth", "lr"]].to_string(index=False))'),
     code('figures.show(figures.lr_curves(out.choice, out.settings.lr), f"{figures_dir}/tuned-{dataset}-lr.png")'),
     md("## At the chosen learning rates, reported on the official validation split"),
     code('out.summary[["label", "depth", "lr", "seeds", "diverged", "val_accuracy_pct_mean", "val_accuracy_pct_std", '
          '"train_loss_mean", "val_loss_mean"]].round(3)'),
     md("## Verdicts at tuned learning rates"),
-    code('shallow = out.summary[out.summary["depth"] == 2]\n'
+    code('shallow = out.runs[out.runs["depth"] == 2]\n'
          'for reading in dict.fromkeys(shallow.loc[shallow["method"] == "sal", "reading"]):\n'
          '    view = claims.reading_view(shallow, reading)\n'
          '    found = registry.judge("tuned", view, data=("table2", "moe"))\n'
-         '    display(Markdown(f"**SAL under `{reading}`**\\n\\n" + paper.claims_markdown(found)))\n'
+         '    display(Markdown(f"**SAL under `{reading}`**\\n\\n" + claims.claims_markdown(found)))\n'
          'd = out.settings.depth\n'
-         'deep = claims.reading_view(claims.depth_view(out.summary, d.methods, d.depths, d.hidden), d.preset or "default")\n'
+         'deep_view = lambda frame: claims.reading_view(claims.depth_view(frame, d.methods, d.depths, d.hidden), d.preset or "default")\n'
+         'deep = deep_view(out.summary)\n'
          'if d.run:\n'
-         '    display(Markdown("**Depth at tuned learning rates**\\n\\n" + paper.claims_markdown(registry.judge("tuned", deep, data=("depth",)))))'),
+         '    display(Markdown("**Depth at tuned learning rates**\\n\\n" + claims.claims_markdown(registry.judge("tuned", deep_view(out.runs), data=("depth",)))))'),
     md("## Depth at tuned learning rates (Figure 2, on the datasets of `tuned.depth`)"),
     code('figures.show(figures.versus_axis(deep, "depth", f"{title}: accuracy against depth, each at its tuned lr",\n'
          '                                 paper_trend=paper.TRENDS["depth"]), f"{figures_dir}/tuned-{dataset}-depth.png") \\\n'

@@ -717,3 +717,25 @@ def test_the_tuning_split_is_carved_out_of_the_training_split_alone(tmp_path):
     assert tuning.meta["data_options"]["split"] == "tuning" and tuning.meta["split"].startswith("tuning:")
     with pytest.raises(ValueError, match="split"):
         D.load_dataset("digits", cache_dir=tmp_path, split="test")
+
+
+def test_cross_validation_folds_never_hold_the_reported_split_and_are_stratified():
+    """Each fold of cv3 trains and validates on rows of the official training split only (the very rows,
+    by index), the validation third stratified by class; the three held-out thirds partition it."""
+    import torch
+
+    from salrepro.data import cv_split, load_dataset
+
+    full = load_dataset("digits")
+    held_all = []
+    for i in range(3):
+        fold = load_dataset("digits", split=f"cv3-{i}")
+        fit, held = cv_split(full.y_train, 3, i)
+        assert torch.equal(fold.x_val, full.x_train[held]) and torch.equal(fold.y_val, full.y_train[held])
+        assert torch.equal(fold.x_train, full.x_train[fit]) and torch.equal(fold.y_train, full.y_train[fit])
+        counts, total = torch.bincount(fold.y_val, minlength=10), torch.bincount(full.y_train, minlength=10)
+        assert ((counts - total / 3).abs() <= 1).all()  # stratified: each class's third, to one sample
+        held_all.append(held)
+    assert torch.equal(torch.sort(torch.cat(held_all)).values, torch.arange(full.x_train.shape[0]))
+    with pytest.raises(ValueError, match="must be one of"):
+        load_dataset("digits", split="cv2-0")  # k >= 3

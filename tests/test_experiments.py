@@ -546,3 +546,17 @@ def test_atomic_writes_leave_no_temporary_and_give_a_plain_file_s_mode(tmp_path)
     assert math.isnan(json.loads((tmp_path / "runs" / "r.json").read_text())["loss"])
     assert (tmp_path / "params.yaml").read_text() == "profile: quick\n"
     assert not list(tmp_path.rglob(".tmp-*"))
+
+
+def test_unstable_runs_are_those_that_diverged_end_above_ln_c_or_blow_up():
+    """experiments.unstable, on records whose answer is known (3 classes: ln 3 = 1.10)."""
+    def record(losses, diverged=None):
+        return {"config": {"dataset": "digits"}, "diverged": diverged,
+                "history": [{"train_loss": v} for v in losses], "final": {"train_loss": losses[-1]}}
+
+    assert not ex.unstable(record([2.0, 1.0, 0.5]))
+    assert ex.unstable(record([2.0, 1.0, 0.5], diverged=3))
+    assert ex.unstable(record([2.6, 2.5, 2.4]))  # above ln(10) = 2.30: Digits has ten classes
+    assert ex.unstable(record([2.0, 0.4, 0.81]))  # more than twice its best epoch's
+    assert not ex.unstable(record([2.0, 0.4, 0.79]))
+    assert ex.unstable(record([2.0, 1.0, float("nan")]))

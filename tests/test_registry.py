@@ -97,15 +97,16 @@ def test_each_claim_is_judged_by_a_stage_and_each_stage_judges_its_own():
 
 
 def test_judge_runs_a_stage_s_claims_in_the_claims_table_s_order():
-    summary = pd.DataFrame({"dataset": ["digits"] * 3, "method": ["bp", "sal", "sal"], "areas": [1, 1, 4],
-                            "depth": [2] * 3, "hidden": [256] * 3, "val_accuracy_pct_mean": [50.0, 60.0, 70.0],
-                            "val_accuracy_pct_std": [1.0] * 3, "train_loss_mean": [1.0, 0.9, 0.8],
-                            "train_loss_std": [0.01] * 3, "seeds": [5] * 3, "diverged": [0] * 3,
-                            "label": ["BP", "SAL-1", "SAL-4"]})
-    found = registry.judge("area_sweep", summary)
-    assert [c["claim"] for c in found] == [c.test(summary)["claim"] for c in claims.CLAIMS if c.data == "table2"]
-    assert [c["claim"] for c in registry.judge("tuned", summary, data=("depth",))] == [
-        c.test(summary)["claim"] for c in claims.CLAIMS if c.id in ("gap_grows_with_depth", "trains_at_every_depth")]
+    runs = pd.DataFrame([{"dataset": "digits", "display": "Digits", "method": m, "areas": k, "depth": 2, "hidden": 256,
+                          "reading": "default", "seed": i, "val_accuracy_pct": acc + i, "train_loss": 1.0 - acc / 100,
+                          "diverged": False, "unstable": False, "label": label}
+                         for m, k, acc, label in (("bp", 1, 50.0, "BP"), ("sal", 1, 60.0, "SAL-1"), ("sal", 16, 70.0, "SAL-16"))
+                         for i in range(3)])
+    found = registry.judge("area_sweep", runs)
+    assert [c["claim"] for c in found] == [c.statement for c in claims.CLAIMS if c.data == "table2"]
+    assert found[0]["datasets"][0]["estimate"] == 20.0  # SAL-16 - BP
+    assert [c["claim"] for c in registry.judge("tuned", runs, data=("depth",))] == [
+        c.statement for c in claims.CLAIMS if c.id in ("gap_grows_with_depth", "trains_at_every_depth")]
 
 
 def test_instances_follow_the_retrain_order_with_datasets_from_each_section():

@@ -94,6 +94,21 @@ def test_readme_has_each_generated_block_once_and_its_snippet_runs(tmp_path):
     exec(compile(snippet, "README.md", "exec"), {})
 
 
+def as_runs(summary: pd.DataFrame, n: int = 5) -> pd.DataFrame:
+    """A summary's rows as n runs each with exactly its mean and sample std of accuracy (what the claims read)."""
+    import numpy as np
+
+    z = np.arange(n) - (n - 1) / 2
+    z = z / z.std(ddof=1)
+    rows = []
+    for r in summary.to_dict("records"):
+        base = {k: v for k, v in r.items() if not k.endswith(("_mean", "_std"))}
+        rows += [{**base, "seed": i, "val_accuracy_pct": r["val_accuracy_pct_mean"] + zi * r["val_accuracy_pct_std"],
+                  "train_loss": r.get("train_loss_mean", 1.0), "diverged": False, "unstable": False}
+                 for i, zi in enumerate(z)]
+    return pd.DataFrame(rows)
+
+
 def test_in_short_counts_as_the_report_counts():
     """The README's top: the bottom line and the claims table first, then the calibration and SAL's
     accuracy cells (BP's apart), the preset's in-sample and held-out apart; numbers worked out by hand."""
@@ -111,7 +126,7 @@ def test_in_short_counts_as_the_report_counts():
     calib = pd.DataFrame([{"dataset": "digits", "input_norm": m, "metric": metric, "z": z, "verdict": v}
                           for m, z, v in (("pm1", 0.5, "within"), ("unit", 3.0, "outside"))
                           for metric in ("val_accuracy_pct", "train_loss", "val_loss")])
-    cells = claims.claim_cells({"area_sweep": defaults, "preset_sweep": preset}, None, "paper_fit")
+    cells = claims.claim_cells({"area_sweep": as_runs(defaults), "preset_sweep": as_runs(preset)}, None, "paper_fit")
     rep = report.Report(comparison=paper.compare_area_sweep(defaults), preset_comparison=paper.compare_area_sweep(preset),
                         preset="paper_fit", fit_datasets=["digits"], sigma=2.0, calibration=calib,
                         claims_table=claims.claims_table(cells), bottom_line=claims.bottom_line(cells))
@@ -190,8 +205,9 @@ def test_depth_dips_are_diagnosed_from_the_losses():
                 "seeds": 5, "train_loss_mean": train, "val_loss_mean": val}
 
     s = pd.DataFrame([bp(16, 50.0, 0.18, 2.3), bp(32, 32.0, 0.01, 5.4), bp(64, 65.0, 0.39, 3.0)])
-    text = report.depth_dips(s)
+    text = report.depth_dips(s, as_runs(s))
     assert "Semeion, BP at depth 32: 32.0 +- 2.0% (5 seeds) against 50.0% at 16 and 65.0% at 64" in text
     assert "(overfitting)" in text
-    assert "not explained by its losses" in report.depth_dips(s.assign(train_loss_mean=[0.1, 0.5, 0.2]))
-    assert report.depth_dips(s.assign(val_accuracy_pct_mean=[50.0, 49.0, 65.0])) == ""  # within noise: no dip
+    assert "not explained by its losses" in report.depth_dips(s.assign(train_loss_mean=[0.1, 0.5, 0.2]), as_runs(s))
+    near = s.assign(val_accuracy_pct_mean=[50.0, 49.0, 65.0])
+    assert report.depth_dips(near, as_runs(near)) == ""  # within noise: no dip

@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def tiny_params(tmp_path, **tuned_overrides) -> Path:
     p = yaml.safe_load((ROOT / "tests/notebooks/params-test.yaml").read_text())
-    p["area_sweep"].update(epochs=1, seeds=2)
-    p["tuned"].update(methods=["bp", "sal-4"], lrs=[0.01, 0.03], **tuned_overrides)
+    p["area_sweep"].update(epochs=3, seeds=2)  # enough epochs for a training loss below ln(10): trained, not unstable
+    p["tuned"].update(methods=["bp", "sal-4"], lrs=[0.03, 0.1], **tuned_overrides)
     p["tuned"]["depth"]["datasets"] = []
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(p))
@@ -51,13 +51,24 @@ def test_selection_never_reads_the_reported_split(tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(clean.choice, dirty.choice)
     # ... while the reported numbers, on the official split, do move: the poison reached only them
     assert not clean.summary["val_accuracy_pct_mean"].equals(dirty.summary["val_accuracy_pct_mean"])
-    assert set(clean.selection["lr"]) == {0.01, 0.03} and len(clean.choice) == 3  # BP, SAL-4, SAL-4 [paper_fit]
+    assert set(clean.selection["lr"]) == {0.03, 0.1} and len(clean.choice) == 3  # BP, SAL-4, SAL-4 [paper_fit]
 
 
-def test_selection_runs_train_on_the_tuning_split_and_the_report_on_the_official_one(tmp_path):
+def test_small_datasets_choose_by_cross_validation_large_ones_on_the_tuning_split(tmp_path):
+    """Digits (1,437 training samples) scores each lr by 3 folds, fold i with seed i; with cv_below at 0 (as
+    MNIST and Fashion-MNIST, 60,000) by `select_seeds` runs on the tuning split."""
+    s = stage_settings(load_params(tiny_params(tmp_path)), "tuned", "digits")
+    configs = tuned.selection_configs(s)
+    assert {(dict(c.data_options)["split"], c.seed) for c in configs} == {("cv3-0", 0), ("cv3-1", 1), ("cv3-2", 2)}
+    assert len(configs) == 2 * 3 * 3  # 2 lrs x 3 folds x (BP, SAL-4, SAL-4 [paper_fit])
+    big = stage_settings(load_params(tiny_params(tmp_path, cv_below=0, select_seeds=2)), "tuned", "digits")
+    assert {(dict(c.data_options)["split"], c.seed) for c in tuned.selection_configs(big)} == {("tuning", 0), ("tuning", 1)}
+
+
+def test_selection_runs_train_off_the_official_split_and_the_report_on_it(tmp_path):
     params = tiny_params(tmp_path)
     s = stage_settings(load_params(params), "tuned", "digits")
-    assert {dict(c.data_options)["split"] for c in tuned.selection_configs(s)} == {"tuning"}
+    assert {dict(c.data_options)["split"] for c in tuned.selection_configs(s)} == {"cv3-0", "cv3-1", "cv3-2"}
     out = tuned.run_tuned("digits", params_file=params, out_dir=tmp_path / "tuned" / "digits")
     finals = tuned.final_configs(s, out.choice)
     assert {dict(c.data_options)["split"] for c in finals} == {"official"} and len(finals) == 3 * 2
@@ -66,10 +77,12 @@ def test_selection_runs_train_on_the_tuning_split_and_the_report_on_the_official
 
 
 def selection_frame(rows):
-    """rows: (lr, seed, accuracy, diverged) of one configuration -> a runs_frame-like selection."""
+    """rows: (lr, seed, accuracy, diverged[, unstable]) of one configuration -> a runs_frame-like selection
+    (a diverged run is unstable too)."""
     return pd.DataFrame([{"dataset": "digits", "method": "bp", "areas": 1, "reading": "default", "depth": 2,
-                          "hidden": 256, "label": "BP", "lr": lr, "seed": seed,
-                          "val_accuracy_pct": math.nan if div else acc, "diverged": div} for lr, seed, acc, div in rows])
+                          "hidden": 256, "label": "BP", "lr": r[0], "seed": r[1],
+                          "val_accuracy_pct": math.nan if r[3] else r[2], "diverged": r[3],
+                          "unstable": r[3] or (len(r) > 4 and r[4])} for r in rows])
 
 
 def test_a_diverged_lr_is_never_chosen():
@@ -82,6 +95,27 @@ def test_a_diverged_lr_is_never_chosen():
     assert math.isnan(choice["acc@0.03"]) and choice["acc@0.001"] == 60.5
     every = tuned.choose_lr(selection_frame([(0.01, 0, 0.0, True), (0.03, 0, 0.0, True)])).iloc[0]
     assert math.isnan(every["lr"]) and every["failed_lrs"] == "0.01 0.03"
+
+
+def test_an_unstable_lr_is_never_chosen():
+    """0.1 scores best, but one of its runs ended unstable (finite, but its loss blew up): it failed."""
+    sel = selection_frame([(0.1, 0, 97.0, False, True), (0.1, 1, 96.0, False), (0.1, 2, 96.5, False),
+                           (0.03, 0, 90.0, False), (0.03, 1, 91.0, False), (0.03, 2, 92.0, False),
+                           (0.01, 0, 85.0, False), (0.01, 1, 86.0, False), (0.01, 2, 84.0, False)])
+    choice = tuned.choose_lr(sel).iloc[0]
+    assert choice["lr"] == 0.03 and choice["failed_lrs"] == "0.1" and math.isnan(choice["acc@0.1"])
+    assert not choice["at_grid_edge"]  # 0.1 was tried and failed: 0.03 is not the grid's edge
+
+
+def test_near_ties_within_one_standard_error_are_listed():
+    sel = selection_frame([(0.03, 0, 90.0, False), (0.03, 1, 92.0, False), (0.03, 2, 94.0, False),  # mean 92, se 1.15
+                           (0.01, 0, 91.0, False), (0.01, 1, 91.0, False), (0.01, 2, 91.0, False),  # 91: within
+                           (0.1, 0, 89.0, False), (0.1, 1, 91.0, False), (0.1, 2, 90.0, False)])  # 90: not
+    choice = tuned.choose_lr(sel).iloc[0]
+    assert choice["lr"] == 0.03 and choice["se"] == pytest.approx(2 / math.sqrt(3)) and choice["near_ties"] == "0.01"
+    one = tuned.choose_lr(selection_frame([(0.03, 0, 90.0, False), (0.01, 0, 89.5, False), (0.1, 0, 80.0, False)]),
+                          held={"digits": 400}).iloc[0]
+    assert one["se"] == pytest.approx(100 * math.sqrt(0.9 * 0.1 / 400)) and one["near_ties"] == "0.01"  # binomial: 1.5
 
 
 def test_ties_go_to_the_smaller_lr():

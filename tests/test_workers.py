@@ -136,3 +136,28 @@ def test_moe_and_salbp_keep_their_own_smaller_budget():
         assert sum(configs[b[0]].method == "sal" for b in batches) == workers  # SAL-16 x5 (64 MB) fills the big budget
     on_a_gpu = ex.plan_batches(configs, max_bytes=256e6, autograd_bytes=None)
     assert [len(b) for b in on_a_gpu] == [5, 5, 5]
+
+
+def test_a_machines_own_cache_and_cores_would_plan_other_batches(monkeypatch):
+    """Why the profile states the plan: the Digits grid planned from each machine's own budget (its cache,
+    cpu_batch_bytes) and cores comes out in other batches on each, so a chaotic run's numbers would
+    follow the machine. (The next test: with the profile's plan, they do not.)"""
+    configs = ex.grid("mnist", [("bp", 1), ("sal", 1), ("sal", 4), ("sal", 16)], seeds=range(5), epochs=25,
+                      batch_size=16, hidden=256)
+    machines = ((32 * 2**20, 1), (504 * 2**20, 1), (32 * 2**20, 2), (504 * 2**20, 2))  # (last-level cache, cores)
+    plans = {str(ex.plan_batches(configs, ex.cpu_batch_bytes(cache), workers=cores)) for cache, cores in machines}
+    assert len(plans) == 4
+
+
+def test_the_same_profile_plans_the_same_batches_on_machines_with_different_caches(monkeypatch):
+    """run_all with the profile's plan: the same batches, recorded in each run, whatever the machine's
+    own budget (monkeypatched: what its cache would give) and workers."""
+    configs = grid()
+    plan = ex.Plan(1e9, 4e9, 2)
+    seen = []
+    for budget, workers in ((16e6, 1), (64, 1)):  # a 64-byte budget would put every model alone
+        monkeypatch.setitem(ex.MAX_BATCH_BYTES, "cpu", budget)
+        records = ex.run_all(configs, Toy(), progress=False, device="cpu", workers=workers, plan=plan)
+        seen.append([(r["batch"]["id"], r["batch"]["models"]) for r in records])
+        assert all(r["batch"]["plan"] == {"batch_mb": 1000.0, "large_batch_mb": 4000.0, "workers": 2} for r in records)
+    assert seen[0] == seen[1] and len({b for b, _ in seen[0]}) < len(configs)

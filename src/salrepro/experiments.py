@@ -119,6 +119,26 @@ AUTOGRAD_AREA_METHODS, AUTOGRAD_AREA_BATCH_BYTES = ("moe", "salbp"), 16e6
 # (measured on 2 cores, depth 64, batch 16, SAL-4: 48.4 ms a step alone, 21.8
 # per model with 5 seeds together at width 256; 284 -> 191 ms with 3 at 1024).
 MAX_LARGE_BATCH_BYTES = {"cpu": 4e9, "cuda": 8e9}
+@dataclass(frozen=True)
+class Plan:
+    """How a grid is cut into batches, stated by the profile (params.yaml `plan`) so that the same profile
+    plans the same batches on every machine: the numbers of a chaotic configuration depend on the batch it
+    trains in (its stacked products round differently), so a plan that followed the machine's cache or
+    cores would make another machine report other numbers. `workers` is the count the plan splits for;
+    the processes that run the batches follow the machine (engine/workers.py) and change nothing but time."""
+
+    batch_bytes: float  # weights of small models trained together in one batch
+    large_bytes: float  # ... of models larger than that alone (the deep and wide nets), batched together
+    workers: int  # the small batches of a group are cut to a multiple of this
+
+    @classmethod
+    def from_params(cls, plan: dict) -> "Plan":
+        return cls(plan["batch_mb"] * 1e6, plan["large_batch_mb"] * 1e6, plan["workers"])
+
+    def as_record(self) -> dict:
+        return {"batch_mb": self.batch_bytes / 1e6, "large_batch_mb": self.large_bytes / 1e6, "workers": self.workers}
+
+
 # (input features, classes) of each dataset, to size batches before loading data.
 DATA_SHAPES = {name: (IN_FEATURES[name], NUM_CLASSES[name]) for name in DATASETS}
 
@@ -601,20 +621,23 @@ def load_stored(store: Path, config: RunConfig) -> dict | None:
 
 
 def run_all(configs, data_for, *, store=None, read_from=(), device="auto", progress=None, desc="runs",
-            batched=True, workers: int | None = None) -> list[dict]:
+            batched=True, workers: int | None = None, plan: Plan | None = None) -> list[dict]:
     """Run every configuration, skipping those already in `store` (or in one
     of the read-only stores `read_from`, e.g. another stage's runs).
 
-    `data_for(name)` returns the dataset of that name (or pass one Dataset
-    when every configuration uses it). Runs that can train together do, as
+    `data_for(config)` returns the dataset a configuration trains on (its
+    dataset under its data options: every run of a batch shares them), or
+    pass one Dataset when every configuration uses it. Runs that can train together do, as
     one batched computation (`batched=False`: one at a time). On a CPU the
     batches of small models train side by side in `workers` single-threaded
     processes (default `workers.default_workers`: one per torch thread; 1
     trains everything here); larger models train here, one batch at a time,
-    with every thread. Returns the records in config order.
+    with every thread. `plan` (the profile's: `Plan`) cuts the batches; without one, this machine's
+    cache and workers do (`cpu_batch_bytes`), as for a one-off run. Each new record names its batch and
+    plan. Returns the records in config order.
     """
     configs = list(configs)
-    loader = data_for if callable(data_for) else (lambda name: data_for)
+    loader = data_for if callable(data_for) else (lambda config: data_for)
     dev = resolve_device(device)  # an unusable device is refused before anything is read or trained
     store = check_store(store) if store is not None else None
     if store is not None:
@@ -624,9 +647,11 @@ def run_all(configs, data_for, *, store=None, read_from=(), device="auto", progr
     # Batches are planned over every configuration, done or not, and a batch is
     # rerun whole unless all of its runs are stored: a resumed sweep computes
     # exactly what an uninterrupted one does (with the same number of workers).
-    small_bytes = MAX_BATCH_BYTES.get(dev.type, MAX_BATCH_BYTES["cpu"])
-    budgets = (small_bytes, MAX_LARGE_BATCH_BYTES.get(dev.type, MAX_LARGE_BATCH_BYTES["cpu"]))
-    batches = plan_batches(configs, *budgets, workers=workers,
+    if plan is None:
+        plan = Plan(MAX_BATCH_BYTES.get(dev.type, MAX_BATCH_BYTES["cpu"]),
+                    MAX_LARGE_BATCH_BYTES.get(dev.type, MAX_LARGE_BATCH_BYTES["cpu"]), workers)
+    small_bytes = plan.batch_bytes
+    batches = plan_batches(configs, plan.batch_bytes, plan.large_bytes, workers=plan.workers,
                            autograd_bytes=AUTOGRAD_AREA_BATCH_BYTES if dev.type == "cpu" else None) \
         if batched else [[i] for i in range(len(configs))]
     records: list[dict | None] = [next((r for s in stores if (r := load_stored(s, c)) is not None), None) for c in configs]
@@ -641,7 +666,7 @@ def run_all(configs, data_for, *, store=None, read_from=(), device="auto", progr
     def train_batch(t: int, on_epoch) -> list[dict]:
         chosen = [configs[i] for i in todo[t]]
         c = chosen[0]
-        data = loader(c.dataset)
+        data = loader(c)
         if batch_key(c) is None:  # fa, dfa: alone, by the plain loop
             return [run_one(c, data, device=device, on_epoch=on_epoch)]
         # a checkpoint at every epoch end: an interrupted batch resumes mid-training
@@ -651,7 +676,9 @@ def run_all(configs, data_for, *, store=None, read_from=(), device="auto", progr
         return store / f".ckpt-{batch_id([configs[i] for i in todo[t]])}.pt" if store else None
 
     def finish(t: int, done: list[dict]) -> None:
+        batch = {"id": batch_id([configs[i] for i in todo[t]]), "models": len(todo[t]), "plan": plan.as_record()}
         for i, record in zip(todo[t], done):
+            record["batch"] = batch  # what it trained beside: a chaotic run's numbers depend on it
             records[i] = record
             if store:
                 write_json_atomic(store / configs[i].filename(), record)
@@ -678,8 +705,24 @@ def run_all(configs, data_for, *, store=None, read_from=(), device="auto", progr
 # ---------------------------------------------------------------------------
 # Tables
 # ---------------------------------------------------------------------------
+def unstable(record: dict) -> bool:
+    """Did this run fail to train stably? Its final training loss is not finite (it diverged), is above
+    ln(C) (worse than predicting the class frequencies of C balanced classes: it learned nothing, or lost
+    it), or is more than twice the lowest training loss of its epochs (it blew up late). Such a run is
+    a fact about its configuration, not noise: an lr with an unstable selection run has failed
+    (pipeline/tuned.py), and a reported point with unstable runs is flagged, never silently averaged."""
+    if record.get("diverged") is not None:
+        return True
+    losses = [h["train_loss"] for h in record.get("history") or []]
+    final = (record.get("final") or {}).get("train_loss", math.nan)
+    if not losses or not math.isfinite(final):
+        return True
+    classes = NUM_CLASSES.get(record["config"]["dataset"])
+    return (classes is not None and final > math.log(classes)) or final > 2 * min(losses)
+
+
 def runs_frame(records) -> pd.DataFrame:
-    """One row per run: configuration and final metrics."""
+    """One row per run: configuration and final metrics (`unstable`: see `unstable`)."""
     rows = []
     for r in records:
         c = r["config"]
@@ -697,7 +740,7 @@ def runs_frame(records) -> pd.DataFrame:
             "params_active": r["parameters"]["active"], "seconds": r["seconds"],
             "step_seconds": (r.get("resources") or {}).get("step_seconds"),
             "peak_memory_gb": (lambda b: b / 1e9 if b is not None else None)((r.get("resources") or {}).get("peak_memory_bytes")),
-            "diverged": r.get("diverged") is not None,
+            "diverged": r.get("diverged") is not None, "unstable": unstable(r),
         })
     return pd.DataFrame(rows)
 
@@ -709,6 +752,8 @@ def summarize(records, by=("dataset", "method", "areas", "depth", "hidden", "rea
     others."""
     df = runs_frame(records)
     metrics = ["val_accuracy_pct", "train_loss", "val_loss"]
+    if df.empty:  # nothing ran (e.g. every lr of a selection failed): a summary with no rows
+        return pd.DataFrame(columns=[*by, *(f"{m}_{s}" for m in metrics for s in ("mean", "std")), "seeds", "diverged"])
     g = df.groupby(list(by), sort=False)
     finished = df[~df["diverged"]].groupby(list(by), sort=False)
     out = finished[metrics].agg(["mean", "std"]).reindex(g.size().index)

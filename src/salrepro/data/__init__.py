@@ -77,10 +77,13 @@ DIGITS_SCALES = ("unit", "raw")  # unit: 0..16 / 16 into [0, 1]; raw: 0..16 kept
 INPUT_NORMS = ("pm1", "unit", "standard", "global")  # the input map applied after scaling (see `input_map`)
 USPS_TRAIN = ("original", "rebuilt")  # which file holds USPS's training split (see docs/data.md)
 # Which samples train and which validate: the official split (the paper's, every reported number), or
-# the tuning split carved out of the training split alone (choosing a learning rate never reads the
-# official validation split): a stratified TUNING_FRACTION of each class, drawn with TUNING_SEED.
-SPLITS = ("official", "tuning")
+# a split carved out of the training split alone (choosing a learning rate never reads the official
+# validation split): `tuning`, a stratified TUNING_FRACTION of each class, drawn with TUNING_SEED; or
+# `cv<k>-<i>`, fold i of a stratified k-fold cross-validation of the training split (scikit-learn's
+# StratifiedKFold, shuffled with TUNING_SEED), so that every training sample helps choose.
 TUNING_FRACTION, TUNING_SEED = 0.15, 2601
+CV_FOLDS = range(3, 11)  # the k a cross-validation split may have
+SPLITS = ("official", "tuning") + tuple(f"cv{k}-{i}" for k in CV_FOLDS for i in range(k))
 # The rebuilt USPS training split (docs/data.md, 'USPS's training split, rebuilt'): not torchvision's bytes, so it
 # is read only under its own name and checksum, and only when usps_train="rebuilt" asks for it.
 USPS_REBUILT = ("usps-rebuilt/usps.bz2", "87922cc43ed42d3d18caceec739190db")
@@ -279,9 +282,10 @@ DATA_OPTIONS = {
                    "USPS's training split: original (torchvision's usps.bz2, the default) or rebuilt "
                    f"({USPS_REBUILT[0]}, an approximation: docs/data.md)"),
     "split": (SPLITS, "official", None,
-              "official (the paper's train / validation split, the default) or tuning (train on the training split "
-              f"less a stratified {TUNING_FRACTION:.0%} of each class, validate on that {TUNING_FRACTION:.0%}: for "
-              "choosing settings without reading the official validation split)"),
+              "official (the paper's train / validation split, the default), tuning (train on the training split "
+              f"less a stratified {TUNING_FRACTION:.0%} of each class, validate on that {TUNING_FRACTION:.0%}) or "
+              "cv<k>-<i> (fold i of a stratified k-fold split of the training split, k 3..10): for choosing "
+              "settings without reading the official validation split"),
 }
 # The options that change the decoded pixels, hence the cache file; input_norm is applied on load.
 _CACHED_OPTIONS = ("digits_scale", "usps_train")
@@ -526,6 +530,27 @@ def tuning_split(y: torch.Tensor, fraction: float = TUNING_FRACTION, seed: int =
     return torch.nonzero(keep).squeeze(1), held
 
 
+def cv_split(y: torch.Tensor, folds: int, fold: int, seed: int = TUNING_SEED) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices (fit, held) of the training split's samples for fold `fold` of a stratified `folds`-fold
+    cross-validation (scikit-learn's StratifiedKFold, shuffled with `seed` alone, never a run's seed):
+    every sample is held out in exactly one fold; both in ascending order."""
+    from sklearn.model_selection import StratifiedKFold
+
+    if not 0 <= fold < folds:
+        raise ValueError(f"fold {fold} of a {folds}-fold split: expected 0..{folds - 1}")
+    labels = y.numpy()
+    fit, held = list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(labels, labels))[fold]
+    return torch.from_numpy(fit).sort().values, torch.from_numpy(held).sort().values
+
+
+def parse_cv(split: str) -> tuple[int, int] | None:
+    """(k, i) of a split named 'cv<k>-<i>', None for any other split."""
+    if not split.startswith("cv"):
+        return None
+    k, _, i = split[2:].partition("-")
+    return int(k), int(i)
+
+
 def load_dataset(name: str, root=None, download: bool = False, *, cache: bool = True, cache_dir=None,
                  input_norm: str = "pm1", digits_scale: str = "unit", usps_train: str = "original",
                  split: str = "official", verify: bool = True) -> Dataset:
@@ -539,9 +564,10 @@ def load_dataset(name: str, root=None, download: bool = False, *, cache: bool = 
     digits_scale: "unit" (0..16 / 16, default) or "raw" (0..16); Digits only, part of the cache key.
     usps_train: "original" (torchvision's usps.bz2, default) or "rebuilt" (usps-rebuilt/usps.bz2, an
         approximation of the training split, see docs/data.md); USPS only, part of the cache key.
-    split: "official" (the paper's train / validation split, default) or "tuning" (`tuning_split`: the
-        training split less a stratified 15% of each class, validated on that 15%; the official
-        validation split is not read). The input map's statistics come from the split's own training part.
+    split: "official" (the paper's train / validation split, default), "tuning" (`tuning_split`: the
+        training split less a stratified 15% of each class, validated on that 15%) or "cv<k>-<i>"
+        (`cv_split`: fold i of a stratified k-fold split of the training split); the last two never read
+        the official validation split. The input map's statistics come from the split's own training part.
     verify: compare raw files with torchvision's MD5s before decoding (False is for synthetic test files).
     """
     options = data_options(name, _given(name, input_norm, digits_scale, usps_train, split))
@@ -552,11 +578,14 @@ def load_dataset(name: str, root=None, download: bool = False, *, cache: bool = 
     meta["preprocessing"] += f", input map {input_norm}"
     scale = meta["scale"]
     x_train, y_train = blob["x_train"], blob["y_train"]
-    if split == "tuning":  # the official validation split is never touched
-        fit, held = tuning_split(y_train)
+    if split != "official":  # the official validation split is never touched
+        cv = parse_cv(split)
+        fit, held = tuning_split(y_train) if cv is None else cv_split(y_train, *cv)
         x_train, y_train, x_val, y_val = x_train[fit], y_train[fit], x_train[held], y_train[held]
-        meta["split"] = f"tuning: {fit.numel()} of the {y_train.numel() + held.numel()} training samples train, " \
-                        f"{held.numel()} (a stratified {TUNING_FRACTION:.0%}, seed {TUNING_SEED}) validate"
+        part = (f"a stratified {TUNING_FRACTION:.0%}" if cv is None
+                else f"fold {cv[1]} of a stratified {cv[0]}-fold split") + f", seed {TUNING_SEED}"
+        meta["split"] = f"{split}: {fit.numel()} of the {y_train.numel() + held.numel()} training samples train, " \
+                        f"{held.numel()} ({part}) validate"
     else:
         x_val, y_val = blob["x_val"], blob["y_val"]
     x_train, x_val = input_map(_to_float(x_train, scale), _to_float(x_val, scale), input_norm)

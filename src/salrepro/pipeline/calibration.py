@@ -61,7 +61,7 @@ def run_calibration(params_file="params.yaml", out_dir="results/quick/calibratio
     for dataset in cal["datasets"]:
         s = table2_training(cfg, "calibration", dataset)
         for norm in cal["input_norms"]:
-            records = ex.run_all(calibration_configs(norm, s), s.load(input_norm=norm), store=out / dataset / "runs",
+            records = ex.run_all(calibration_configs(norm, s), s.load(input_norm=norm), store=out / dataset / "runs", plan=s.batching(),
                                  device=s.device, progress=progress, desc=f"calibration {dataset} {norm}")
             summaries.append(ex.summarize(records, by=("dataset", "method", "areas", "depth", "hidden", "input_norm")))
     summary = pd.concat(summaries, ignore_index=True)

@@ -328,3 +328,45 @@ def lr_curves(choice: pd.DataFrame, paper_lr: float, labels=None):
                  "against the lr; dotted: the lr each chose", y=1.04)
     fig.tight_layout()
     return fig
+
+
+VERDICT_COLOURS = {"supported": "#1b7837", "contradicted": "#b2182b", "inconclusive": "#878787"}
+
+
+def forest(frame: pd.DataFrame, columns: list[str] | None = None, fit_datasets=()):
+    """The claims at a glance (claims.forest_frame): a row per (claim, dataset), a panel per column of the
+    claims table, each dataset's effect with its 95% interval, the line the claim is read against (0; -5
+    for non-inferiority), coloured by the dataset's verdict (Holm within the cell). Datasets a reading
+    was fitted on are marked '(fit)'. Each claim has its own units: read the row label."""
+    cols = columns or list(dict.fromkeys(frame["column_title"]))
+    claims = list(dict.fromkeys(frame["claim"]))
+    rows = [(c, d) for c in claims for d in dict.fromkeys(frame.loc[frame["claim"] == c, "dataset"])]
+    fig, axes = plt.subplots(1, len(cols), figsize=(3.2 * len(cols) + 3.2, 0.28 * len(rows) + 1.6), sharey=True,
+                             squeeze=False)
+    y = {r: len(rows) - 1 - i for i, r in enumerate(rows)}
+    for ax, col in zip(axes[0], cols):
+        sub = frame[frame["column_title"] == col]
+        for r in sub.itertuples():
+            yy = y[(r.claim, r.dataset)]
+            colour = VERDICT_COLOURS.get(r.verdict, "#878787")
+            ax.plot([r.low, r.high], [yy, yy], color=colour, lw=1.6)
+            ax.plot([r.estimate], [yy], "o", color=colour, ms=4)
+        for c in claims:  # the line each claim is read against, over its own rows
+            ys = [y[r] for r in rows if r[0] == c]
+            ref = -5.0 if c == "trains_at_every_depth" else 0.0
+            ax.plot([ref, ref], [min(ys) - 0.4, max(ys) + 0.4], color="black", lw=0.8)
+        ax.set_title(col, fontsize=9)
+        ax.set_xscale("symlog", linthresh=1.0)
+        ax.tick_params(axis="x", labelsize=7)
+    for c in claims[1:]:  # a rule between claims
+        edge = max(y[r] for r in rows if r[0] == c) + 0.5
+        for ax in axes[0]:
+            ax.axhline(edge, color="#cccccc", lw=0.6)
+    labels = [f"{c.replace('_', ' ')}: {d}{' (fit)' if d in fit_datasets else ''}" for c, d in rows]
+    axes[0][0].set_yticks(range(len(rows))[::-1], labels, fontsize=7)
+    handles = [plt.Line2D([], [], color=v, marker="o", lw=1.6, label=k) for k, v in VERDICT_COLOURS.items()]
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False, bbox_to_anchor=(0.5, -0.01))
+    fig.suptitle("Every claim, every dataset: the effect and its 95% interval (symlog axis; units per claim: "
+                 "accuracy points, or per doubling)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.04, 1, 0.97))
+    return fig

@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import experiments as ex
-from . import paper
+from . import claims, paper
 from .config import DATASET_OPTIONS, load_params
 from ..data import DISPLAY_NAMES, load_dataset
 from .area_sweep import Table2Settings
@@ -50,22 +50,28 @@ def reading_configs(reading: dict, s: Table2Settings) -> list[ex.RunConfig]:
     return replace(s, options=options, data_options={**s.data_options, **data_options}).configs()
 
 
-def score(summary: pd.DataFrame, sigma: float) -> dict:
-    """Distance to the paper and the two qualitative claims, for one dataset and reading."""
+def score(summary: pd.DataFrame, sigma: float, runs: pd.DataFrame) -> dict:
+    """Distance to the paper and the two qualitative claims (claims.py's tests on this one dataset's
+    runs: SAL-16 above BP, accuracy rising with K; p < 0.05, no adjustment: a description of each
+    reading, not a verdict), for one dataset and reading."""
     comp = paper.compare_area_sweep(summary, sigma)
     cells = comp[comp["z"].notna()]
     acc = cells[cells["metric"] == "val_accuracy_pct"]
-    sal_bp = paper.claim_sal_beats_bp(summary)
-    rises = paper.claim_accuracy_rises_with_k(summary)
     count = paper.agreement_count(comp)
-    return {
+    out = {
         "mean_abs_z": float(cells["z"].abs().mean()) if len(cells) else math.nan,
         "acc_rmse_pp": float(math.sqrt((acc["diff"] ** 2).mean())) if len(acc) else math.nan,
         "cells_within": count["within"], "cells": count["cells"],
-        "sal_above_bp": sal_bp["verdict"] == "supported", "rises_with_k": rises["verdict"] == "supported",
-        "sal_above_bp_evidence": sal_bp["evidence"].split(". ", 1)[-1],
-        "rises_with_k_evidence": rises["evidence"].split(". ", 1)[-1],
     }
+    for col, test in (("sal_above_bp", claims.findings_sal_beats_bp), ("rises_with_k", claims.findings_accuracy_rises_with_k)):
+        found = test(runs)
+        f = found[0] if found else None
+        if f is not None and f.effect is not None:
+            f.p_holm = f.effect.p  # one dataset: no family to adjust over
+            f.verdict = f.decide()
+        out[col] = f is not None and f.verdict == "supported"
+        out[f"{col}_evidence"] = f.line() if f is not None else "not testable"
+    return out
 
 
 # Short names of the choices, for reading names ("area_fb10" is divisor=area, feedback_scale=10).
@@ -156,13 +162,14 @@ def run_study(params_file="params.yaml", out_dir="results/quick/protocol_study",
             loaded[key] = load_dataset(dataset, root=cfg["data"]["root"], download=cfg["data"]["download"], **options)
         data = loaded[key]
         read_from = [p for stage in ("area_sweep", "preset_sweep") if (p := results / stage / dataset / "runs").is_dir()]
-        records = ex.run_all(reading_configs(reading, study_settings(cfg, dataset)), data, store=Path(out_dir) / dataset / "runs",
-                             read_from=read_from, device=cfg["device"], progress=progress, desc=f"{dataset} {name}")
+        s = study_settings(cfg, dataset)
+        records = ex.run_all(reading_configs(reading, s), data, store=Path(out_dir) / dataset / "runs", read_from=read_from,
+                             device=cfg["device"], plan=s.batching(), progress=progress, desc=f"{dataset} {name}")
         summary = ex.summarize(records)
         summaries.append(summary.assign(reading=name, set=set_))
         finals.append(final_metrics(records).assign(reading=name, set=set_))
         rows.append({"dataset": dataset, "reading": name, "set": set_, "phase": phase, "choices": _describe(reading),
-                     **score(summary, sigma)})
+                     **score(summary, sigma, ex.runs_frame(records))})
 
     grid = grid_readings(study["grid"]) if study["grid"] else {}
     named = {**grid, **{n: r for n, r in study["readings"].items() if n not in grid}}

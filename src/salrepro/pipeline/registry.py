@@ -57,25 +57,25 @@ class Stage:
 
 
 _TABLE2 = ("area_sweep.seeds", "area_sweep.epochs", "area_sweep.batch_size", "area_sweep.lr", "area_sweep.hidden")
-_SWEEP_OUTS = ("summary.csv", "curves_all.csv", "occupancy.csv")
+_SWEEP_OUTS = ("summary.csv", "runs.csv", "curves_all.csv", "occupancy.csv")
 _TABLE2_CLAIMS = ("sal_beats_bp", "accuracy_rises_with_k", "train_loss_falls_with_k")
 
 STAGES: tuple[Stage, ...] = (
     Stage("calibration", "BP under every input map: which map reproduces the paper's BP row (read before any SAL verdict)",
-          schema.CALIBRATION, ("device", "data", "datasets", "calibration", *_TABLE2, "report.sigma"),
+          schema.CALIBRATION, ("device", "plan", "data", "datasets", "calibration", *_TABLE2, "report.sigma"),
           per_dataset=False, runner="salrepro.pipeline.calibration:run_calibration",
           figures=("calibration.png",), folder_out=True),
     Stage("datasets", "Table 1 from the loaders, beside the paper's", None, ("data",), per_dataset=False,
           outs=("table1.csv",)),
     Stage("area_sweep", "Tables 2/3: BP and SAL-K against the number of areas K", schema.AREA_SWEEP,
-          ("device", "datasets.${item}", "area_sweep.methods", *_TABLE2, "area_sweep.options", "report.sigma"),
+          ("device", "plan", "datasets.${item}", "area_sweep.methods", *_TABLE2, "area_sweep.options", "report.sigma"),
           runner="salrepro.pipeline.area_sweep:run", sweep=True, settings="salrepro.pipeline.area_sweep:Table2Settings",
           table2=True,
           outs=(*_SWEEP_OUTS[:1], "comparison.csv", *_SWEEP_OUTS[1:]),
           figures=("area_sweep-{item}-curves.png", "area_sweep-{item}-vs-paper.png", "area_sweep-{item}-occupancy.png"),
           claims=_TABLE2_CLAIMS),
     Stage("preset_sweep", "Tables 2/3 with SAL under a named preset (the area sweep's notebook)", schema.PRESET_SWEEP,
-          ("device", "datasets.${item}", "area_sweep.methods", *_TABLE2, "area_sweep.options", "preset_sweep.preset",
+          ("device", "plan", "datasets.${item}", "area_sweep.methods", *_TABLE2, "area_sweep.options", "preset_sweep.preset",
            "report.sigma"),
           notebook="area_sweep", within="area_sweep", reuses=("area_sweep", "protocol_study"),
           runner="salrepro.pipeline.area_sweep:run_preset", sweep=True, settings="salrepro.pipeline.area_sweep:Table2Settings",
@@ -83,19 +83,19 @@ STAGES: tuple[Stage, ...] = (
           figures=("preset_sweep-{item}-curves.png", "preset_sweep-{item}-vs-paper.png", "preset_sweep-{item}-occupancy.png"),
           claims=_TABLE2_CLAIMS),
     Stage("moe", "Figures 4-5: SAL against a BP-trained top-1 MoE (and SAL-BP) at equal K", schema.MOE,
-          ("device", "datasets.${item}", "moe.areas", "moe.methods", "moe.options", *_TABLE2[:4], "area_sweep.hidden",
+          ("device", "plan", "datasets.${item}", "moe.areas", "moe.methods", "moe.options", *_TABLE2[:4], "area_sweep.hidden",
            "area_sweep.options"),
           within="area_sweep", reuses=("area_sweep",), runner="salrepro.pipeline.moe:run", sweep=True,
           settings="salrepro.pipeline.moe:MoESettings", outs=_SWEEP_OUTS, figures=("moe-{item}.png",),
           claims=("sal_beats_moe",)),
     Stage("depth", "Figure 2: BP and SAL against depth", schema.DEPTH,
-          ("device", "datasets.${item}", *(f"depth.{k}" for k in ("methods", "depths", "hidden", "seeds", "epochs",
+          ("device", "plan", "datasets.${item}", *(f"depth.{k}" for k in ("methods", "depths", "hidden", "seeds", "epochs",
                                                                   "batch_size", "lr", "options", "presets"))),
           runner="salrepro.pipeline.scaling:run_depth", sweep=True, settings="salrepro.pipeline.scaling:ScalingSettings",
           axis="depth", outs=_SWEEP_OUTS,
           figures=("depth-{item}.png",), claims=("gap_grows_with_depth", "trains_at_every_depth")),
     Stage("width", "Figure 3: BP and SAL against width, at depth 64", schema.WIDTH,
-          ("device", "datasets.${item}", *(f"width.{k}" for k in ("methods", "widths", "depth", "seeds", "epochs",
+          ("device", "plan", "datasets.${item}", *(f"width.{k}" for k in ("methods", "widths", "depth", "seeds", "epochs",
                                                                   "batch_size", "lr", "options", "presets", "seeds_at",
                                                                   "datasets_at", "widths_of"))),
           runner="salrepro.pipeline.scaling:run_width", sweep=True, settings="salrepro.pipeline.scaling:ScalingSettings",
@@ -103,17 +103,17 @@ STAGES: tuple[Stage, ...] = (
           figures=("width-{item}.png",), claims=("gap_grows_with_width",)),
     Stage("tuned", "every method at its own best learning rate, chosen on a split carved out of the training split",
           schema.TUNED,
-          ("device", "datasets.${item}", "tuned", "moe.options", *_TABLE2, "area_sweep.options",
+          ("device", "plan", "datasets.${item}", "tuned", "moe.options", *_TABLE2, "area_sweep.options",
            *(f"depth.{k}" for k in ("depths", "hidden", "seeds", "epochs", "batch_size", "options"))),
           within="area_sweep", reuses=("area_sweep", "preset_sweep", "moe", "depth", "protocol_study"),
           dataset_keys=("datasets", "depth.datasets"), runner="salrepro.pipeline.tuned:run_tuned", sweep=True,
           settings="salrepro.pipeline.tuned:TunedSettings",
-          outs=("selection.csv", "choice.csv", "summary.csv"), figures=("tuned-{item}-lr.png",),
+          outs=("selection.csv", "choice.csv", "summary.csv", "runs.csv"), figures=("tuned-{item}-lr.png",),
           claims=("sal_beats_bp", "accuracy_rises_with_k", "sal_beats_moe", "gap_grows_with_depth",
                   "trains_at_every_depth")),
     Stage("protocol_study", "the open choices of the method, ranked on a fit set and checked on held-out datasets",
           schema.PROTOCOL_STUDY,
-          ("profile", "device", "datasets", "protocol_study", "area_sweep.methods", *_TABLE2[1:], "report.sigma"),
+          ("profile", "device", "plan", "datasets", "protocol_study", "area_sweep.methods", *_TABLE2[1:], "report.sigma"),
           per_dataset=False, dataset_keys=("fit", "held_out"), runner="salrepro.pipeline.protocol:run_study",
           figures=("protocol_study.png", "protocol_loss_accuracy.png"), folder_out=True),
     Stage("report", "the verdicts: every table and claim against the paper's, README's summary", schema.REPORT,
@@ -122,8 +122,8 @@ STAGES: tuple[Stage, ...] = (
           per_dataset=False, dataset_keys=(), reuses=("calibration", "area_sweep", "preset_sweep", "depth", "width", "moe",
                                      "protocol_study", "tuned"),
           outs=("comparison.csv", "preset_comparison.csv", "not_run.csv", "summary.md", "claims.json",
-                "claims_table.csv", "report.json", "headline.json"),
-          figures=("tuned_lr.png", "paper_vs_ours.png"),
+                "claims_table.csv", "claims_forest.csv", "report.json", "headline.json"),
+          figures=("claims_forest.png", "tuned_lr.png", "paper_vs_ours.png"),
           claims=("sal_beats_bp", "accuracy_rises_with_k", "train_loss_falls_with_k", "gap_grows_with_depth",
                   "gap_grows_with_width", "trains_at_every_depth", "sal_beats_moe"),
           notebook_params=(("results_dir", "results/${profile}"), ("readme", "README.md"))),
@@ -199,13 +199,15 @@ def run(stage: str, dataset: str | None, *, params_file: str, out_dir, results, 
     return _function(st.runner)(*args, params_file=params_file, out_dir=out_dir, progress=progress, results=results)
 
 
-def judge(stage: str, summary, data: tuple[str, ...] | None = None) -> list[dict]:
-    """The claims a stage's notebook judges, on `summary` (a view of its results): those of claims.CLAIMS
+def judge(stage: str, runs, data: tuple[str, ...] | None = None) -> list[dict]:
+    """The claims a stage's notebook judges, on `runs` (a view of its runs): those of claims.CLAIMS
     the stage declares, limited to those that read `data` ("table2", "depth", "width", "moe") if given."""
-    from .claims import CLAIMS
+    from .claims import CLAIMS, adjust_table, judge as judge_claim
 
     own = STAGE[stage].claims
-    return [c.test(summary) for c in CLAIMS if c.id in own and (data is None or c.data in data)]
+    cells = [judge_claim(c, runs) for c in CLAIMS if c.id in own and (data is None or c.data in data)]
+    adjust_table(cells)  # BH over this stage's tests
+    return cells
 
 
 # ---------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import yaml
 
 from . import calibration as calibration_stage
 from . import claims as claims_table
-from . import paper
+from . import paper, stats
 from . import registry
 from .config import STAGES
 from ..data import DATASETS, DISPLAY_NAMES, available, data_options, project_root
@@ -43,6 +43,7 @@ class Report:
     fit_datasets: list = field(default_factory=list)  # the protocol study's fit set (the preset was chosen on)
     not_run: pd.DataFrame = field(default_factory=_empty)  # datasets of the paper not run, and why
     stages: dict = field(default_factory=dict)  # each sweep stage's summary (read_stage_outputs)
+    runs: dict = field(default_factory=dict)  # each sweep stage's runs (read_stage_runs): what the claims test
     sigma: float = 2.0  # a cell agrees when |z| <= sigma
     profile: str | None = None
     protocol: pd.DataFrame = field(default_factory=_empty)  # the protocol study's readings
@@ -68,6 +69,25 @@ def read_stage_outputs(results="results", params: dict | None = None) -> dict[st
                     continue
                 if "input_norm" in frame:
                     frame = frame[frame["input_norm"] == data_options(ds, params["datasets"].get(ds, {}))["input_norm"]]
+            frames.append(frame)
+        frames = [f for f in frames if len(f)]
+        out[stage] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return out
+
+
+def read_stage_runs(results="results", params: dict | None = None) -> dict[str, pd.DataFrame]:
+    """The runs.csv of every stage instance under `results/` (one row per run: the claims' input),
+    concatenated per stage, limited as `read_stage_outputs` limits the summaries."""
+    out = {}
+    for stage in STAGES:
+        frames = []
+        for f in sorted(Path(results, stage).glob("*/runs.csv")):
+            frame = pd.read_csv(f)
+            ds = f.parent.name
+            if params is not None:
+                if ds not in params[stage]["datasets"]:
+                    continue
+                frame = frame[frame["input_norm"] == data_options(ds, params["datasets"].get(ds, {}))["input_norm"]]
             frames.append(frame)
         frames = [f for f in frames if len(f)]
         out[stage] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -134,7 +154,9 @@ def build_report(results="results/quick", params: dict | None = None, data_root=
     preset_name = params["preset_sweep"]["preset"] if params else "paper_fit"
     preset_comparison = paper.compare_area_sweep(preset, sigma) if not preset.empty else pd.DataFrame()
     # every claim under each reading and learning-rate regime (claims.py): the report's headline
-    cells = claims_table.claim_cells(stages, params, preset_name, params["area_sweep"]["lr"] if params else 1e-4)
+    runs = read_stage_runs(results, params)
+    cells = claims_table.claim_cells(runs, params, preset_name, params["area_sweep"]["lr"] if params else 1e-4,
+                                     fit=tuple(params["protocol_study"]["fit"]) if params else ())
     missing = not_run_reasons(params, ran, data_root) if params else pd.DataFrame()
     calibration = read_calibration(results, params)
     readings = Path(results, "protocol_study", "readings.csv")
@@ -149,7 +171,7 @@ def build_report(results="results/quick", params: dict | None = None, data_root=
     return Report(protocol_runs=protocol_runs, comparison=comparison, preset_comparison=preset_comparison,
                   preset=preset_name, claims=cells, claims_table=claims_table.claims_table(cells),
                   bottom_line=claims_table.bottom_line(cells), tuned_choice=read_tuned_choice(results, params),
-                  fit_datasets=params["protocol_study"]["fit"] if params else [], not_run=missing, stages=stages,
+                  fit_datasets=params["protocol_study"]["fit"] if params else [], not_run=missing, stages=stages, runs=runs,
                   sigma=sigma, profile=params["profile"] if params else None, protocol=protocol,
                   calibration=calibration, times=stage_times(results, params))
 
@@ -250,20 +272,28 @@ def glossary(rep: Report) -> str:
         f"`{preset}`: the reading closest to the paper's Tables 2/3 on {fit} ({choices}), chosen there by the "
         "protocol study and tested once on datasets that played no part in choosing it.",
         "*Tuned lr*: each method (BP, MoE, SAL under each reading, at each K and depth) at the learning rate of "
-        "1e-4 ... 3e-2 that does best on a validation split carved out of the training split; the paper's "
-        "validation split, on which every number is reported, is not read to choose.",
+        "its grid that does best by the mean of several runs that never read the paper's validation split, on "
+        "which every number is reported: 3-fold cross-validation of the training split on datasets of fewer than "
+        "10,000 training samples, else a 15% split carved out of the training split.",
         "mean |z|: the mean over Table 2/3 cells of |ours - paper| / combined standard deviation; a cell *agrees* "
         f"when |z| <= {rep.sigma:g}.",
     ))
 
 
-AGGREGATION = ("Each verdict counts datasets as (supporting / contradicting / inconclusive): on a dataset a claim is "
-               f"supported or contradicted when the difference it rests on exceeds {paper.SIG_SE:g} standard errors of "
-               "the seed means, else inconclusive. Over datasets: *supported* when more than half support it (SAL "
-               "beats BP: 85% once ten datasets run), *contradicted* when more than half contradict it, *mixed* "
-               "when some do each, *inconclusive* otherwise. K claims compare the largest K with K = 1; gap claims "
-               "the largest depth or width with the smallest; SAL's best K against BP; SAL against MoE by the "
-               "majority over K > 1. *not run*: no runs of that reading and learning-rate regime.")
+AGGREGATION = (
+    "Each cell: the verdict, the datasets (supporting / contradicting / inconclusive), and the pooled effect across "
+    "datasets (random effects) with its 95% interval, in the units of the claim's effect. Per dataset, one effect "
+    "with its 95% interval from every run: SAL-16 minus BP (K fixed in advance: the paper's best row; Welch's t); "
+    "the slope per doubling of K (OLS on every run at every K); SAL's slope minus BP's per doubling of depth or "
+    "width (the interaction, OLS on every run; depth on the residual nets, depth >= 4, only); SAL's worst depth "
+    "minus its best (non-inferior when above -5 points); SAL minus MoE at equal K > 1. A dataset supports or "
+    "contradicts a claim when its Holm-adjusted p (across the cell's datasets) is below 0.05, by the effect's "
+    "sign; a trend that peaks inside its range and then falls significantly does not support \"grows\"; points "
+    "with fewer than 3 finished runs are shown, never tested. Over datasets: *supported* when more than half "
+    "support it (SAL beats BP: 85% once ten datasets run), *contradicted* when more than half contradict it, "
+    "*mixed* when some do each, *inconclusive* otherwise; *limited evidence* when fewer than 3 datasets test it. "
+    "*not run*: no runs of that reading and learning-rate regime. Benjamini-Hochberg q over the whole table, "
+    "each dataset's effect and interval: `report/claims.json` and the report's forest plot.")
 
 
 def sal_cells(comparison: pd.DataFrame, datasets=None) -> dict:
@@ -350,7 +380,7 @@ def summary_markdown(rep: Report) -> str:
     choice = rep.tuned_choice
     if len(choice):
         lines.append("Learning rates chosen on the tuning split (training split less 15%): " + tuned_lrs(choice) + ".")
-    dips = depth_dips(rep.stages.get("depth", pd.DataFrame()))
+    dips = depth_dips(rep.stages.get("depth", pd.DataFrame()), rep.runs.get("depth", pd.DataFrame()))
     if dips:
         lines.append(dips)
     width = rep.stages.get("width", pd.DataFrame())
@@ -404,32 +434,41 @@ def run_costs(summary: pd.DataFrame, axis: str = "hidden") -> str:
     return "Runs: " + "; ".join(parts) + "." if parts else ""
 
 
-def depth_dips(summary: pd.DataFrame) -> str:
-    """BP's accuracy dips against depth, diagnosed from the runs: a depth whose mean accuracy lies more than
-    SIG_SE standard errors below both neighbours, with its training and validation losses beside theirs
-    (a training loss near zero under a high validation loss is overfitting, not seed noise)."""
-    if summary.empty:
+def depth_dips(summary: pd.DataFrame, runs: pd.DataFrame) -> str:
+    """BP's accuracy dips against depth, diagnosed from the runs: a depth whose runs lie significantly below
+    both neighbours' (Welch's t, p < 0.05 each, Holm across the depths tested), with its training and
+    validation losses beside theirs (a training loss near zero under a high validation loss is
+    overfitting, not seed noise)."""
+    if summary.empty or runs.empty:
         return ""
-    notes = []
+    candidates = []
     for ds, g in summary[(summary["method"] == "bp")].groupby("dataset", sort=False):
         g = g.sort_values("depth").reset_index(drop=True)
+        r = claims_table.finished(runs[(runs["dataset"] == ds) & (runs["method"] == "bp")])
+        acc = {d: r.loc[r["depth"] == d, "val_accuracy_pct"].to_numpy() for d in g["depth"]}
         for i in range(1, len(g) - 1):
             mid, lo, hi = g.iloc[i], g.iloc[i - 1], g.iloc[i + 1]
-            if all(paper._direction(n, mid)[0] == "supported" for n in (lo, hi)):
-                fits = (mid["train_loss_mean"] < min(lo["train_loss_mean"], hi["train_loss_mean"])
-                        and mid["val_loss_mean"] > max(lo["val_loss_mean"], hi["val_loss_mean"]))
-                notes.append(
-                    f"{paper.display_of(summary, ds)}, BP at depth {mid['depth']}: {mid['val_accuracy_pct_mean']:.1f} "
-                    f"+- {mid['val_accuracy_pct_std']:.1f}% ({int(mid['seeds'])} seeds) against "
-                    f"{lo['val_accuracy_pct_mean']:.1f}% at {lo['depth']} and {hi['val_accuracy_pct_mean']:.1f}% at "
-                    f"{hi['depth']}; training loss {mid['train_loss_mean']:.3f} against {lo['train_loss_mean']:.3f} and "
-                    f"{hi['train_loss_mean']:.3f}, validation loss {mid['val_loss_mean']:.2f} against "
-                    f"{lo['val_loss_mean']:.2f} and {hi['val_loss_mean']:.2f}: "
-                    + ("the lowest training loss and the highest validation loss of the three: the net fits its "
-                       "training set closest and generalises worst (overfitting), and the dip exceeds the seed noise"
-                       if fits else "not explained by its losses"))
-    return ("BP's dips against depth (a depth more than "
-            f"{paper.SIG_SE:g} standard errors below both neighbours): " + "; ".join(notes) + ".") if notes else ""
+            if all(len(acc[x["depth"]]) >= stats.MIN_RUNS for x in (mid, lo, hi)):
+                tests = [stats.welch(acc[n["depth"]], acc[mid["depth"]]) for n in (lo, hi)]
+                if all(t.estimate > 0 for t in tests):
+                    candidates.append((ds, mid, lo, hi, max(t.p for t in tests)))
+    notes = []
+    for (ds, mid, lo, hi, _), p in zip(candidates, stats.holm([c[4] for c in candidates])):
+        if not p < stats.ALPHA:
+            continue
+        fits = (mid["train_loss_mean"] < min(lo["train_loss_mean"], hi["train_loss_mean"])
+                and mid["val_loss_mean"] > max(lo["val_loss_mean"], hi["val_loss_mean"]))
+        notes.append(
+            f"{paper.display_of(summary, ds)}, BP at depth {mid['depth']}: {mid['val_accuracy_pct_mean']:.1f} "
+            f"+- {mid['val_accuracy_pct_std']:.1f}% ({int(mid['seeds'])} seeds) against "
+            f"{lo['val_accuracy_pct_mean']:.1f}% at {lo['depth']} and {hi['val_accuracy_pct_mean']:.1f}% at "
+            f"{hi['depth']} (Holm-adjusted p {p:.3f}); training loss {mid['train_loss_mean']:.3f} against "
+            f"{lo['train_loss_mean']:.3f} and {hi['train_loss_mean']:.3f}, validation loss {mid['val_loss_mean']:.2f} "
+            f"against {lo['val_loss_mean']:.2f} and {hi['val_loss_mean']:.2f}: "
+            + ("the lowest training loss and the highest validation loss of the three: the net fits its "
+               "training set closest and generalises worst (overfitting)" if fits else "not explained by its losses"))
+    return ("BP's dips against depth (a depth significantly below both neighbours, Welch's t, Holm across "
+            "depths): " + "; ".join(notes) + ".") if notes else ""
 
 
 def write_report(rep: Report, out_dir="results/quick/report") -> dict:
@@ -440,6 +479,7 @@ def write_report(rep: Report, out_dir="results/quick/report") -> dict:
     rep.not_run.to_csv(out / "not_run.csv", index=False)
     rep.times.to_csv(out / "stage_times.csv", index=False)
     rep.claims_table.to_csv(out / "claims_table.csv", index=False)
+    claims_table.forest_frame(rep.claims).to_csv(out / "claims_forest.csv", index=False)
     (out / "summary.md").write_text(summary_markdown(rep) + "\n")
     calib = rep.calibration
     counts, preset = cell_counts(rep.comparison), cell_counts(rep.preset_comparison)

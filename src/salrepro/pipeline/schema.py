@@ -83,6 +83,12 @@ TOP = {
         "download": (lambda v: isinstance(v, bool), "true or false"),
     },
     "datasets": None,  # checked by config._check_datasets
+    "plan": {  # experiments.Plan: how grids are cut into batches, the same on every machine
+        "batch_mb": (_is_pos_number, "a number > 0: MB of weights of small models trained together in one batch"),
+        "large_batch_mb": (_is_pos_number, "a number > 0: MB of weights of larger models (deep, wide) batched together"),
+        "workers": (lambda v: _is_int(v, 1), "an integer >= 1: the small batches of a group are cut to a multiple of it "
+                                             "(the processes that run them follow the machine)"),
+    },
 }
 
 # Each stage's section
@@ -133,7 +139,12 @@ TUNED = {"datasets": _DATASETS_LIST,
                      "a non-empty list of methods from bp, sal-K, moe-K (the shallow net of Table 2)"),
          "presets": _PRESETS_LIST,
          "lrs": (_is_list(_is_pos_number), "a non-empty list of learning rates > 0 (the grid each method chooses from)"),
-         "select_seeds": (lambda v: _is_int(v, 1), "an integer >= 1: runs per learning rate on the tuning split"),
+         "select_seeds": (lambda v: _is_int(v, 1), "an integer >= 1: runs per learning rate on the tuning split "
+                                                   "(datasets of cv_below training samples or more)"),
+         "folds": (lambda v: _is_int(v, 3) and v <= 10, "an integer 3..10: the folds of the cross-validation that "
+                                                        "scores each learning rate on smaller datasets"),
+         "cv_below": (lambda v: _is_int(v, 0), "an integer >= 0: datasets with fewer training samples choose by "
+                                               "cross-validation (0: none)"),
          "depth": {"datasets": (lambda v: isinstance(v, list) and all(d in DATASETS for d in v),
                                 f"a list (possibly empty) of datasets from {DATASETS}: Figure 2 at tuned learning rates"),
                    "methods": (_is_list(lambda v: _is_method(v) and parse_method(v)[0] in ("bp", "sal")),

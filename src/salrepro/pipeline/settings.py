@@ -28,6 +28,7 @@ class Instance:
     data_root: str | None  # null: $SALREPRO_DATA, else data/raw
     download: bool
     data_options: dict  # the dataset's data options (params.yaml datasets.<name>), defaults not filled in
+    plan: dict = field(default_factory=dict)  # params.yaml `plan`: how its grids are cut into batches (experiments.Plan)
 
     @classmethod
     def read(cls, cfg: dict, stage: str, dataset: str) -> dict:
@@ -37,6 +38,12 @@ class Instance:
     def view(self, *names: str) -> dict:
         """The fields `names` as a notebook shows them (tuples as lists)."""
         return {n: list(v) if isinstance(v, tuple) else v for n in names for v in (getattr(self, n),)}
+
+    def batching(self):
+        """The profile's batch plan (experiments.Plan), for run_all."""
+        from ..experiments import Plan
+
+        return Plan.from_params(self.plan)
 
     def load(self, **data_options):
         """The instance's dataset, under its data options and `data_options` on top."""
@@ -69,7 +76,7 @@ def instance_fields(cfg: dict, stage: str, dataset: str) -> dict:
     """The fields of `Instance` for (stage, dataset) under params `cfg`."""
     return {"stage": stage, "dataset": dataset, "profile": cfg["profile"], "device": cfg["device"],
             "data_root": cfg["data"]["root"], "download": cfg["data"]["download"],
-            "data_options": dict(cfg["datasets"][dataset])}
+            "data_options": dict(cfg["datasets"][dataset]), "plan": dict(cfg["plan"])}
 
 
 def table2_training(cfg: dict, stage: str, dataset: str) -> Training:

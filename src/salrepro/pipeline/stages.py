@@ -7,6 +7,7 @@ dataset, runs its grid through the resumable run store (`out_dir/runs/`),
 and writes small files that DVC tracks and the report reads:
 
     summary.csv      mean and std over seeds of the final-epoch metrics
+    runs.csv         every run's final metrics (diverged, unstable): what the claims are tested on
     comparison.csv   (area_sweep) ours beside the paper's Tables 2 and 3
     curves/*.csv     per-epoch means over seeds, one file per curve (DVC plots)
     curves_all.csv   per-epoch values of every run (for the notebooks' figures)
@@ -33,6 +34,7 @@ from ..experiments import write_json_atomic
 class StageOutput:
     settings: Instance  # config.stage_settings: the stage's settings class
     records: list
+    runs: pd.DataFrame  # one row per run (write_runs): the claims' input
     summary: pd.DataFrame
     curves: pd.DataFrame
     occupancy: pd.DataFrame
@@ -49,6 +51,17 @@ def stage_configs(stage: str, s) -> list[ex.RunConfig]:
     if s.stage != stage:
         raise ValueError(f"settings of stage {s.stage!r} given for stage {stage!r}")
     return s.configs()
+
+
+# A run's columns in runs.csv: what identifies it and its final metrics; never its seconds or machine,
+# so that a retrain that reproduces the numbers rewrites the same file.
+RUN_COLUMNS = ["dataset", "display", "method", "areas", "reading", "label", "depth", "hidden", "lr", "epochs",
+               "batch_size", "seed", "input_norm", "val_accuracy_pct", "train_loss", "val_loss", "diverged", "unstable"]
+
+
+def runs_table(records) -> pd.DataFrame:
+    """Every run's final metrics, one row each, in RUN_COLUMNS (the claims read these)."""
+    return ex.runs_frame(records).reindex(columns=RUN_COLUMNS)
 
 
 def write_curves(curves: pd.DataFrame, stage: str, folder: Path) -> None:
@@ -102,22 +115,24 @@ def run_stage(stage: str, dataset: str, *, params_file="params.yaml", out_dir=No
     results = Path(results) if results is not None else out_dir.parent.parent
     read_from = [results / other / dataset / "runs" for other in registry.STAGE[stage].reuses]  # a stored run of
     # the same configuration is reused, not retrained
-    records = ex.run_all(configs, data, store=out_dir / "runs", read_from=read_from, device=s.device,
+    records = ex.run_all(configs, data, store=out_dir / "runs", read_from=read_from, device=s.device, plan=s.batching(),
                          progress=progress, desc=f"{stage} {dataset}")
     summary = ex.summarize(records)
+    runs = runs_table(records)
     curves = ex.curves_frame(records)
     occupancy = ex.occupancy_frame(records)
     comparison = paper.compare_area_sweep(summary, cfg["report"]["sigma"]) if stage in TABLE2_STAGES else None
     metrics = headline_metrics(stage, summary, comparison)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary.to_csv(out_dir / "summary.csv", index=False)
+    runs.to_csv(out_dir / "runs.csv", index=False)
     curves.to_csv(out_dir / "curves_all.csv", index=False)
     occupancy.to_csv(out_dir / "occupancy.csv", index=False)
     write_curves(curves, stage, out_dir / "curves")
     if comparison is not None:
         comparison.to_csv(out_dir / "comparison.csv", index=False)
     write_json_atomic(out_dir / "metrics.json", metrics)
-    return StageOutput(s, records, summary, curves, occupancy, comparison, metrics)
+    return StageOutput(s, records, runs, summary, curves, occupancy, comparison, metrics)
 
 
 def dataset_table(params_file="params.yaml", out_dir="results/quick/datasets") -> pd.DataFrame:

@@ -27,6 +27,7 @@ def test_device_check_tiny_passes_and_writes_its_results(tmp_path):
     ("step_cost.py", ["sal_over_bp_b256_k16_cpu"]),
     ("deep_speed.py", ["deep_sal_roofline_fraction", "deep_bp_roofline_fraction"]),
     ("sweep_speed.py", ["digits_grid_speedup", "mnist_grid_roofline_fraction", "paper_grid_estimate_hours"]),
+    ("plan_spread.py", ["plan_spread_max_seed_diff_pp", "plan_spread_welch_p"]),
 ])
 def test_every_benchmark_runs_tiny_and_prints_its_machine_readable_lines(script, lines):
     import os

@@ -560,3 +560,15 @@ def test_unstable_runs_are_those_that_diverged_end_above_ln_c_or_blow_up():
     assert ex.unstable(record([2.0, 0.4, 0.81]))  # more than twice its best epoch's
     assert not ex.unstable(record([2.0, 0.4, 0.79]))
     assert ex.unstable(record([2.0, 1.0, float("nan")]))
+
+
+def test_tensor_bytes_counts_every_tensor_exactly_feedback_included():
+    """Digits (64 inputs, 10 classes), hidden 5, the shallow net, by hand: SAL-4's areas 4 x 5 x 64 + 4 x 5,
+    its router 10 x 64 (router width: the class count) and frozen prototypes 10 x 4, its frozen feedback
+    10 x 5, the output layer 10 x 5 + 10; DFA (one area) has no router but the same feedback. Leaving
+    the frozen tensors out (feedback matrices included) lets a net through the memory check that does not fit."""
+    sal = ex.make_config("digits", "sal", num_areas=4, hidden=5)
+    dfa = ex.make_config("digits", "dfa", hidden=5)
+    assert ex.tensor_bytes(sal) == 4.0 * (4 * 5 * 64 + 4 * 5 + 10 * 64 + 10 * 4 + 10 * 5 + 10 * 5 + 10)
+    assert ex.tensor_bytes(dfa) == 4.0 * (5 * 64 + 5 + 10 * 5 + 10 * 5 + 10)
+    assert ex.weight_bytes(dfa) == 4.0 * (5 * 64 + 5 + 10 * 5 + 10)  # trained weights only

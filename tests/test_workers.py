@@ -161,3 +161,35 @@ def test_the_same_profile_plans_the_same_batches_on_machines_with_different_cach
         seen.append([(r["batch"]["id"], r["batch"]["models"]) for r in records])
         assert all(r["batch"]["plan"] == {"batch_mb": 1000.0, "large_batch_mb": 4000.0, "workers": 2} for r in records)
     assert seen[0] == seen[1] and len({b for b, _ in seen[0]}) < len(configs)
+
+
+@needs_fork
+def test_results_arriving_out_of_order_land_under_their_own_keys(tmp_path, monkeypatch):
+    """The pool hands back batches in whatever order they finish: forced here to the reverse of
+    submission, every record must still be its own configuration's, in memory and in the store."""
+    real = pool.run
+
+    def reversed_run(fn, tasks, workers, on_progress):
+        yield from reversed(list(real(fn, tasks, workers, on_progress)))
+
+    monkeypatch.setattr(pool, "run", reversed_run)
+    configs = grid()
+    records = ex.run_all(configs, Toy(), store=tmp_path, progress=False, device="cpu", workers=2,
+                         plan=ex.Plan(ex.weight_bytes(configs[3]) * 2, 4e9, 2))  # several batches per group
+    assert [r["key"] for r in records] == [c.key() for c in configs]
+    for c in configs:
+        assert ex.read_record(tmp_path / c.filename())["key"] == c.key()
+    alone = ex.run_all(configs, Toy(), progress=False, device="cpu", workers=1)
+    for r, a in zip(records, alone):
+        assert r["final"]["val_accuracy"] == pytest.approx(a["final"]["val_accuracy"], abs=0.02)
+
+
+def test_a_batch_trains_each_model_from_its_own_seed():
+    """Seeds given out of order in one batch: each model's history is its own seed's, as trained alone
+    (and two seeds differ, so a permuted batch would be caught)."""
+    configs = [dataclasses.replace(c, seed=s) for c, s in zip(grid()[3:6], (2, 0, 1))]  # SAL-1, seeds 2, 0, 1
+    together = ex.run_all(configs, Toy(), progress=False, device="cpu", workers=1)
+    alone = ex.run_all(configs, Toy(), progress=False, device="cpu", workers=1, batched=False)
+    for t, a in zip(together, alone):
+        assert [h["train_loss"] for h in t["history"]] == pytest.approx([h["train_loss"] for h in a["history"]], rel=1e-5)
+    assert together[0]["history"][-1]["train_loss"] != together[1]["history"][-1]["train_loss"]

@@ -353,6 +353,7 @@ class Claim:
     test: object  # runs -> [Finding]
     effect: str  # what the effect is, in words (the forest plot's axis)
     need: float = 0.5  # the share of datasets that must support it
+    digits: int = 1  # decimals of its effect (a loss: 3)
 
 
 CLAIMS = (
@@ -361,7 +362,7 @@ CLAIMS = (
     Claim("accuracy_rises_with_k", "Accuracy rises with the number of areas K (Table 2)", "table2",
           findings_accuracy_rises_with_k, "SAL accuracy per doubling of K, points"),
     Claim("train_loss_falls_with_k", "Training loss falls as K grows (Table 3)", "table2",
-          findings_train_loss_falls_with_k, "SAL training loss per doubling of K"),
+          findings_train_loss_falls_with_k, "SAL training loss per doubling of K", digits=3),
     Claim("gap_grows_with_depth", "BP degrades with depth while SAL does not: the gap grows (Figure 2)", "depth",
           lambda r: findings_gap_grows_with(r, "depth"), "SAL's slope minus BP's per doubling of depth, points"),
     Claim("gap_grows_with_width", "SAL's advantage over BP grows with width (Figure 3)", "width",
@@ -407,9 +408,10 @@ def judge(claim: Claim, runs: pd.DataFrame) -> dict:
     head = (f"of {len(tested)} dataset(s): {counts['supported']} support it, {counts['contradicted']} contradict it, "
             f"{counts['inconclusive']} inconclusive (Holm-adjusted p < {ALPHA:g} across datasets, by the effect's sign)")
     if pooled is not None:
-        head += f"; pooled (random effects) {pooled.text()}"
+        head += f"; pooled (random effects) {pooled.text(digits=claim.digits)}"
     return {"id": claim.id, "claim": claim.statement, "verdict": verdict, "counts": counts,
-            "pooled": None if pooled is None else {"estimate": pooled.estimate, "low": pooled.low, "high": pooled.high},
+            "pooled": None if pooled is None else {"estimate": pooled.estimate, "low": pooled.low, "high": pooled.high,
+                                                   "digits": claim.digits},
             "effect": claim.effect, "note": _note(findings), "findings": findings,
             "evidence": head + ". " + "; ".join(f.line() for f in findings)}
 
@@ -539,7 +541,7 @@ def verdict_text(cell: dict, pooled: bool = False) -> str:
         text += f", held out {h['supported']}/{h['contradicted']}/{h['inconclusive']}"
     if pooled and cell.get("pooled"):
         p = cell["pooled"]
-        text += f"; {Effect(p['estimate'], p['low'], p['high'], math.nan, math.inf, 0).text()}"
+        text += f"; {Effect(p['estimate'], p['low'], p['high'], math.nan, math.inf, 0).text(digits=p.get('digits', 1))}"
     return text + (f"; {cell['note']}" if cell.get("note") and not pooled else "")
 
 

@@ -379,7 +379,9 @@ def summary_markdown(rep: Report) -> str:
                  "(`report/claims.json`, and the report notebook's claims section).")
     choice = rep.tuned_choice
     if len(choice):
-        lines.append("Learning rates chosen on the tuning split (training split less 15%): " + tuned_lrs(choice) + ".")
+        lines.append("Learning rates chosen without reading the reported split (3-fold cross-validation of the training "
+                     "split below 10,000 training samples, else a 15% tuning split carved out of it): "
+                     + tuned_lrs(choice) + ".")
     dips = depth_dips(rep.stages.get("depth", pd.DataFrame()), rep.runs.get("depth", pd.DataFrame()))
     if dips:
         lines.append(dips)
@@ -409,15 +411,19 @@ def summary_markdown(rep: Report) -> str:
 
 
 def tuned_lrs(choice: pd.DataFrame) -> str:
-    """'Digits: BP 0.01, SAL-1 0.03*, ...; Semeion: ...' for the shallow nets (depth 2); * marks an lr at
-    the edge of the grid (one beyond it might have done better)."""
+    """'Digits: BP 0.03 (~0.01), SAL-1 0.3*, ...; Semeion: ...' for the shallow nets (depth 2): each choice, its
+    near-ties in parentheses (within one standard error), * where it is the grid's smallest or largest lr
+    (one beyond it might have done better)."""
     parts = []
     edge = choice["at_grid_edge"] if "at_grid_edge" in choice else pd.Series(False, index=choice.index)
+    ties = choice["near_ties"] if "near_ties" in choice else pd.Series("", index=choice.index)
     for ds, g in choice[choice["depth"] == 2].groupby("dataset", sort=False):
         parts.append(f"{paper.DISPLAY_NAMES[ds]}: " + ", ".join(
-            f"{r.label} {'none (every lr diverged)' if pd.isna(r.lr) else f'{r.lr:g}'}{'*' if edge[i] else ''}"
+            f"{r.label} {'none (every lr failed)' if pd.isna(r.lr) else f'{r.lr:g}'}{'*' if edge[i] else ''}"
+            + (f" (~{' ~'.join(str(ties[i]).split())})" if isinstance(ties[i], str) and ties[i].strip() else "")
             for i, r in zip(g.index, g.itertuples())))
-    return "; ".join(parts) + ("; * the grid's smallest or largest lr: one beyond it might have done better" if edge.any() else "")
+    return "; ".join(parts) + ("; (~x) near-ties within one standard error" if ties.fillna("").astype(str).str.strip().any() else "") \
+        + ("; * the grid's smallest or largest lr: one beyond it might have done better" if edge.any() else "")
 
 
 def run_costs(summary: pd.DataFrame, axis: str = "hidden") -> str:

@@ -1,5 +1,7 @@
 """The report and the README block (report.py, stages.py outputs)."""
 
+import dataclasses
+
 import pandas as pd
 import yaml
 
@@ -128,7 +130,7 @@ def test_in_short_counts_as_the_report_counts():
                           for metric in ("val_accuracy_pct", "train_loss", "val_loss")])
     cells = claims.claim_cells({"area_sweep": as_runs(defaults), "preset_sweep": as_runs(preset)}, None, "paper_fit")
     rep = report.Report(comparison=paper.compare_area_sweep(defaults), preset_comparison=paper.compare_area_sweep(preset),
-                        preset="paper_fit", fit_datasets=["digits"], sigma=2.0, calibration=calib,
+                        preset="paper_fit", fit_datasets=["digits"], held_out=["mnist"], sigma=2.0, calibration=calib,
                         claims_table=claims.claims_table(cells), bottom_line=claims.bottom_line(cells))
     text = report.in_short(rep)
     assert text.startswith("At the paper's learning rate, under the reading that reproduces its Tables 2/3, the headline")
@@ -138,6 +140,9 @@ def test_in_short_counts_as_the_report_counts():
     assert lines[1].startswith("- Tables 2/3, SAL under the defaults: 1 of 2 SAL accuracy cells agree")
     assert "in-sample (Digits) 2 of 2; held out (MNIST) 1 of 2" in lines[2]
     assert text.index("`paper_fit`: the reading") < text.index("| claim |")  # the terms before the table uses them
+    assert "tested once on MNIST, datasets that played no part" in text
+    quick = report.in_short(dataclasses.replace(rep, held_out=[]))  # a profile with no held-out dataset says so
+    assert "played no part in choosing it" in quick and "cannot test the preset" in quick and "tested once" not in quick
 
 
 def test_areas_versus_rule_reads_the_ablation_off_the_summary():

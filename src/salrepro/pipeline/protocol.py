@@ -287,6 +287,11 @@ def consistency(runs: pd.DataFrame, window_pp: float = 3.0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _span(lo: float, hi: float) -> str:
+    """'1.34-1.94', or one number where both ends round alike ('3.37', one run or runs alike)."""
+    return f"{lo:.2f}" if f"{lo:.2f}" == f"{hi:.2f}" else f"{lo:.2f}-{hi:.2f}"
+
+
 def consistency_conclusion(table: pd.DataFrame, window_pp: float = 3.0) -> str:
     if table.empty:
         return "- No run to compare."
@@ -301,7 +306,7 @@ def consistency_conclusion(table: pd.DataFrame, window_pp: float = 3.0) -> str:
                 f"{window_pp:g} pp of its accuracy)")
         if len(outside):
             line += ("; outside every reading's range: " + ", ".join(
-                f"SAL-{r.areas} ({r.paper_accuracy_pct:.1f}% at loss {r.paper_val_loss:.2f}; ours {r.our_loss_min:.2f}-{r.our_loss_max:.2f})"
+                f"SAL-{r.areas} ({r.paper_accuracy_pct:.1f}% at loss {r.paper_val_loss:.2f}; ours {_span(r.our_loss_min, r.our_loss_max)})"
                 for r in outside.itertuples()))
         if len(unreached):
             line += "; at an accuracy no run reaches: " + ", ".join(f"SAL-{r.areas} ({r.paper_accuracy_pct:.1f}%)" for r in unreached.itertuples())

@@ -4,8 +4,9 @@ signal handling and requeue); SLURM itself is stood in for by three small script
 that only record what is submitted.
 
 Each job imports torch and salrepro afresh (about 4 s of CPU here), so the tests start as few as they can:
-five job processes in all."""
+ten job processes in all."""
 
+import json
 import os
 import re
 import signal
@@ -16,12 +17,32 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 submitit = pytest.importorskip("submitit", reason="the cluster executor needs submitit: pip install 'salrepro[cluster]'")
 
 import salrepro  # noqa: E402
 from salrepro import experiments as ex  # noqa: E402
+from salrepro.pipeline import cluster  # noqa: E402
 from salrepro.pipeline.cluster import JobsPending, SubmititExecutor  # noqa: E402
+from salrepro.pipeline import cli, stages  # noqa: E402
+from salrepro.pipeline.config import load_params, stage_settings  # noqa: E402
+
+TEST_PARAMS = Path(__file__).parent / "notebooks" / "params-test.yaml"
+
+
+def params(tmp_path, methods) -> Path:
+    """The test profile (Digits, 2 seeds, 2 epochs, width 32) with the area sweep's methods replaced."""
+    cfg = yaml.safe_load(TEST_PARAMS.read_text())
+    cfg["area_sweep"]["methods"] = methods
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def sweep_argv(params_file, results) -> list[str]:
+    return ["sweep", "area_sweep", "--params", str(params_file), "--results", str(results), "--executor", "submitit",
+            "--cluster", "local", "--no-progress"]
 
 
 @contextmanager
@@ -41,6 +62,38 @@ def wait_for(condition, what: str, seconds: float = 180.0) -> None:
         if time.time() > end:
             raise AssertionError(f"waited {seconds:.0f} s for {what}")
         time.sleep(0.05)
+
+
+def runs_of(store: Path) -> dict:
+    return {f.name: json.loads(f.read_text()) for f in ex.stored_files(store)}
+
+
+def test_a_stage_fanned_out_over_jobs_lands_the_local_runners_records_then_renders_training_nothing(
+        tmp_path, capsys, monkeypatch):
+    p = params(tmp_path, ["bp", "sal-4", "moe-2"])  # three groups that cannot train together: three batches
+    assert cli.main(sweep_argv(p, tmp_path / "cluster")) == 0
+    out, err = capsys.readouterr()
+    assert "3 job(s) of 1 CPU, 2 GB, 15 min submitted" in err
+    assert "3 job(s): 0 queued, 0 running, 3 done, 0 failed" in err
+    assert "MoE-2" in out  # rendered, the table printed
+    notes = json.loads((tmp_path / "cluster/.jobs/jobs.json").read_text())
+    assert len(notes) == 3 and len({n["job_id"] for n in notes.values()}) == 3  # one job per batch
+    with one_thread():  # the local runner (SALREPRO_WORKERS=1: here, by the same plan)
+        local = stages.run_stage("area_sweep", "digits", params_file=p, out_dir=tmp_path / "local/area_sweep/digits")
+    got, want = runs_of(tmp_path / "cluster/area_sweep/digits/runs"), runs_of(tmp_path / "local/area_sweep/digits/runs")
+    assert len(got) == 6 and got.keys() == want.keys()
+    for name in got:  # bit for bit: the same batches, on the same CPU, with one thread
+        assert got[name]["history"] == want[name]["history"] and got[name]["final"] == want[name]["final"]
+        assert got[name]["batched_with"] == want[name]["batched_with"] == 2
+
+    def trains(*args, **kwargs):
+        raise AssertionError("the rendering path trained a batch")
+
+    monkeypatch.setattr(ex, "train_planned", trains)  # the one function run_all trains a batch through
+    # what dvc repro's notebook calls: everything is read from the store the jobs wrote
+    rendered = stages.run_stage("area_sweep", "digits", params_file=p, out_dir=tmp_path / "cluster/area_sweep/digits")
+    assert rendered.metrics == local.metrics
+    assert runs_of(tmp_path / "cluster/area_sweep/digits/runs") == got  # untouched
 
 
 def _task_of(job) -> int:
@@ -134,6 +187,32 @@ def test_two_jobs_writing_one_store_at_once_lose_nothing(tmp_path):
     assert not list(store.glob(".tmp-*"))  # no writer's temporary left behind
 
 
+def test_a_failed_job_is_named_with_its_error_and_log_and_the_same_command_resubmits_it(tmp_path, capsys):
+    p, results = params(tmp_path, ["bp"]), tmp_path / "r"
+    argv = sweep_argv(p, results)
+    # a fault the job meets and the command does not: the dataset it maps is corrupt where it was staged
+    staged, _ = cluster.stage_data(stage_settings(load_params(p), "area_sweep", "digits").load(), results / ".jobs",
+                                   write=False)
+    staged.parent.mkdir(parents=True)
+    staged.write_bytes(b"not a dataset")
+    assert cli.main(argv + ["--no-wait"]) == cli.EXIT_OK  # submitted, not waited for
+    err = capsys.readouterr().err
+    assert "1 job(s) of 1 CPU, 2 GB, 15 min submitted" in err and "queued or running for digits" in err
+    assert cli.main(argv) == cli.EXIT_JOBS_FAILED  # the same command, later: follows the job, which fails
+    err = capsys.readouterr().err
+    assert "following 1 job(s) submitted earlier" in err and "submitted (" not in err  # not submitted twice
+    (line,) = [line for line in err.splitlines() if " failed: " in line]
+    assert re.search(r"job \d+ \(digits BP d2 w32 x2\) failed: \S*Error: .*; log: ", line)
+    log = Path(line.rsplit("log: ", 1)[1])
+    assert log.is_file() and "Traceback" in log.read_text()
+    assert "run the same command again to resubmit" in err
+    staged.unlink()  # the fault mended: the next command stages the dataset again
+    assert cli.main(argv) == cli.EXIT_OK
+    out, err = capsys.readouterr()
+    assert "1 job(s) of 1 CPU, 2 GB, 15 min submitted" in err and "== area_sweep digits ==" in out
+    assert len(ex.stored_files(results / "area_sweep/digits/runs")) == 2
+
+
 FAKE_SLURM = {
     "sbatch": '#!/bin/sh\nn=$(ls "$FAKE_SLURM_LOG" | wc -l)\ncp "$1" "$FAKE_SLURM_LOG/script-$n.sh"\n'
               'echo "Submitted batch job $((4200 + n))"\n',
@@ -177,3 +256,16 @@ def test_slurm_jobs_ask_for_what_the_planner_estimates_and_a_second_command_subm
     assert {t.job.job_id for t in executor.jobs.values()} == {"4200_0", "4200_1", "4201", "4202"}
     submit()  # the same command again: its jobs are queued (sacct does not know them yet): nothing resubmitted
     assert len(list(submitted.glob("script-*.sh"))) == 3
+
+
+def test_executor_options_need_the_executor_and_the_jobs_need_a_device_they_have(tmp_path, capsys):
+    p = params(tmp_path, ["bp"])
+    code = cli.main(["sweep", "area_sweep", "--params", str(p), "--partition", "cpu", "--no-wait"])
+    assert code == cli.EXIT_USAGE
+    assert capsys.readouterr().err.strip() == ("salrepro sweep: --partition, --no-wait: only with --executor submitit")
+    assert cli.main(sweep_argv(p, tmp_path / "r") + ["--gpus-per-job", "1"]) == cli.EXIT_USAGE  # params: device cpu
+    assert "--gpus-per-job 1 asks for GPUs its runs would not use" in capsys.readouterr().err
+    with pytest.raises(ex.SetupError, match="add --gpus-per-job 1"):
+        SubmititExecutor(tmp_path, cluster="local").device_for("cuda")
+    with pytest.raises(ex.SetupError, match="store"):
+        ex.run_all([], None, executor=SubmititExecutor(tmp_path, cluster="local"))

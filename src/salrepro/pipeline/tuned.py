@@ -167,10 +167,12 @@ class TunedOutput:
     metrics: dict
 
 
-def run_tuned(dataset: str, *, params_file="params.yaml", out_dir=None, progress=None, results=None) -> TunedOutput:
+def run_tuned(dataset: str, *, params_file="params.yaml", out_dir=None, progress=None, results=None,
+              executor=None) -> TunedOutput:
     """Run (or resume) the tuned stage on one dataset and write selection.csv, choice.csv, summary.csv and
     metrics.json to `out_dir`. `results`: the profile's results folder, whose stages' stored runs are
-    reused where a chosen configuration equals one of theirs (default: two levels above `out_dir`)."""
+    reused where a chosen configuration equals one of theirs (default: two levels above `out_dir`).
+    `executor`: as run_stage's (the final runs are submitted once the selection's are stored)."""
     cfg = load_params(params_file)
     s = stage_settings(cfg, "tuned", dataset)
     out_dir = Path(out_dir if out_dir is not None else f"results/{cfg['profile']}/tuned/{dataset}")
@@ -178,12 +180,12 @@ def run_tuned(dataset: str, *, params_file="params.yaml", out_dir=None, progress
     tuning = s.load(split="tuning")
     store = out_dir / "runs"
     selection = ex.runs_frame(ex.run_all(selection_configs(s), tuning, store=store, device=s.device,
-                                         progress=progress, desc=f"tuned {dataset}: lr selection"))
+                                         progress=progress, desc=f"tuned {dataset}: lr selection", executor=executor))
     choice = choose_lr(selection)
     official = s.load()
     read_from = [p for stage in registry.STAGE["tuned"].reuses if (p := results / stage / dataset / "runs").is_dir()]
     records = ex.run_all(final_configs(s, choice), official, store=store, read_from=read_from, device=s.device,
-                         progress=progress, desc=f"tuned {dataset}: at the chosen lrs")
+                         progress=progress, desc=f"tuned {dataset}: at the chosen lrs", executor=executor)
     summary = ex.summarize(records, by=(*SPEC_KEYS, "lr"))
     metrics = {"val_accuracy_pct": {f"{r.label}@d{r.depth}": round(float(r.val_accuracy_pct_mean), 2)
                                     for r in summary.itertuples()},

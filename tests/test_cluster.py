@@ -221,8 +221,9 @@ FAKE_SLURM = {
 }
 
 
-def test_slurm_jobs_ask_for_what_the_planner_estimates_and_a_second_command_submits_nothing_again(
-        tmp_path, monkeypatch):
+@pytest.fixture
+def fake_slurm(tmp_path, monkeypatch) -> Path:
+    """sbatch, srun and sacct stand-ins on PATH; returns the folder where each sbatch script is kept."""
     bin_dir, submitted = tmp_path / "bin", tmp_path / "submitted"
     bin_dir.mkdir(), submitted.mkdir()
     for name, text in FAKE_SLURM.items():
@@ -230,6 +231,12 @@ def test_slurm_jobs_ask_for_what_the_planner_estimates_and_a_second_command_subm
         (bin_dir / name).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_SLURM_LOG", str(submitted))
+    return submitted
+
+
+def test_slurm_jobs_ask_for_what_the_planner_estimates_and_a_second_command_submits_nothing_again(
+        tmp_path, fake_slurm):
+    submitted = fake_slurm
     data = salrepro.load_dataset("digits", cache=False)
     shared = dict(epochs=2, batch_size=16, lr=0.01)
     configs = (ex.grid("digits", [("bp", 1), ("sal", 4)], seeds=[0, 1], hidden=32, **shared)  # two small batches
@@ -256,6 +263,22 @@ def test_slurm_jobs_ask_for_what_the_planner_estimates_and_a_second_command_subm
     assert {t.job.job_id for t in executor.jobs.values()} == {"4200_0", "4200_1", "4201", "4202"}
     submit()  # the same command again: its jobs are queued (sacct does not know them yet): nothing resubmitted
     assert len(list(submitted.glob("script-*.sh"))) == 3
+
+
+def test_a_stage_run_once_submits_all_its_jobs_before_it_returns(tmp_path, fake_slurm, capsys):
+    def sweep(stage):
+        argv = ["sweep", stage, "--params", str(TEST_PARAMS), "--results", str(tmp_path / "r"), "--executor", "submitit",
+                "--partition", "cpu", "--no-wait", "--no-progress"]
+        assert cli.main(argv) == cli.EXIT_OK
+        assert f"sweep: {stage}: jobs queued or running; run the same command again" in capsys.readouterr().err
+        return len(list(fake_slurm.glob("script-*.sh")))
+
+    assert sweep("calibration") == 2  # BP under each of its two input maps, both submitted
+    # the study's first phase: both readings of its grid; their BP runs are the same batch, submitted once
+    assert sweep("protocol_study") == 2 + 2
+    notes = json.loads((tmp_path / "r/.jobs/jobs.json").read_text())
+    assert sorted(n["batch"] for n in notes.values()) == sorted(
+        ["digits BP d2 w32 x2"] * 2 + ["digits BP d2 w32 x2", "digits SAL-1..4 d2 w32 x4", "digits SAL-1..4 d2 w32 x4"])
 
 
 def test_executor_options_need_the_executor_and_the_jobs_need_a_device_they_have(tmp_path, capsys):

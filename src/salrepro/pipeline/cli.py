@@ -95,11 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="folder for the run records; finished runs there are reused, so an interrupted command resumes")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
 
+    from .registry import retrain_order
+
     sweep = sub.add_parser("sweep", help="run one section of params.yaml (one pipeline stage) without notebooks",
                            description="Run a stage of the pipeline (a section of params.yaml) for one or all of its "
                                        "datasets, writing the same outputs as the notebook would (summary, curves, "
                                        "metrics; resumable), and print its summary table.")
-    sweep.add_argument("stage", choices=STAGES, help="the params.yaml section to run")
+    sweep.add_argument("stage", choices=(*STAGES, *(s for s in retrain_order() if s not in STAGES)),
+                       help="the params.yaml section to run (calibration and protocol_study run once, over all "
+                            "their datasets)")
     sweep.add_argument("--dataset", action="append", default=None,
                        help="dataset of that section (repeatable; default: all the section lists)")
     which = sweep.add_mutually_exclusive_group()
@@ -242,7 +246,12 @@ def cmd_sweep(args) -> int:
 
     params = str(profile_file(args.profile)) if args.profile else args.params
     cfg = load_params(params)
-    datasets = args.dataset or cfg[args.stage]["datasets"]
+    once = not registry.STAGE[args.stage].per_dataset  # calibration, protocol_study: one instance, every dataset
+    if once and args.dataset:
+        from ..experiments import SetupError
+
+        raise SetupError(f"--dataset: {args.stage} runs once, over the datasets its section lists")
+    datasets = [None] if once else args.dataset or cfg[args.stage]["datasets"]
     results = args.results or f"results/{cfg['profile']}"
     executor = _cluster_executor(args, results)
     submitted = executor.Pending if executor is not None else ()  # (an empty tuple catches nothing)
@@ -252,8 +261,9 @@ def cmd_sweep(args) -> int:
         waiting = []
         for name in pending:
             try:
-                outs[name] = registry.run(args.stage, name, params_file=params, out_dir=f"{results}/{args.stage}/{name}",
-                                          results=None, progress=False if args.no_progress else None, executor=executor)
+                out_dir = f"{results}/{args.stage}" + (f"/{name}" if name else "")
+                outs[name] = registry.run(args.stage, name, params_file=params, out_dir=out_dir, results=None,
+                                          progress=False if args.no_progress else None, executor=executor)
             except submitted:  # its jobs are queued or running (or, in a dry run, planned)
                 waiting.append(name)
         if not waiting:
@@ -262,7 +272,8 @@ def cmd_sweep(args) -> int:
             print(_dry_run_table(executor.planned))
             return EXIT_OK
         if args.no_wait:
-            print(f"salrepro sweep: {args.stage}: jobs queued or running for {', '.join(waiting)}; run the same command "
+            print(f"salrepro sweep: {args.stage}: jobs queued or running"
+                  + (f" for {', '.join(waiting)}" if not once else "") + "; run the same command "
                   "again to see how they stand (it resubmits those that failed, and renders once all are done)",
                   file=sys.stderr)
             return EXIT_OK
@@ -275,6 +286,10 @@ def cmd_sweep(args) -> int:
                   "same command again to resubmit them (they resume from their last epoch checkpoints)", file=sys.stderr)
             return EXIT_JOBS_FAILED
         pending = waiting
+    if once:  # its runner returns its table (calibration: against the paper; the study: one row per reading)
+        print(f"== {args.stage} ==")
+        print(outs[None].round(3).to_string(index=False))
+        return EXIT_OK
     diverged = False
     for name in datasets:
         print(f"== {args.stage} {name} ==")

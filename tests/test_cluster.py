@@ -290,5 +290,7 @@ def test_executor_options_need_the_executor_and_the_jobs_need_a_device_they_have
     assert "--gpus-per-job 1 asks for GPUs its runs would not use" in capsys.readouterr().err
     with pytest.raises(ex.SetupError, match="add --gpus-per-job 1"):
         SubmititExecutor(tmp_path, cluster="local").device_for("cuda")
+    with pytest.raises(ex.SetupError, match="not a device salrepro trains on"):
+        SubmititExecutor(tmp_path, cluster="local", gpus_per_job=1).device_for("tpu")
     with pytest.raises(ex.SetupError, match="store"):
         ex.run_all([], None, executor=SubmititExecutor(tmp_path, cluster="local"))

@@ -71,9 +71,11 @@ GPU_JOB_CPUS = 2
 MEMORY_STEPS_GB = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
 MINUTE_STEPS = (15, 30, 60, 120, 240, 480, 720, 1440, 2880)
 
-# SLURM job states (sacct, as submitit reads them) of a job that has not ended. A job SLURM has not
-# reported yet ("UNKNOWN", just after submission) counts as queued for UNKNOWN_SECONDS.
-QUEUED = {"PENDING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "CONFIGURING", "SUSPENDED", "RESV_DEL_HOLD"}
+# SLURM job states (sacct, as submitit reads them) of a job that has not ended. PREEMPTED too, as submitit
+# counts it: its handler requeues a preempted job. A job SLURM has not reported yet ("UNKNOWN", just after
+# submission) counts as queued for UNKNOWN_SECONDS.
+QUEUED = {"PENDING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "CONFIGURING", "SUSPENDED", "RESV_DEL_HOLD",
+          "PREEMPTED"}
 RUNNING = {"RUNNING", "COMPLETING", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED"}
 UNKNOWN_SECONDS = 600.0
 
@@ -295,6 +297,8 @@ class SubmititExecutor:
         """The device the jobs train on (and the batches are planned for): CPU, or CUDA with GPUs per job.
         A device the jobs will not have is refused (SetupError)."""
         name = "auto" if device is None else str(device)
+        if name not in ("auto", "cpu") and not name.startswith("cuda"):
+            ex.resolve_device(name)  # not a device salrepro trains on: its message
         if self.gpus:
             if name == "cpu":
                 raise ex.SetupError(f"device cpu: --gpus-per-job {self.gpus} asks for GPUs its runs would not use; "
@@ -302,8 +306,6 @@ class SubmititExecutor:
             return torch.device("cuda")
         if name.startswith("cuda"):
             raise ex.SetupError(f"device {name!r}: the jobs get no GPU; add --gpus-per-job 1 (or set device: auto)")
-        if name not in ("auto", "cpu"):
-            ex.resolve_device(name)  # not a device at all: its message
         return torch.device("cpu")
 
     def train(self, batches: list[list[ex.RunConfig]], data_for, *, store, device="auto", desc="runs") -> None:

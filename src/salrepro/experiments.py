@@ -620,8 +620,38 @@ def load_stored(store: Path, config: RunConfig) -> dict | None:
     return record if record is not None and record.get("key") == config.key() else None
 
 
+def train_planned(batch: list[RunConfig], data, *, device="auto", checkpoint=None, on_epoch=None,
+                  plan: Plan | None = None) -> list[dict]:
+    """Train one planned batch (`plan_batches`) and return its records, in batch order: batched, with a
+    checkpoint at every epoch end (resumed from if it exists), or alone by the plain loop for the
+    methods that do not stack (fa, dfa: their batches hold one run). Each record names its batch and
+    the `plan` that cut it (a chaotic run's numbers depend on what it trained beside). What `run_all`
+    does with each batch, and what a cluster job does with its own (pipeline/cluster.py)."""
+    c = batch[0]
+    if batch_key(c) is None:
+        records = [run_one(c, data, device=device, on_epoch=on_epoch)]
+    else:
+        records = run_batch(batch, data, device=device, checkpoint=checkpoint, on_epoch=on_epoch)
+    stamp = {"id": batch_id(batch), "models": len(batch), "plan": plan.as_record() if plan is not None else None}
+    return [{**r, "batch": stamp} for r in records]
+
+
+def batch_checkpoint(store: Path, batch: list[RunConfig]) -> Path:
+    """The file a batch's epoch checkpoints go to in a run store (named by its runs' keys)."""
+    return Path(store) / f".ckpt-{batch_id(batch)}.pt"
+
+
+def store_batch(store: Path, batch: list[RunConfig], records: list[dict]) -> None:
+    """Write a trained batch's records to the store, each atomically, then remove its checkpoint. Safe with
+    many writers at once (other processes or machines on a shared filesystem): each writes its own
+    temporary and renames it over the record's name, so a reader sees a whole record or none."""
+    for config, record in zip(batch, records):
+        write_json_atomic(Path(store) / config.filename(), record)
+    batch_checkpoint(store, batch).unlink(missing_ok=True)
+
+
 def run_all(configs, data_for, *, store=None, read_from=(), device="auto", progress=None, desc="runs",
-            batched=True, workers: int | None = None, plan: Plan | None = None) -> list[dict]:
+            batched=True, workers: int | None = None, plan: Plan | None = None, executor=None) -> list[dict]:
     """Run every configuration, skipping those already in `store` (or in one
     of the read-only stores `read_from`, e.g. another stage's runs).
 
@@ -635,15 +665,24 @@ def run_all(configs, data_for, *, store=None, read_from=(), device="auto", progr
     with every thread. `plan` (the profile's: `Plan`) cuts the batches; without one, this machine's
     cache and workers do (`cpu_batch_bytes`), as for a one-off run. Each new record names its batch and
     plan. Returns the records in config order.
+
+    `executor` (pipeline/cluster.py, e.g. `cluster.SubmititExecutor`): the batches not yet stored go to
+    it, each as one job that trains it and writes its records to `store` (required); `device` is then
+    the jobs' (the executor's: CPU, or the GPUs it asks for), and without a `plan` the batches are planned
+    for it with `workers` (default 1: each group cut by the budget alone). Returns once every job is done
+    (or the executor raises: jobs still queued, or failed).
     """
     configs = list(configs)
     loader = data_for if callable(data_for) else (lambda config: data_for)
-    dev = resolve_device(device)  # an unusable device is refused before anything is read or trained
+    if executor is not None and store is None:
+        raise SetupError("an executor's jobs write their records to a run store: give store=")
+    # an unusable device is refused before anything is read or trained (a cluster's: by the executor)
+    dev = resolve_device(device) if executor is None else executor.device_for(device)
     store = check_store(store) if store is not None else None
-    if store is not None:
+    if store is not None and executor is None:  # (jobs of an executor may be writing there from other machines)
         remove_stale_temporaries(store)
     stores = ([store] if store else []) + [Path(s) for s in read_from]
-    workers = pool.resolve(workers, dev)
+    workers = pool.resolve(1 if executor is not None and workers is None else workers, dev)
     # Batches are planned over every configuration, done or not, and a batch is
     # rerun whole unless all of its runs are stored: a resumed sweep computes
     # exactly what an uninterrupted one does (with the same number of workers).
@@ -659,31 +698,24 @@ def run_all(configs, data_for, *, store=None, read_from=(), device="auto", progr
     reused = sum(r is not None for r in records) - sum(records[i] is not None for b in todo for i in b)
     if reused:
         log.info("%s: %d of %d run(s) already stored: reused, not retrained", desc, reused, len(configs))
+    if executor is not None and todo:  # each batch a job, which writes its records to the store
+        executor.train([[configs[i] for i in b] for b in todo], loader, store=store, device=device, desc=desc, plan=plan)
+        return [r if r is not None else load_stored(store, c) for r, c in zip(records, configs)]
     # progress in model-epochs, so that a batch trained together moves the bar at every epoch
     bar = tqdm(total=sum(len(b) * configs[b[0]].epochs for b in todo), desc=desc, unit="model-epoch",
                disable=not show_progress(progress))
 
     def train_batch(t: int, on_epoch) -> list[dict]:
         chosen = [configs[i] for i in todo[t]]
-        c = chosen[0]
-        data = loader(c)
-        if batch_key(c) is None:  # fa, dfa: alone, by the plain loop
-            return [run_one(c, data, device=device, on_epoch=on_epoch)]
         # a checkpoint at every epoch end: an interrupted batch resumes mid-training
-        return run_batch(chosen, data, device=device, checkpoint=checkpoint_of(t), on_epoch=on_epoch)
-
-    def checkpoint_of(t: int) -> Path | None:
-        return store / f".ckpt-{batch_id([configs[i] for i in todo[t]])}.pt" if store else None
+        return train_planned(chosen, loader(chosen[0]), device=device, plan=plan,
+                             checkpoint=batch_checkpoint(store, chosen) if store else None, on_epoch=on_epoch)
 
     def finish(t: int, done: list[dict]) -> None:
-        batch = {"id": batch_id([configs[i] for i in todo[t]]), "models": len(todo[t]), "plan": plan.as_record()}
         for i, record in zip(todo[t], done):
-            record["batch"] = batch  # what it trained beside: a chaotic run's numbers depend on it
             records[i] = record
-            if store:
-                write_json_atomic(store / configs[i].filename(), record)
         if store:
-            checkpoint_of(t).unlink(missing_ok=True)
+            store_batch(store, [configs[i] for i in todo[t]], done)
 
     # a batch holds only small models or only large ones (plan_batches): its first model says which
     side_by_side = [t for t, b in enumerate(todo) if weight_bytes(configs[b[0]]) <= small_bytes] if workers > 1 else []

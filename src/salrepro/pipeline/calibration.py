@@ -50,20 +50,28 @@ def compare(summary: pd.DataFrame, sigma: float) -> pd.DataFrame:
 
 
 def run_calibration(params_file="params.yaml", out_dir="results/quick/calibration", progress=None,
-                    results=None) -> pd.DataFrame:
+                    results=None, executor=None) -> pd.DataFrame:
     """Train (or resume) BP on every dataset and map of `calibration:`; write the tables; return the comparison.
     (`results`, the profile's results folder, is the registry's common argument: calibration reuses no
-    other stage's runs.)"""
+    other stage's runs.) `executor`: the runs train as cluster jobs (pipeline/cluster.py); every map's
+    jobs are submitted before it says they are pending."""
     cfg = load_params(params_file)
     cal = cfg["calibration"]
     out = Path(out_dir)
-    summaries = []
+    summaries, pending, submitted = [], None, executor.Pending if executor is not None else ()
     for dataset in cal["datasets"]:
         s = table2_training(cfg, "calibration", dataset)
         for norm in cal["input_norms"]:
-            records = ex.run_all(calibration_configs(norm, s), s.load(input_norm=norm), store=out / dataset / "runs", plan=s.batching(),
-                                 device=s.device, progress=progress, desc=f"calibration {dataset} {norm}")
+            try:
+                records = ex.run_all(calibration_configs(norm, s), s.load(input_norm=norm), store=out / dataset / "runs",
+                                     device=s.device, plan=s.batching(), progress=progress,
+                                     desc=f"calibration {dataset} {norm}", executor=executor)
+            except submitted as e:  # its jobs are queued: the other maps' go too before this returns
+                pending = e
+                continue
             summaries.append(ex.summarize(records, by=("dataset", "method", "areas", "depth", "hidden", "input_norm")))
+    if pending is not None:
+        raise pending
     summary = pd.concat(summaries, ignore_index=True)
     table = compare(summary, cfg["report"]["sigma"])
     out.mkdir(parents=True, exist_ok=True)

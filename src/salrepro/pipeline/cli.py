@@ -2,12 +2,15 @@
 
     salrepro run --dataset digits --method sal-16 --seeds 5
     salrepro sweep area_sweep --dataset digits
+    salrepro sweep area_sweep --profile cpu --executor submitit --partition cpu   # as SLURM jobs (docs/cluster.md)
     salrepro datasets
     salrepro check                      # params.yaml and its data, before anything runs
 
-Exit codes: 0 done; 1 unexpected error; 2 bad arguments, parameters, device or
-store; 3 dataset missing or corrupt; 4 finished but some runs diverged;
-130 interrupted (with a run store, finished runs are kept and a rerun resumes).
+Exit codes: 0 done (or, with --no-wait, jobs submitted); 1 unexpected error; 2 bad
+arguments, parameters, device or store; 3 dataset missing or corrupt; 4 finished
+but some runs diverged; 5 some cluster jobs failed (each named with its error
+and log; the same command resubmits them); 130 interrupted (with a run store,
+finished runs are kept and a rerun resumes).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import time
 
 import pandas as pd
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_DATA, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_DATA, EXIT_DIVERGED, EXIT_JOBS_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 5, 130
 
 
 def _option(text: str) -> tuple[str, object]:
@@ -92,17 +95,49 @@ def build_parser() -> argparse.ArgumentParser:
                      help="folder for the run records; finished runs there are reused, so an interrupted command resumes")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
 
+    from .registry import retrain_order
+
     sweep = sub.add_parser("sweep", help="run one section of params.yaml (one pipeline stage) without notebooks",
                            description="Run a stage of the pipeline (a section of params.yaml) for one or all of its "
                                        "datasets, writing the same outputs as the notebook would (summary, curves, "
                                        "metrics; resumable), and print its summary table.")
-    sweep.add_argument("stage", choices=STAGES, help="the params.yaml section to run")
+    sweep.add_argument("stage", choices=(*STAGES, *(s for s in retrain_order() if s not in STAGES)),
+                       help="the params.yaml section to run (calibration and protocol_study run once, over all "
+                            "their datasets)")
     sweep.add_argument("--dataset", action="append", default=None,
                        help="dataset of that section (repeatable; default: all the section lists)")
-    sweep.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml, the quick profile)")
+    which = sweep.add_mutually_exclusive_group()
+    which.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml, the quick profile)")
+    which.add_argument("--profile", default=None,
+                       help="a profile of conf/profile/ (cpu, paper) instead of a params file, params.yaml untouched; "
+                            "afterwards `salrepro profile NAME && dvc repro` renders its notebooks from the stored runs")
     sweep.add_argument("--results", default=None,
                        help="results folder (default: results/<profile>, the pipeline's folder for the params' profile)")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bars")
+    sweep.add_argument("--executor", choices=("local", "submitit"), default="local",
+                       help="local (default): train on this machine, small batches in worker processes; submitit: each "
+                            "planned batch of runs is one cluster job (SLURM, through submitit) that writes its runs "
+                            "into the same run store; the command waits, shows how the jobs stand, then renders the "
+                            "stage's outputs (docs/cluster.md)")
+    sweep.add_argument("--cluster", choices=("slurm", "local"), default=None,
+                       help="with --executor submitit: slurm (default: sbatch, one job array per set of resources) or "
+                            "local (submitit's local executor: every job a process of this machine, all started at "
+                            "once; for tests and a workstation)")
+    sweep.add_argument("--partition", default=None, help="with --executor submitit: the SLURM partition (default: the "
+                                                         "cluster's default partition)")
+    sweep.add_argument("--gpus-per-job", type=_int_at_least(0), default=0,
+                       help="with --executor submitit: GPUs for each job (default 0: CPU jobs; 1: one job per GPU, the "
+                            "batches then planned for a GPU, with the params' device auto or cuda)")
+    sweep.add_argument("--no-wait", action="store_true",
+                       help="with --executor submitit: submit and return; the same command run later says how the jobs "
+                            "stand, resubmits those that failed (they resume from their checkpoints) and, once all "
+                            "are done, renders the outputs")
+    sweep.add_argument("--dry-run", action="store_true",
+                       help="with --executor submitit: say which jobs would be submitted (how many, their CPUs, memory "
+                            "and time limits, from the planner's estimates) and submit nothing")
+    sweep.add_argument("--jobs-folder", default=None,
+                       help="with --executor submitit: submitit's folder, on a filesystem the nodes share: job scripts, "
+                            "logs, the staged datasets, jobs.json (default: <results>/.jobs)")
 
     ds = sub.add_parser("datasets", help="which datasets are available where, what is missing and how to get it",
                         description="List the paper's ten datasets: present or missing under the data root, "
@@ -207,19 +242,90 @@ def cmd_run(args) -> int:
 
 def cmd_sweep(args) -> int:
     from . import registry
-    from .config import load_params
+    from .config import load_params, profile_file
 
-    cfg = load_params(args.params)
-    datasets = args.dataset or cfg[args.stage]["datasets"]
+    params = str(profile_file(args.profile)) if args.profile else args.params
+    cfg = load_params(params)
+    once = not registry.STAGE[args.stage].per_dataset  # calibration, protocol_study: one instance, every dataset
+    if once and args.dataset:
+        from ..experiments import SetupError
+
+        raise SetupError(f"--dataset: {args.stage} runs once, over the datasets its section lists")
+    datasets = [None] if once else args.dataset or cfg[args.stage]["datasets"]
+    results = args.results or f"results/{cfg['profile']}"
+    executor = _cluster_executor(args, results)
+    submitted = executor.Pending if executor is not None else ()  # (an empty tuple catches nothing)
+    outs: dict = {}
+    pending = list(datasets)
+    while pending:  # with an executor: submit every dataset's jobs, wait for them all, render (tuned: twice)
+        waiting = []
+        for name in pending:
+            try:
+                out_dir = f"{results}/{args.stage}" + (f"/{name}" if name else "")
+                outs[name] = registry.run(args.stage, name, params_file=params, out_dir=out_dir, results=None,
+                                          progress=False if args.no_progress else None, executor=executor)
+            except submitted:  # its jobs are queued or running (or, in a dry run, planned)
+                waiting.append(name)
+        if not waiting:
+            break
+        if args.dry_run:
+            print(_dry_run_table(executor.planned))
+            return EXIT_OK
+        if args.no_wait:
+            print(f"salrepro sweep: {args.stage}: jobs queued or running"
+                  + (f" for {', '.join(waiting)}" if not once else "") + "; run the same command "
+                  "again to see how they stand (it resubmits those that failed, and renders once all are done)",
+                  file=sys.stderr)
+            return EXIT_OK
+        from .cluster import JobsFailed
+
+        try:
+            executor.wait_all()
+        except JobsFailed as e:
+            print(f"salrepro sweep: {len(e.failures)} job(s) failed, each named above with its error and log; run the "
+                  "same command again to resubmit them (they resume from their last epoch checkpoints)", file=sys.stderr)
+            return EXIT_JOBS_FAILED
+        pending = waiting
+    if once:  # its runner returns its table (calibration: against the paper; the study: one row per reading)
+        print(f"== {args.stage} ==")
+        print(outs[None].round(3).to_string(index=False))
+        return EXIT_OK
     diverged = False
     for name in datasets:
-        out_dir = f"{args.results or 'results/' + cfg['profile']}/{args.stage}/{name}"
-        out = registry.run(args.stage, name, params_file=args.params, out_dir=out_dir, results=None,
-                           progress=False if args.no_progress else None)
         print(f"== {args.stage} {name} ==")
-        print(_table(out.summary))
-        diverged |= bool(out.summary["diverged"].any())
+        print(_table(outs[name].summary))
+        diverged |= bool(outs[name].summary["diverged"].any())
     return EXIT_DIVERGED if diverged else EXIT_OK
+
+
+def _cluster_executor(args, results: str):
+    """The submitit executor the sweep's options ask for, or None (--executor local); its options without it
+    are refused (SetupError)."""
+    if args.executor == "local":
+        given = {"--cluster": args.cluster, "--partition": args.partition, "--gpus-per-job": args.gpus_per_job,
+                 "--no-wait": args.no_wait, "--dry-run": args.dry_run, "--jobs-folder": args.jobs_folder}
+        if any(given.values()):
+            from ..experiments import SetupError
+
+            raise SetupError(f"{', '.join(k for k, v in given.items() if v)}: only with --executor submitit")
+        return None
+    from .cluster import SubmititExecutor
+
+    return SubmititExecutor(args.jobs_folder or Path(results) / ".jobs", cluster=args.cluster or "slurm",
+                            partition=args.partition, gpus_per_job=args.gpus_per_job, wait=False, dry_run=args.dry_run)
+
+
+def _dry_run_table(planned) -> str:
+    """The jobs a dry run would submit, per stage instance and resources: how many, what each asks for,
+    and the planner's estimate of their training (one thread; experiments.batch_seconds)."""
+    width = max(len(desc) for desc, *_ in planned)
+    lines = [f"{desc:{width}}  {n:4d} job(s) of {res.describe():28} training estimated {seconds / 3600:7.2f} h"
+             for desc, res, n, seconds in planned]
+    jobs, hours = sum(p[2] for p in planned), sum(p[3] for p in planned) / 3600
+    longest = max(res.minutes for _, res, _, _ in planned)
+    lines.append(f"{'in all':{width}}  {jobs:4d} job(s); training estimated {hours:.1f} h on one thread in all; "
+                 f"the longest time limit {longest / 60:.1f} h")
+    return "\n".join(lines)
 
 
 def cmd_retrain(args) -> int:
@@ -312,6 +418,10 @@ def _interrupted(args, error=None) -> str:
     from ..experiments import stored_files
 
     store = getattr(args, "store", None)
+    if args.command == "sweep" and getattr(args, "executor", "local") == "submitit":
+        return ("interrupted; the jobs submitted keep running on SLURM (local jobs stop with a Ctrl-C in their "
+                "terminal) and write their runs into the stage's runs/ folders: rerun the same command to follow "
+                "them, resubmit what failed, and render")
     if args.command == "sweep":
         return "interrupted; finished runs are kept in the stage's runs/ folders: rerun the same command to resume"
     if args.command == "retrain":

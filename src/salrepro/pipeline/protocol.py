@@ -137,7 +137,7 @@ def study_settings(cfg: dict, dataset: str) -> Table2Settings:
 
 
 def run_study(params_file="params.yaml", out_dir="results/quick/protocol_study", progress=None,
-              results: str | Path | None = None) -> pd.DataFrame:
+              results: str | Path | None = None, executor=None) -> pd.DataFrame:
     """The protocol study, in three phases; one row per (dataset, reading):
 
     1. fit set: the grid's readings (every combination) and the named extra readings;
@@ -145,12 +145,16 @@ def run_study(params_file="params.yaml", out_dir="results/quick/protocol_study",
     3. held-out set: the defaults and the `held_out_readings` readings closest to the paper on the
        fit set, run once each (reusing the area sweep's and preset sweep's stored runs where the
        configuration is the same: `results`, the profile's results folder; default: above `out_dir`).
+
+    `executor`: the runs train as cluster jobs (pipeline/cluster.py); each phase submits every reading's
+    jobs before it says they are pending (a phase starts once the one before is stored: it reads its table).
     """
     cfg = load_params(params_file)
     study = cfg["protocol_study"]
     sigma = cfg["report"]["sigma"]
     results = Path(results) if results is not None else Path(out_dir).parent
     rows, summaries, finals, every, loaded = [], [], [], {}, {}
+    pending, submitted = [], executor.Pending if executor is not None else ()
 
     def run(dataset, name, reading, set_, phase):
         every[name] = reading
@@ -163,19 +167,29 @@ def run_study(params_file="params.yaml", out_dir="results/quick/protocol_study",
         data = loaded[key]
         read_from = [p for stage in ("area_sweep", "preset_sweep") if (p := results / stage / dataset / "runs").is_dir()]
         s = study_settings(cfg, dataset)
-        records = ex.run_all(reading_configs(reading, s), data, store=Path(out_dir) / dataset / "runs", read_from=read_from,
-                             device=cfg["device"], plan=s.batching(), progress=progress, desc=f"{dataset} {name}")
+        try:
+            records = ex.run_all(reading_configs(reading, s), data, store=Path(out_dir) / dataset / "runs",
+                                 read_from=read_from, device=cfg["device"], plan=s.batching(), progress=progress,
+                                 desc=f"{dataset} {name}", executor=executor)
+        except submitted as e:  # its jobs are queued: the phase's other readings' go too (end_of_phase)
+            pending.append(e)
+            return
         summary = ex.summarize(records)
         summaries.append(summary.assign(reading=name, set=set_))
         finals.append(final_metrics(records).assign(reading=name, set=set_))
         rows.append({"dataset": dataset, "reading": name, "set": set_, "phase": phase, "choices": _describe(reading),
                      **score(summary, sigma, ex.runs_frame(records))})
 
+    def end_of_phase():
+        if pending:
+            raise pending[0]
+
     grid = grid_readings(study["grid"]) if study["grid"] else {}
     named = {**grid, **{n: r for n, r in study["readings"].items() if n not in grid}}
     for dataset in study["fit"]:
         for name, reading in named.items():
             run(dataset, name, reading, "fit", "grid" if name in grid else "named")
+    end_of_phase()
     table = pd.DataFrame(rows)
     if study["one_at_a_time"] and len(table):
         ranked = fit_ranking(table)
@@ -183,11 +197,13 @@ def run_study(params_file="params.yaml", out_dir="results/quick/protocol_study",
         for dataset in study["fit"]:
             for name, reading in one_at_a_time(base, named[base], study["one_at_a_time"]).items():
                 run(dataset, name, reading, "fit", "one_at_a_time")
+        end_of_phase()
         table = pd.DataFrame(rows)
     chosen = chosen_readings(table, study["held_out_readings"])
     for dataset in study["held_out"]:
         for name in chosen:
             run(dataset, name, every[name], "held_out", "test")
+    end_of_phase()
     table = pd.DataFrame(rows)
     out = Path(out_dir)  # results/<profile>/protocol_study: the tables beside the runs
     out.mkdir(parents=True, exist_ok=True)

@@ -191,12 +191,14 @@ def _function(path: str):
     return getattr(importlib.import_module(module), name)
 
 
-def run(stage: str, dataset: str | None, *, params_file: str, out_dir, results, progress=None):
+def run(stage: str, dataset: str | None, *, params_file: str, out_dir, results, progress=None, executor=None):
     """Train (or resume) one stage instance into `out_dir`, reusing the stored runs under `results`
-    (dataset None for a stage run once)."""
+    (dataset None for a stage run once); `executor`: its runs train as cluster jobs (the sweep stages)."""
     st = STAGE[stage]
     args = (dataset,) if st.per_dataset else ()
-    return _function(st.runner)(*args, params_file=params_file, out_dir=out_dir, progress=progress, results=results)
+    cluster = {"executor": executor} if executor is not None else {}  # (the runners of stages run once take none)
+    return _function(st.runner)(*args, params_file=params_file, out_dir=out_dir, progress=progress, results=results,
+                                **cluster)
 
 
 def judge(stage: str, runs, data: tuple[str, ...] | None = None) -> list[dict]:

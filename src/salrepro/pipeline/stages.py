@@ -99,12 +99,14 @@ def headline_metrics(stage: str, summary: pd.DataFrame, comparison: pd.DataFrame
 
 
 def run_stage(stage: str, dataset: str, *, params_file="params.yaml", out_dir=None, progress=None,
-              results=None) -> StageOutput:
+              results=None, executor=None) -> StageOutput:
     """Run (or resume) one stage instance and write its outputs to `out_dir`.
 
     results: the profile's results folder, whose stages' stored runs this stage reuses where its Stage
     says so (moe: the area sweep's SAL runs; preset_sweep: its BP runs and the protocol study's runs of
-    the preset); default: two levels above `out_dir`."""
+    the preset); default: two levels above `out_dir`. executor: the runs not stored yet train as cluster
+    jobs (pipeline/cluster.py; experiments.run_all), which may raise before any output is written (jobs
+    still queued or running, or failed)."""
     cfg = load_params(params_file)
     s = stage_settings(cfg, stage, dataset)
     out_dir = Path(out_dir if out_dir is not None else f"results/{cfg['profile']}/{stage}/{dataset}")
@@ -116,7 +118,7 @@ def run_stage(stage: str, dataset: str, *, params_file="params.yaml", out_dir=No
     read_from = [results / other / dataset / "runs" for other in registry.STAGE[stage].reuses]  # a stored run of
     # the same configuration is reused, not retrained
     records = ex.run_all(configs, data, store=out_dir / "runs", read_from=read_from, device=s.device, plan=s.batching(),
-                         progress=progress, desc=f"{stage} {dataset}")
+                         progress=progress, desc=f"{stage} {dataset}", executor=executor)
     summary = ex.summarize(records)
     runs = runs_table(records)
     curves = ex.curves_frame(records)

@@ -202,10 +202,12 @@ class TunedOutput:
     metrics: dict
 
 
-def run_tuned(dataset: str, *, params_file="params.yaml", out_dir=None, progress=None, results=None) -> TunedOutput:
+def run_tuned(dataset: str, *, params_file="params.yaml", out_dir=None, progress=None, results=None,
+              executor=None) -> TunedOutput:
     """Run (or resume) the tuned stage on one dataset and write selection.csv, choice.csv, summary.csv and
     metrics.json to `out_dir`. `results`: the profile's results folder, whose stages' stored runs are
-    reused where a chosen configuration equals one of theirs (default: two levels above `out_dir`)."""
+    reused where a chosen configuration equals one of theirs (default: two levels above `out_dir`).
+    `executor`: as run_stage's (the final runs are submitted once the selection's are stored)."""
     cfg = load_params(params_file)
     s = stage_settings(cfg, "tuned", dataset)
     out_dir = Path(out_dir if out_dir is not None else f"results/{cfg['profile']}/tuned/{dataset}")
@@ -215,14 +217,14 @@ def run_tuned(dataset: str, *, params_file="params.yaml", out_dir=None, progress
     configs = selection_configs(s)
     selection = ex.runs_frame(ex.run_all(configs, lambda c: splits[dict(c.data_options)["split"]],
                                          store=store, device=s.device, plan=s.batching(), progress=progress,
-                                         desc=f"tuned {dataset}: lr selection"))
+                                         desc=f"tuned {dataset}: lr selection", executor=executor))
     selection.insert(selection.columns.get_loc("seed") + 1, "split", [dict(c.data_options)["split"] for c in configs])
     choice = choose_lr(selection, {dataset: min(d.x_val.shape[0] for d in splits.values())})
     official = s.load()
     read_from = [p for stage in registry.STAGE["tuned"].reuses if (p := results / stage / dataset / "runs").is_dir()]
     records = ex.run_all(final_configs(s, choice), official, store=store, read_from=read_from, device=s.device,
-                         plan=s.batching(),
-                         progress=progress, desc=f"tuned {dataset}: at the chosen lrs")
+                         plan=s.batching(), progress=progress, desc=f"tuned {dataset}: at the chosen lrs",
+                         executor=executor)
     summary = ex.summarize(records, by=(*SPEC_KEYS, "lr"))
     runs = runs_table(records)
     metrics = {"val_accuracy_pct": {f"{r.label}@d{r.depth}": round(float(r.val_accuracy_pct_mean), 2)

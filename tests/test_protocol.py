@@ -4,10 +4,9 @@ import copy
 
 import pandas as pd
 import pytest
-import yaml
 
 from salrepro.pipeline import protocol
-from salrepro.pipeline.config import ParamsError, validate
+from salrepro.pipeline.config import ParamsError, read_yaml, validate
 
 
 def test_readings_split_into_model_and_data_choices():
@@ -73,7 +72,7 @@ def test_consistency_places_the_paper_point_among_our_runs():
 
 
 def test_bad_readings_are_rejected():
-    cfg = yaml.safe_load(open("conf/profile/cpu.yaml"))
+    cfg = read_yaml("conf/profile/cpu.yaml")
     bad = copy.deepcopy(cfg)
     bad["protocol_study"]["readings"]["x"] = {"divisr": "sum"}
     with pytest.raises(ParamsError, match="protocol_study.readings.x.divisr: not a choice"):

@@ -4,6 +4,7 @@ import pandas as pd
 import yaml
 
 from salrepro.pipeline import report
+from salrepro.pipeline.config import read_yaml
 from salrepro.pipeline.report import read_stage_outputs
 
 
@@ -24,14 +25,14 @@ def test_report_reads_only_the_profile_datasets(tmp_path):
         d = tmp_path / "area_sweep" / ds
         d.mkdir(parents=True)
         pd.DataFrame([{"dataset": ds, "method": "bp", "areas": 1}]).to_csv(d / "summary.csv", index=False)
-    params = yaml.safe_load(open("params.yaml"))
+    params = read_yaml("params.yaml")
     out = read_stage_outputs(tmp_path, params)
     assert list(out["area_sweep"]["dataset"]) == ["digits"] and out["depth"].empty
     assert sorted(read_stage_outputs(tmp_path)["area_sweep"]["dataset"]) == ["digits", "mnist"]
 
 
 def test_not_run_reasons_name_the_profile(tmp_path):
-    params = yaml.safe_load(open("params.yaml"))
+    params = read_yaml("params.yaml")
     reasons = report.not_run_reasons(params, {"digits"}, data_root=tmp_path)
     assert len(reasons) == 9 and "digits" not in set(reasons["dataset"])
     assert all("not in the 'quick' profile" in r for r in reasons["reason"])
@@ -141,14 +142,14 @@ def test_report_reads_only_results_under_the_profiles_input_map(tmp_path):
     d.mkdir(parents=True)
     pd.DataFrame([{"dataset": "digits", "method": "bp", "areas": 1, "input_norm": "unit"},
                   {"dataset": "digits", "method": "sal", "areas": 4, "input_norm": "pm1"}]).to_csv(d / "summary.csv", index=False)
-    params = yaml.safe_load(open("params.yaml"))
+    params = read_yaml("params.yaml")
     assert list(read_stage_outputs(tmp_path, params)["depth"]["method"]) == ["sal"]  # pm1, the default map
     params["datasets"]["digits"] = {"input_norm": "unit"}
     assert list(read_stage_outputs(tmp_path, params)["depth"]["method"]) == ["bp"]
 
 
 def test_not_run_reasons_tell_a_profile_cut_short_from_a_dataset_outside_it(tmp_path):
-    params = yaml.safe_load(open("conf/profile/cpu.yaml"))
+    params = read_yaml("conf/profile/cpu.yaml")
     params["area_sweep"]["datasets"] = ["digits"]  # rendered while the rest of the profile reruns
     reasons = report.not_run_reasons(params, {"digits"}, data_root=tmp_path).set_index("dataset")["reason"]
     assert reasons["mnist"].startswith("in the 'cpu' profile, not yet run under these parameters")

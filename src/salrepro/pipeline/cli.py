@@ -24,13 +24,17 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_DATA, EXIT_DIVERGED, EXIT_INTERRUPTED = 0,
 
 
 def _option(text: str) -> tuple[str, object]:
-    """NAME=VALUE with VALUE parsed as YAML (numbers, true/false, strings)."""
-    import yaml
+    """NAME=VALUE with VALUE read as params.yaml's values are (config.parse_yaml, YAML 1.2): numbers such as
+    1e-4, true/false, strings."""
+    from .config import ParamsError, parse_yaml
 
     name, sep, value = text.partition("=")
     if not sep or not name:
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, e.g. divisor=sum, got {text!r}")
-    return name, yaml.safe_load(value)
+    try:
+        return name, parse_yaml(value, name)
+    except ParamsError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _positive_float(text: str) -> float:

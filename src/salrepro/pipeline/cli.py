@@ -135,8 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
                                          "into results/<profile>/.retrain/; each stage's runs/ folders are swapped into "
                                          "place only when all its runs are finished, so an interruption leaves the "
                                          "committed runs of every stage not yet swapped in as they were (the message "
-                                         "lists which were), and the same command resumes. Then run "
-                                         "`dvc repro` to render the notebooks from the new runs.")
+                                         "lists which were), and the same command resumes. A run whose history "
+                                         "equals the committed one (bit for bit, or losses within 1e-4 relative "
+                                         "with every accuracy identical: float rounding between CPUs) keeps its "
+                                         "committed file byte for byte; the command prints how many runs were "
+                                         "bit-identical, equal within the tolerance and changed (naming them). "
+                                         "Then run `dvc repro` to render the notebooks from the changed runs.")
     retrain.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml, the quick profile)")
     retrain.add_argument("--stage", action="append", choices=ORDER, default=None,
                          help="a stage to retrain (repeatable; default: all, in pipeline order). moe and preset_sweep "
@@ -227,13 +231,17 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_retrain(args) -> int:
-    from .retrain import ORDER, retrain
+    from .retrain import ORDER, retrain, summary_lines
 
     t0 = time.perf_counter()
     done = retrain(args.params, args.stage or ORDER, progress=False if args.no_progress else None)
     for d in done:
-        print(f"{d['stage']}{'@' + d['dataset'] if d['dataset'] else ''}: new runs in {d['runs']}")
-    print(f"retrained in {time.perf_counter() - t0:.0f} s; now `dvc repro` renders the notebooks from the new runs")
+        print(f"{d['stage']}{'@' + d['dataset'] if d['dataset'] else ''}: retrained runs in {d['runs']}")
+    print("\n".join(summary_lines(done)))
+    changed = sum(len(d["kept"].changed) for d in done)
+    print(f"retrained in {time.perf_counter() - t0:.0f} s; "
+          + ("now `dvc repro` renders the notebooks from the changed runs" if changed else
+             "nothing changed beyond the tolerance: the committed results stand as they were"))
     return EXIT_OK
 
 

@@ -285,3 +285,59 @@ def test_lr_as_the_paper_writes_it_passes_the_check_and_the_command_line(tmp_pat
     assert cli.main(["check", "--params", str(params)]) == cli.EXIT_OK, capsys.readouterr().err
     assert cli._option("feedback_scale=5E-1") == ("feedback_scale", 0.5)
     assert cli._option("divisor=sum") == ("divisor", "sum")
+
+
+def test_the_usage_line_names_every_command_and_run_help_every_method(capsys):
+    parser = cli.build_parser()
+    commands = list(cli._subparsers(parser))
+    assert {"run", "sweep", "datasets", "check", "profile", "retrain", "prepare", "readme"} <= set(commands)
+    usage = " ".join(parser.format_usage().split())
+    assert "{" + ",".join(commands) + "}" in usage
+    assert cli.main(["run", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    from salrepro.method.models import METHODS
+    for method in METHODS:
+        assert (f"{method}-K" if method in ("sal", "moe", "salbp") else method) in text, method
+
+
+@pytest.mark.parametrize("argv, usage", [(["run", "--bogus"], "usage: salrepro run "),
+                                         (["check", "--bogus", "x"], "usage: salrepro check "),
+                                         (["--bogus", "datasets"], "usage: salrepro datasets ")])
+def test_an_unknown_option_is_told_with_its_command_s_usage(argv, usage, capsys):
+    assert cli.main(argv) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith(usage) and "unrecognized arguments: " + " ".join(a for a in argv if a.startswith("--bogus") or a == "x") in err
+
+
+def _say_many(i, path, together):
+    """A worker (forked) logging through the command's handler to an unbuffered stderr, as PYTHONUNBUFFERED=1
+    makes it: every write reaches the file at once."""
+    import io
+    import logging
+    import os
+    import sys
+
+    sys.stderr = io.TextIOWrapper(io.FileIO(os.open(path, os.O_WRONLY | os.O_APPEND), "w"), write_through=True)
+    log = logging.getLogger("salrepro")
+    log.handlers = [cli._Say()]
+    log.setLevel(logging.INFO)
+    together.wait()  # both write at once, as two workers resuming do
+    for n in range(2000):
+        log.info("worker %d: resumed from its checkpoint after epoch %d", i, n)
+    sys.stderr.flush()
+
+
+def test_log_lines_of_processes_side_by_side_never_share_a_line(tmp_path):
+    """Two workers resuming at once each log a line; with an unbuffered stderr (PYTHONUNBUFFERED=1, common
+    in containers) `print` wrote the text and its newline apart, and two workers' lines came out as one."""
+    import multiprocessing as mp
+
+    path = tmp_path / "stderr.txt"
+    path.touch()
+    ctx = mp.get_context("fork")
+    together = ctx.Barrier(2)
+    workers = [ctx.Process(target=_say_many, args=(i, str(path), together)) for i in range(2)]
+    [w.start() for w in workers]
+    [w.join(60) for w in workers]
+    lines = path.read_text().splitlines()
+    assert len(lines) == 4000 and all(ln.startswith("salrepro: worker ") and ln.count("salrepro:") == 1 for ln in lines)

@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="salrepro", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,sweep,datasets,check,retrain,prepare,readme}")
+    sub = parser.add_subparsers(dest="command", required=True)  # the usage line lists every command (argparse's default)
 
     run = sub.add_parser("run", help="train one configuration for several seeds and print a table of results",
                          description="Train one configuration (method, K, shape, training settings) for several "
@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dataset", default="digits", choices=DATASETS,
                      help="dataset (default: digits, embedded, needs no files)")
     run.add_argument("--method", default="sal-4",
-                     help="bp, sal-K, moe-K, dfa or fa, as in the paper's tables (default: sal-4)")
+                     help="bp, sal-K, moe-K, salbp-K, dfa or fa, as in the paper's tables (default: sal-4); salbp-K is "
+                          "SAL's areas and routing trained by backpropagation (beyond the paper: the areas or the rule?)")
     run.add_argument("--seeds", type=_int_at_least(1), default=5, help="number of seeds, 0..N-1 (default: 5, the paper's)")
     run.add_argument("--epochs", type=_int_at_least(1), default=25, help="epochs (default: 25, the paper's)")
     run.add_argument("--batch-size", type=_int_at_least(1), default=16, help="batch size (default: 16, the paper's)")
@@ -358,11 +359,19 @@ def cmd_datasets(args) -> int:
     return EXIT_OK
 
 
+def _subparsers(parser: argparse.ArgumentParser) -> dict:
+    """Each command's parser, by name."""
+    return next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+
 class _Say(logging.Handler):
-    """The package's log lines on the current stderr, as 'salrepro: ...'."""
+    """The package's log lines on the current stderr, as 'salrepro: ...'. One write per line, flushed: worker
+    processes log side by side (resumes), and `print` writes a line and its newline apart, which an
+    unbuffered stderr (PYTHONUNBUFFERED) passes on as two writes that the workers interleave."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        print(f"salrepro: {record.getMessage()}", file=sys.stderr)
+        sys.stderr.write(f"salrepro: {record.getMessage()}\n")
+        sys.stderr.flush()
 
 
 def main(argv=None) -> int:
@@ -372,7 +381,9 @@ def main(argv=None) -> int:
 
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # said by the command's own parser, with its usage (argparse would print the top-level one)
+            _subparsers(parser)[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as e:  # argparse: --help (0) or a usage error (2)
         return int(e.code or 0)
     logger = logging.getLogger("salrepro")

@@ -196,3 +196,20 @@ def test_depth_dips_are_diagnosed_from_the_losses():
     assert "(overfitting)" in text
     assert "not explained by its losses" in report.depth_dips(s.assign(train_loss_mean=[0.1, 0.5, 0.2]))
     assert report.depth_dips(s.assign(val_accuracy_pct_mean=[50.0, 49.0, 65.0])) == ""  # within noise: no dip
+
+
+def test_every_sentence_of_the_notebooks_text_starts_in_upper_case():
+    """The pages a reader opens (the report among them) are made of these cells; code spans aside."""
+    import json
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    lower = []
+    for path in sorted((root / "notebooks").glob("*.ipynb")):
+        for c in json.loads(path.read_text())["cells"]:
+            if c["cell_type"] == "markdown":
+                text = re.sub(r"`[^`]*`", "CODE", "".join(c["source"]))
+                lower += [f"{path.name}: ...{text[max(0, m.start() - 30):m.end() + 10]}"
+                          for m in re.finditer(r"[.!?]\s+[a-z]", text)]
+    assert lower == []

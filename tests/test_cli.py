@@ -341,3 +341,19 @@ def test_log_lines_of_processes_side_by_side_never_share_a_line(tmp_path):
     [w.join(60) for w in workers]
     lines = path.read_text().splitlines()
     assert len(lines) == 4000 and all(ln.startswith("salrepro: worker ") and ln.count("salrepro:") == 1 for ln in lines)
+
+
+def test_the_readme_s_run_stores_leave_the_working_tree_clean():
+    """`salrepro run --store runs/` as README shows it writes where git does not look (.gitignore: /runs/)."""
+    import re
+    import shutil
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("needs a git checkout")
+    stores = re.findall(r"--store (\S+)", (root / "README.md").read_text())
+    assert stores
+    for store in stores:
+        record = str(Path(store) / "digits-sal-K4-d2-w256-s0-0123456789abcdef.json")
+        assert subprocess.run(["git", "check-ignore", "-q", record], cwd=root).returncode == 0, store

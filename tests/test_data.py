@@ -726,6 +726,7 @@ def test_missing_files_name_the_splits_that_read_them_once(tmp_path):
     status = D.available(tmp_path)
     cifar, pcam = str(status["cifar10"]), str(status["pcam"])
     assert cifar.count("(train+val)") == 1 and "cifar-10-batches-py/: data_batch_1, " in cifar and "batches.meta" in cifar
+    assert "MNIST/raw/: train-images-idx3-ubyte (or train-images-idx3-ubyte.gz), " in str(status["mnist"])
     assert pcam.count("(train)") == 1 and pcam.count("(val)") == 1
     with pytest.raises(D.DatasetMissingError) as e:
         D.load_dataset("cifar10", root=tmp_path)

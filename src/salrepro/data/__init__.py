@@ -208,10 +208,11 @@ def _grouped(reqs: dict) -> list[tuple[str, list]]:
 
 
 def _files_text(reqs: list) -> str:
-    """Files in one line; those in one folder named once: `folder/: a, b, c`."""
-    folders = {str(Path(req[0][0]).parent) for req in reqs}
-    if len(reqs) > 1 and len(folders) == 1 and "." not in folders and all(len(req) == 1 for req in reqs):
-        return f"{folders.pop()}/: " + ", ".join(Path(req[0][0]).name for req in reqs)
+    """Files in one line; those in one folder named once: `folder/: a, b (or b.gz), c`."""
+    folders = {str(Path(rel).parent) for req in reqs for rel, _ in req}
+    if len(reqs) > 1 and len(folders) == 1 and "." not in folders:
+        names = [" (or ".join(Path(rel).name for rel, _ in req) + ")" * (len(req) - 1) for req in reqs]
+        return f"{folders.pop()}/: " + ", ".join(names)
     return ", ".join(_req_text(req) for req in reqs)
 
 

@@ -22,9 +22,10 @@ repro: install
 # Set up and run the tests (unit tests and the nbval notebook regressions), then the notebook
 # regressions again under the other BLAS path on one thread: a golden that prints a number float
 # rounding moves (between CPUs, BLAS paths, thread counts) fails one of the two.
+# -v names each test as it starts (a slow one is never a silent stretch); --durations lists the slowest.
 test: install
-	$(BIN)/python -m pytest
-	SALREPRO_BLAS=torch OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q tests/notebooks
+	$(BIN)/python -m pytest -v --durations=15
+	SALREPRO_BLAS=torch OMP_NUM_THREADS=1 $(BIN)/python -m pytest -v tests/notebooks
 
 bench: install
 	$(BIN)/python benchmarks/step_cost.py

@@ -4,7 +4,8 @@
     python benchmarks/device_check.py --tiny     # the same code on CPU at toy sizes (CI runs it)
 
 1. Device tests: `pytest -m device --device <dev>` (tests/test_device.py: dispatch paths, the batched
-   engine for SAL, BP, MoE and SAL-BP against each model alone on CPU, the run store).
+   engine for SAL, BP, MoE and SAL-BP against each model alone on CPU, the run store). --tiny: collected,
+   not run (`--collect-only`): on CPU the test suite runs them itself, and twice would only cost time.
 2. No host sync in the step loop: N batched SAL (mixed K), BP and MoE steps under
    `torch.cuda.set_sync_debug_mode("error")`; any synchronisation inside the loop fails the check
    (losses stay on the device and are read once after the loop). Skipped on CPU (--tiny).
@@ -91,9 +92,10 @@ def step_time(net, dev, N: int, n_in: int, classes: int, batch: int, steps: int)
 
 
 # ---------------------------------------------------------------------------
-def check_tests(dev: torch.device) -> bool:
-    say(f"## 1. device tests (pytest -m device --device {dev})")
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "device", f"--device={dev}",
+def check_tests(dev: torch.device, tiny: bool = False) -> bool:
+    say(f"## 1. device tests (pytest -m device --device {dev}{'; --tiny: collected, not run' if tiny else ''})")
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=", "-p", "no:nbval",  # no
+           "-m", "device", f"--device={dev}", *(["--collect-only"] if tiny else []),  # notebook plugin: seconds saved
            str(ROOT / "tests" / "test_device.py")]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     tail = (out.stdout + out.stderr).strip().splitlines()[-1:] or ["(no output)"]
@@ -209,7 +211,7 @@ def main() -> int:
     start = time.perf_counter()
     say(f"# benchmarks/device_check.py{' --tiny' if args.tiny else ''}, {datetime.date.today()}")
     say(f"device: {name}; CUDA {driver}; torch {torch.__version__}; salrepro {salrepro.__version__}")
-    results = {"tests": check_tests(dev), "no_sync": check_no_sync(dev, args.tiny)}
+    results = {"tests": check_tests(dev, args.tiny), "no_sync": check_no_sync(dev, args.tiny)}
     results["largest"], largest = check_largest(dev, args.tiny)
     estimate_hours(dev, args.tiny, largest)
     if not args.tiny:

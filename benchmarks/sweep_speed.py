@@ -186,8 +186,9 @@ def main():
     parser.add_argument("--digits-repeats", type=int, default=5,
                         help="alternated repeats of the Digits grid timing, ~15 s each (default 5)")
     parser.add_argument("--tiny", action="store_true",
-                        help="toy sizes (1 epoch of Digits, a synthetic MNIST-shaped set of 20 steps, one repeat): "
-                             "the same code in seconds, so that CI keeps it running; its numbers mean nothing")
+                        help="toy sizes (1 epoch of 160 Digits samples, a synthetic MNIST-shaped set of 5 steps, one "
+                             "repeat, the profiler over 2 steps): the same code in seconds, so that CI keeps it "
+                             "running; its numbers mean nothing")
     args = parser.parse_args()
     if args.tiny:
         args.repeats = args.digits_repeats = 1
@@ -203,6 +204,9 @@ def main():
           f"{add_bw / 1e9:.1f} GB/s (256 MB in-place add); the bound uses {bandwidth / 1e9:.1f}")
 
     digits = salrepro.load_dataset("digits")
+    if args.tiny:  # 10 steps an epoch
+        digits = salrepro.data.Dataset("digits", digits.x_train[:160], digits.y_train[:160], digits.x_val[:64],
+                                       digits.y_val[:64], digits.meta)
     epochs = 1 if args.tiny else 25
     t_seq, t_bat = compare(digits, epochs, dev, args.digits_repeats)
     speedup = t_seq / t_bat
@@ -210,7 +214,7 @@ def main():
           f"speedup {speedup:.2f}x")
 
     try:
-        mnist = synthetic_mnist() if args.tiny else salrepro.load_dataset("mnist", root=args.data_root)
+        mnist = synthetic_mnist(16 * 5) if args.tiny else salrepro.load_dataset("mnist", root=args.data_root)
     except DatasetError as e:
         print(f"MNIST not available ({str(e).splitlines()[0]}): skipping the MNIST grid")
         print(f"digits_grid_speedup: {speedup:.3f}\nmnist_grid_roofline_fraction: nan\npaper_grid_estimate_hours: nan")
@@ -227,9 +231,11 @@ def main():
           "5 seeds in this process (workers=1): shares of a profiled run; outside: Python, and MKL's grouped GEMM "
           "through ctypes)")
     bound_grid = 0.0
-    timed = 20 if args.tiny else 600  # steps per configuration
+    timed = 5 if args.tiny else 600  # steps per configuration
     sub = salrepro.data.Dataset("mnist", mnist.x_train[: 16 * timed], mnist.y_train[: 16 * timed],
                                 mnist.x_val[:16], mnist.y_val[:16], mnist.meta)
+    profiled = sub if not args.tiny else salrepro.data.Dataset("mnist", sub.x_train[:32], sub.y_train[:32],
+                                                                sub.x_val, sub.y_val, sub.meta)
     workers = pool.default_workers(dev)
     for method, K in METHODS:
         bound = step_bound(mnist, method, K, rate, bandwidth, steps=min(timed, 200))
@@ -242,7 +248,7 @@ def main():
             ex.run_all(configs, sub, device=dev, progress=False)
             measured.append((time.perf_counter() - t0) / (timed * workers))
         bound_grid += bound
-        where = where_time_goes(configs[:5], sub, dev)
+        where = where_time_goes(configs[:5], profiled, dev)
         print(f"{ex.make_config('mnist', method, num_areas=K).label:8} {bound * 1e3:13.3f} {min(measured) * 1e3:16.3f} "
               f"{bound / min(measured):8.2f} {where['calls']:10.0f} {where['leaf_calls']:10.0f} {where['torch_share']:8.2f} "
               f"{where['kernel_share']:9.2f} {where['outside_share']:7.2f}")

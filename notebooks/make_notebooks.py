@@ -67,7 +67,7 @@ nb([
        "a cell agrees inside the shaded band."),
     code('figures.show(figures.calibration(table, sigma), f"{figures_dir}/calibration.png")'),
     md("## Agreement per input map, over every dataset"),
-    code("calibration.agreement(table)"),
+    code("calibration.agreement_view(table)"),
     md("## Conclusion"),
     code("display(Markdown(calibration.conclusion(table, sigma)))"),
 ], "calibration")
@@ -223,7 +223,7 @@ nb([
     md("## Tables 2 and 3, ours beside the paper"),
     code('paper.side_by_side(rep.comparison) if len(rep.comparison) else "no area-sweep results"'),
     md("## Tables 2 and 3 under the named preset (`preset_sweep`)\n\nThe same grid with SAL under the preset of "
-       "`params.yaml` (`preset_sweep.preset`; docs/method.md). the defaults of docs/method.md stay the defaults: this "
+       "`params.yaml` (`preset_sweep.preset`; docs/method.md). The defaults of docs/method.md stay the defaults: this "
        "is the reading the protocol study found closest to the paper, shown beside them."),
     code('paper.side_by_side(rep.preset_comparison) if len(rep.preset_comparison) else "no preset-sweep results"'),
     check('print(metrics["cells_within"], "of", metrics["cells_per_metric"])\nprint(metrics["claims"])'),
@@ -259,7 +259,7 @@ nb([
        "on the **held-out set**, the test. Scores: mean |z| over all Table 2/3 cells of a dataset, RMS accuracy "
        "difference, cells within, and the paper's two qualitative claims (SAL above BP; accuracy rising with K), "
        "each tested for significance. The defaults are never moved to fit the paper.\n\n"
-       "Expected time: about a minute for the quick profile (fit set Digits, 4 readings, 2 seeds). cpu profile: "
+       "Expected time: about a minute for the quick profile (fit set Digits, 4 readings, 2 seeds). The cpu profile: "
        "about 20 minutes for the fit set (Digits and Semeion, 15 + 8 readings, 5 seeds) on 2 CPU cores, plus the "
        "held-out set (MNIST, Fashion-MNIST, USPS; about 15 minutes per reading per MNIST-sized dataset, less where "
        "the area sweep's or preset sweep's runs are reused). Expected result: not known before it runs."),

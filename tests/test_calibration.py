@@ -63,3 +63,15 @@ def test_unit_and_pm1_give_different_bp_runs(tmp_path):
     table = calibration.run_calibration(TEST_PARAMS, tmp_path, progress=False)
     acc = table[table["metric"] == "val_accuracy_pct"].set_index("input_norm")["ours_mean"]
     assert acc["pm1"] != pytest.approx(acc["unit"])
+
+
+def test_the_agreement_table_shows_mean_abs_z_rounded():
+    rows = [cell("digits", norm, metric, z, "within") for norm, z in (("pm1", 0.357190123), ("unit", -8.256695))
+            for metric in calibration.METRIC_NAMES]
+    view = calibration.agreement_view(pd.DataFrame(rows))
+    assert view["mean |z|"].tolist() == [0.36, 8.26] and "mean_abs_z" not in view
+    assert "0.357" not in view.to_html()
+    from pathlib import Path
+    cells = json.loads(Path("notebooks/calibration.ipynb").read_text())["cells"]
+    source = "\n".join("".join(c["source"]) for c in cells)
+    assert "calibration.agreement_view(table)" in source and "calibration.agreement(table)\n" not in source

@@ -169,7 +169,9 @@ def test_progress_moves_at_every_epoch_of_a_batch(monkeypatch):
 
 def test_check_refuses_bad_params_and_missing_data_in_one_line(tmp_path, capsys):
     import yaml
-    cfg = yaml.safe_load(open("params.yaml"))
+
+    from salrepro.pipeline.config import read_yaml
+    cfg = read_yaml("params.yaml")
     good = tmp_path / "good.yaml"
     good.write_text(yaml.safe_dump(cfg))
     stamp = tmp_path / "stamp"
@@ -180,7 +182,7 @@ def test_check_refuses_bad_params_and_missing_data_in_one_line(tmp_path, capsys)
     assert cli.main(["check", "--params", str(bad)]) == cli.EXIT_USAGE
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "area_sweep.lrr: unknown key" in err
-    cfg = yaml.safe_load(open("params.yaml"))
+    cfg = read_yaml("params.yaml")
     cfg["datasets"]["mnist"] = {}
     cfg["data"]["root"] = str(tmp_path / "no-data")
     missing = tmp_path / "missing.yaml"
@@ -215,12 +217,10 @@ def test_prepare_and_readme_subcommands(tmp_path, capsys):
 def test_the_committed_params_file_is_what_dvc_writes_for_the_quick_profile():
     """`dvc exp run -S profile=quick` rewrites params.yaml from conf/: byte for byte what is committed,
     so switching to quick leaves git status clean (the documentation lives in conf/profile/quick.yaml)."""
-    import yaml
-
-    from salrepro.pipeline.config import params_text
+    from salrepro.pipeline.config import params_text, read_yaml
 
     root = Path(__file__).resolve().parent.parent
-    assert (root / "params.yaml").read_text() == params_text(yaml.safe_load((root / "conf/profile/quick.yaml").read_text()))
+    assert (root / "params.yaml").read_text() == params_text(read_yaml(root / "conf/profile/quick.yaml"))
 
 
 def test_a_profile_whose_data_is_missing_is_refused_and_params_stay(tmp_path, monkeypatch, capsys):
@@ -242,13 +242,11 @@ def test_a_profile_whose_data_is_missing_is_refused_and_params_stay(tmp_path, mo
 def test_after_a_failed_switch_the_check_says_how_to_return(tmp_path, monkeypatch, capsys):
     """The trap of `dvc exp run -S profile=cpu` without the data: params.yaml is left on cpu and the next
     `dvc repro` stops at the check, whose message names the way back."""
-    import yaml
-
-    from salrepro.pipeline.config import params_text
+    from salrepro.pipeline.config import params_text, read_yaml
 
     root = Path(__file__).resolve().parent.parent
     params = tmp_path / "params.yaml"
-    params.write_text(params_text(yaml.safe_load((root / "conf/profile/cpu.yaml").read_text())))
+    params.write_text(params_text(read_yaml(root / "conf/profile/cpu.yaml")))
     monkeypatch.setenv("SALREPRO_DATA", str(tmp_path / "nothing"))
     assert cli.main(["check", "--params", str(params)]) == cli.EXIT_DATA
     err = capsys.readouterr().err
@@ -277,3 +275,85 @@ def test_an_interrupted_retrain_says_which_stages_were_swapped_in(tmp_path, monk
     assert f"swapped in (retrained, now in {tmp_path / 'quick'}): calibration, area_sweep@digits;" in text
     assert "not swapped (their committed runs untouched): moe@digits, preset_sweep@digits;" in text
     assert "<profile>" not in text and "PROFILE" not in text
+
+
+def test_lr_as_the_paper_writes_it_passes_the_check_and_the_command_line(tmp_path, capsys):
+    """`lr: 1e-4` in params.yaml and `--option NAME=1e-4` read as numbers (YAML 1.2, as DVC reads params)."""
+    params = tmp_path / "params.yaml"
+    params.write_text(Path("params.yaml").read_text().replace("  lr: 0.0001\n", "  lr: 1e-4\n"))
+    assert "lr: 1e-4" in params.read_text()
+    assert cli.main(["check", "--params", str(params)]) == cli.EXIT_OK, capsys.readouterr().err
+    assert cli._option("feedback_scale=5E-1") == ("feedback_scale", 0.5)
+    assert cli._option("divisor=sum") == ("divisor", "sum")
+
+
+def test_the_usage_line_names_every_command_and_run_help_every_method(capsys):
+    parser = cli.build_parser()
+    commands = list(cli._subparsers(parser))
+    assert {"run", "sweep", "datasets", "check", "profile", "retrain", "prepare", "readme"} <= set(commands)
+    usage = " ".join(parser.format_usage().split())
+    assert "{" + ",".join(commands) + "}" in usage
+    assert cli.main(["run", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    from salrepro.method.models import METHODS
+    for method in METHODS:
+        assert (f"{method}-K" if method in ("sal", "moe", "salbp") else method) in text, method
+
+
+@pytest.mark.parametrize("argv, usage", [(["run", "--bogus"], "usage: salrepro run "),
+                                         (["check", "--bogus", "x"], "usage: salrepro check "),
+                                         (["--bogus", "datasets"], "usage: salrepro datasets ")])
+def test_an_unknown_option_is_told_with_its_command_s_usage(argv, usage, capsys):
+    assert cli.main(argv) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith(usage) and "unrecognized arguments: " + " ".join(a for a in argv if a.startswith("--bogus") or a == "x") in err
+
+
+def _say_many(i, path, together):
+    """A worker (forked) logging through the command's handler to an unbuffered stderr, as PYTHONUNBUFFERED=1
+    makes it: every write reaches the file at once."""
+    import io
+    import logging
+    import os
+    import sys
+
+    sys.stderr = io.TextIOWrapper(io.FileIO(os.open(path, os.O_WRONLY | os.O_APPEND), "w"), write_through=True)
+    log = logging.getLogger("salrepro")
+    log.handlers = [cli._Say()]
+    log.setLevel(logging.INFO)
+    together.wait()  # both write at once, as two workers resuming do
+    for n in range(2000):
+        log.info("worker %d: resumed from its checkpoint after epoch %d", i, n)
+    sys.stderr.flush()
+
+
+def test_log_lines_of_processes_side_by_side_never_share_a_line(tmp_path):
+    """Two workers resuming at once each log a line; with an unbuffered stderr (PYTHONUNBUFFERED=1, common
+    in containers) `print` wrote the text and its newline apart, and two workers' lines came out as one."""
+    import multiprocessing as mp
+
+    path = tmp_path / "stderr.txt"
+    path.touch()
+    ctx = mp.get_context("fork")
+    together = ctx.Barrier(2)
+    workers = [ctx.Process(target=_say_many, args=(i, str(path), together)) for i in range(2)]
+    [w.start() for w in workers]
+    [w.join(60) for w in workers]
+    lines = path.read_text().splitlines()
+    assert len(lines) == 4000 and all(ln.startswith("salrepro: worker ") and ln.count("salrepro:") == 1 for ln in lines)
+
+
+def test_the_readme_s_run_stores_leave_the_working_tree_clean():
+    """`salrepro run --store runs/` as README shows it writes where git does not look (.gitignore: /runs/)."""
+    import re
+    import shutil
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("needs a git checkout")
+    stores = re.findall(r"--store (\S+)", (root / "README.md").read_text())
+    assert stores
+    for store in stores:
+        record = str(Path(store) / "digits-sal-K4-d2-w256-s0-0123456789abcdef.json")
+        assert subprocess.run(["git", "check-ignore", "-q", record], cwd=root).returncode == 0, store

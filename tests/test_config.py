@@ -4,29 +4,28 @@ import copy
 from pathlib import Path
 
 import pytest
-import yaml
 
-from salrepro.pipeline.config import ParamsError, load_params, parse_method, stage_settings, validate
+from salrepro.pipeline.config import ParamsError, load_params, parse_method, read_yaml, stage_settings, validate
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def quick():
-    return yaml.safe_load((ROOT / "params.yaml").read_text())
+    return read_yaml(ROOT / "params.yaml")
 
 
 def test_committed_params_is_the_quick_profile():
-    profile = yaml.safe_load((ROOT / "conf/profile/quick.yaml").read_text())
+    profile = read_yaml(ROOT / "conf/profile/quick.yaml")
     assert quick() == profile and quick()["profile"] == "quick"
 
 
 @pytest.mark.parametrize("name", ["quick", "cpu", "paper"])
 def test_every_profile_validates(name):
-    validate(yaml.safe_load((ROOT / f"conf/profile/{name}.yaml").read_text()))
+    validate(read_yaml(ROOT / f"conf/profile/{name}.yaml"))
 
 
 def test_paper_profile_covers_the_paper():
-    p = yaml.safe_load((ROOT / "conf/profile/paper.yaml").read_text())
+    p = read_yaml(ROOT / "conf/profile/paper.yaml")
     assert len(p["area_sweep"]["datasets"]) == 10 and max(p["depth"]["depths"]) == 128
     assert max(p["width"]["widths"]) == 4096 and p["width"]["depth"] == 64 and p["device"] == "cuda"
 
@@ -107,3 +106,56 @@ def test_moe_settings_come_from_the_area_sweep(tmp_path):
 def test_missing_params_file_is_a_clear_error(tmp_path):
     with pytest.raises(ParamsError, match="no such params file"):
         load_params(tmp_path / "nope.yaml")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# one YAML reading: params as DVC reads them (YAML 1.2), not as PyYAML does (YAML 1.1)
+# ---------------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("typed", ["1e-4", "1E-4", ".0001", "1.0e-4", "0.0001", "1e-04"])
+def test_a_learning_rate_reads_as_the_number_a_user_typed(tmp_path, typed):
+    """`lr: 1e-4` is how the paper and the README write it; under YAML 1.1 (PyYAML) it is the string '1e-4'
+    and the check refused it, while DVC, which reads YAML 1.2, took it for a number."""
+    text = (ROOT / "params.yaml").read_text()
+    assert text.count("  lr: 0.0001\n") >= 2
+    params = tmp_path / "params.yaml"
+    params.write_text(text.replace("  lr: 0.0001\n", f"  lr: {typed}\n"))
+    cfg = load_params(params)
+    assert cfg["area_sweep"]["lr"] == cfg["depth"]["lr"] == 1e-4 and isinstance(cfg["area_sweep"]["lr"], float)
+    assert stage_settings(cfg, "area_sweep", "digits").lr == 1e-4
+
+
+def test_our_reading_of_every_params_file_is_dvc_s():
+    """DVC tracks params.yaml's values with its own parser; the stages must see the same values."""
+    dvc_serialize = pytest.importorskip("dvc.utils.serialize")
+    for path in [ROOT / "params.yaml", ROOT / "tests/notebooks/params-test.yaml", *sorted((ROOT / "conf/profile").glob("*.yaml"))]:
+        assert read_yaml(path) == dvc_serialize.parse_yaml(path.read_text(), str(path)), path.name
+    text = "a: 1e-4\nb: yes\nc: .5\nd: [1, 1E3]\n"
+    assert read_yaml_text(text) == dvc_serialize.parse_yaml(text, "x") == {"a": 1e-4, "b": "yes", "c": 0.5, "d": [1, 1e3]}
+
+
+def read_yaml_text(text):
+    from salrepro.pipeline.config import parse_yaml
+
+    return parse_yaml(text)
+
+
+def test_bad_yaml_is_one_line_naming_the_file(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("area_sweep: [1, 2\n")
+    with pytest.raises(ParamsError, match=r"params.yaml: not valid YAML: ") as err:
+        load_params(params)
+    assert "\n" not in str(err.value)
+
+
+def test_params_are_read_by_one_loader():
+    """No module of the package reads YAML but through config.parse_yaml: a second reader (PyYAML's
+    safe_load reads YAML 1.1) would make the same file mean two things."""
+    import ast
+
+    readers = []
+    for path in sorted((ROOT / "src" / "salrepro").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in {"safe_load", "load", "full_load", "unsafe_load", "load_all"} \
+                    and isinstance(node.value, ast.Name) and node.value.id in {"yaml", "YAML"}:
+                readers.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert readers == []

@@ -739,3 +739,44 @@ def test_cross_validation_folds_never_hold_the_reported_split_and_are_stratified
     assert torch.equal(torch.sort(torch.cat(held_all)).values, torch.arange(full.x_train.shape[0]))
     with pytest.raises(ValueError, match="must be one of"):
         load_dataset("digits", split="cv2-0")  # k >= 3
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# what the missing-files messages say
+# ---------------------------------------------------------------------------------------------------------------------
+def test_missing_files_name_the_splits_that_read_them_once(tmp_path):
+    status = D.available(tmp_path)
+    cifar, pcam = str(status["cifar10"]), str(status["pcam"])
+    assert cifar.count("(train+val)") == 1 and "cifar-10-batches-py/: data_batch_1, " in cifar and "batches.meta" in cifar
+    assert "MNIST/raw/: train-images-idx3-ubyte (or train-images-idx3-ubyte.gz), " in str(status["mnist"])
+    assert pcam.count("(train)") == 1 and pcam.count("(val)") == 1
+    with pytest.raises(D.DatasetMissingError) as e:
+        D.load_dataset("cifar10", root=tmp_path)
+    text = str(e.value)
+    assert text.count("train+val") == 1 and text.count("[MISSING]") == 7 and "(train+val)" not in text
+
+
+@pytest.mark.parametrize("asked, present, fix", [
+    ("original", D.USPS_REBUILT[0], "the data option usps_train: rebuilt reads it"),
+    ("rebuilt", "usps.bz2", "the data option usps_train: original reads it"),
+])
+def test_a_missing_usps_training_file_names_the_other_one_when_it_is_there(tmp_path, asked, present, fix):
+    (tmp_path / present).parent.mkdir(parents=True, exist_ok=True)
+    for name in ("usps.t.bz2", present):
+        (tmp_path / name).write_bytes(b"")  # presence is what the messages look at
+    status = str(D.available(tmp_path, {"usps": {"usps_train": asked}})["usps"])
+    assert status.startswith("partial: val split present") and fix in status
+    with pytest.raises(D.DatasetMissingError) as e:
+        D.load_dataset("usps", root=tmp_path, usps_train=asked)
+    assert fix in str(e.value)
+    (tmp_path / present).unlink()  # nothing to offer: no hint
+    assert "usps_train:" not in str(D.available(tmp_path, {"usps": {"usps_train": asked}})["usps"])
+
+
+def test_digits_is_not_said_to_be_decoded_from_files(tmp_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="salrepro.data"):
+        D.prepare("digits", root=tmp_path / "nothing-here", cache_dir=tmp_path)
+    said = [r.getMessage() for r in caplog.records if "decoding" in r.getMessage()]
+    assert said == ["decoding digits from sklearn.datasets.load_digits (no files needed)"]

@@ -4,10 +4,9 @@ import copy
 
 import pandas as pd
 import pytest
-import yaml
 
 from salrepro.pipeline import protocol
-from salrepro.pipeline.config import ParamsError, validate
+from salrepro.pipeline.config import ParamsError, read_yaml, validate
 
 
 def test_readings_split_into_model_and_data_choices():
@@ -73,7 +72,7 @@ def test_consistency_places_the_paper_point_among_our_runs():
 
 
 def test_bad_readings_are_rejected():
-    cfg = yaml.safe_load(open("conf/profile/cpu.yaml"))
+    cfg = read_yaml("conf/profile/cpu.yaml")
     bad = copy.deepcopy(cfg)
     bad["protocol_study"]["readings"]["x"] = {"divisr": "sum"}
     with pytest.raises(ParamsError, match="protocol_study.readings.x.divisr: not a choice"):
@@ -86,3 +85,22 @@ def test_bad_readings_are_rejected():
     bad["protocol_study"]["grid"]["feedback_dist"] = ["cauchy"]
     with pytest.raises(ParamsError, match="protocol_study.grid.feedback_dist: feedback_dist: must be one of"):
         validate(bad)
+
+
+@pytest.mark.parametrize("rows", [1, 4, None])
+def test_the_protocol_figure_s_legend_covers_no_tick_and_no_label(rows):
+    """The legend sat at a fixed fraction of the axes below them: with few readings the axes are short and it
+    covered the x ticks and label (the quick profile's figure). Drawn, its box lies below both."""
+    from salrepro.pipeline import figures
+
+    table = pd.read_csv("tests/notebooks/results/protocol_study/readings.csv")
+    readings = list(dict.fromkeys(table["reading"]))[:rows]
+    fig = figures.protocol_distances(table[table["reading"].isin(readings)])
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    legend = (fig.legends[0] if fig.legends else ax.get_legend()).get_window_extent(renderer)
+    below = [t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_text() and t.get_visible()]
+    below.append(ax.xaxis.label.get_window_extent(renderer))
+    assert below and all(legend.y1 <= b.y0 for b in below), (legend, below)
+    assert legend.y0 >= 0  # inside the figure

@@ -29,7 +29,7 @@ def test_dvc_yaml_is_the_registry_s():
 def test_every_dvc_param_is_a_key_of_every_profile():
     """A key dvc.yaml names that a profile lacks would stop `dvc repro` under that profile."""
     for path in [ROOT / "params.yaml", *sorted((ROOT / "conf" / "profile").glob("*.yaml"))]:
-        cfg = yaml.safe_load(path.read_text())
+        cfg = config.read_yaml(path)
         for st in registry.STAGES:
             for key in st.params:
                 node = cfg

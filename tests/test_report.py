@@ -6,6 +6,7 @@ import pandas as pd
 import yaml
 
 from salrepro.pipeline import report
+from salrepro.pipeline.config import read_yaml
 from salrepro.pipeline.report import read_stage_outputs
 
 
@@ -26,14 +27,14 @@ def test_report_reads_only_the_profile_datasets(tmp_path):
         d = tmp_path / "area_sweep" / ds
         d.mkdir(parents=True)
         pd.DataFrame([{"dataset": ds, "method": "bp", "areas": 1}]).to_csv(d / "summary.csv", index=False)
-    params = yaml.safe_load(open("params.yaml"))
+    params = read_yaml("params.yaml")
     out = read_stage_outputs(tmp_path, params)
     assert list(out["area_sweep"]["dataset"]) == ["digits"] and out["depth"].empty
     assert sorted(read_stage_outputs(tmp_path)["area_sweep"]["dataset"]) == ["digits", "mnist"]
 
 
 def test_not_run_reasons_name_the_profile(tmp_path):
-    params = yaml.safe_load(open("params.yaml"))
+    params = read_yaml("params.yaml")
     reasons = report.not_run_reasons(params, {"digits"}, data_root=tmp_path)
     assert len(reasons) == 9 and "digits" not in set(reasons["dataset"])
     assert all("not in the 'quick' profile" in r for r in reasons["reason"])
@@ -161,14 +162,14 @@ def test_report_reads_only_results_under_the_profiles_input_map(tmp_path):
     d.mkdir(parents=True)
     pd.DataFrame([{"dataset": "digits", "method": "bp", "areas": 1, "input_norm": "unit"},
                   {"dataset": "digits", "method": "sal", "areas": 4, "input_norm": "pm1"}]).to_csv(d / "summary.csv", index=False)
-    params = yaml.safe_load(open("params.yaml"))
+    params = read_yaml("params.yaml")
     assert list(read_stage_outputs(tmp_path, params)["depth"]["method"]) == ["sal"]  # pm1, the default map
     params["datasets"]["digits"] = {"input_norm": "unit"}
     assert list(read_stage_outputs(tmp_path, params)["depth"]["method"]) == ["bp"]
 
 
 def test_not_run_reasons_tell_a_profile_cut_short_from_a_dataset_outside_it(tmp_path):
-    params = yaml.safe_load(open("conf/profile/cpu.yaml"))
+    params = read_yaml("conf/profile/cpu.yaml")
     params["area_sweep"]["datasets"] = ["digits"]  # rendered while the rest of the profile reruns
     reasons = report.not_run_reasons(params, {"digits"}, data_root=tmp_path).set_index("dataset")["reason"]
     assert reasons["mnist"].startswith("in the 'cpu' profile, not yet run under these parameters")
@@ -216,3 +217,20 @@ def test_depth_dips_are_diagnosed_from_the_losses():
     assert "not explained by its losses" in report.depth_dips(s.assign(train_loss_mean=[0.1, 0.5, 0.2]), as_runs(s))
     near = s.assign(val_accuracy_pct_mean=[50.0, 49.0, 65.0])
     assert report.depth_dips(near, as_runs(near)) == ""  # within noise: no dip
+
+
+def test_every_sentence_of_the_notebooks_text_starts_in_upper_case():
+    """The pages a reader opens (the report among them) are made of these cells; code spans aside."""
+    import json
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    lower = []
+    for path in sorted((root / "notebooks").glob("*.ipynb")):
+        for c in json.loads(path.read_text())["cells"]:
+            if c["cell_type"] == "markdown":
+                text = re.sub(r"`[^`]*`", "CODE", "".join(c["source"]))
+                lower += [f"{path.name}: ...{text[max(0, m.start() - 30):m.end() + 10]}"
+                          for m in re.finditer(r"[.!?]\s+[a-z]", text)]
+    assert lower == []

@@ -2,15 +2,14 @@
 
 from dataclasses import replace
 
-import yaml
 
 import salrepro
 from salrepro.pipeline import stages
-from salrepro.pipeline.config import stage_settings, validate
+from salrepro.pipeline.config import read_yaml, stage_settings, validate
 
 
 def settings(stage):
-    return stage_settings(validate(yaml.safe_load(open("params.yaml"))), stage, "digits")
+    return stage_settings(validate(read_yaml("params.yaml")), stage, "digits")
 
 
 def test_area_sweep_grid_is_table2():

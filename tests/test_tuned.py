@@ -10,14 +10,14 @@ import yaml
 
 from salrepro import experiments as ex
 from salrepro.pipeline import tuned
-from salrepro.pipeline.config import load_params, stage_settings
+from salrepro.pipeline.config import load_params, read_yaml, stage_settings
 from salrepro.data import Dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def tiny_params(tmp_path, **tuned_overrides) -> Path:
-    p = yaml.safe_load((ROOT / "tests/notebooks/params-test.yaml").read_text())
+    p = read_yaml(ROOT / "tests/notebooks/params-test.yaml")
     p["area_sweep"].update(epochs=3, seeds=2)  # enough epochs for a training loss below ln(10): trained, not unstable
     p["tuned"].update(methods=["bp", "sal-4"], lrs=[0.03, 0.1], **tuned_overrides)
     p["tuned"]["depth"]["datasets"] = []

@@ -201,20 +201,57 @@ def _req_text(req: tuple) -> str:
     return " (or ".join(rel for rel, _ in req) + ")" * (len(req) - 1)
 
 
+def _grouped(reqs: dict) -> list[tuple[str, list]]:
+    """Requirements ({req: splits}) grouped by the splits that read them, in table order: [("train+val", [req,
+    ...]), ("train", [...]), ...], so that each group says its splits once."""
+    groups: dict = {}
+    for req, splits in reqs.items():
+        groups.setdefault("+".join(splits), []).append(req)
+    return list(groups.items())
+
+
+def _files_text(reqs: list) -> str:
+    """Files in one line; those in one folder named once: `folder/: a, b (or b.gz), c`."""
+    folders = {str(Path(rel).parent) for req in reqs for rel, _ in req}
+    if len(reqs) > 1 and len(folders) == 1 and "." not in folders:
+        names = [" (or ".join(Path(rel).name for rel, _ in req) + ")" * (len(req) - 1) for req in reqs]
+        return f"{folders.pop()}/: " + ", ".join(names)
+    return ", ".join(_req_text(req) for req in reqs)
+
+
 def _missing_text(spec: _Spec, missing, suffix: str) -> list[str]:
+    """The missing files, one item per group of splits that read them: 'a, b (train+val)'."""
     gone = {r for _, r in missing}
-    return [f"{_req_text(r)} ({'+'.join(sp)}{suffix})"
-            for r, sp in _requirements(spec, ("train", "val")).items() if r in gone]
+    reqs = {r: sp for r, sp in _requirements(spec, ("train", "val")).items() if r in gone}
+    return [f"{_files_text(group)} ({splits}{suffix})" for splits, group in _grouped(reqs)]
+
+
+def _other_file_here(spec: _Spec, root: Path) -> str:
+    """The fix the files under `root` allow, if any: USPS's other training file is there (the rebuilt split
+    where the original is asked for, or the reverse); '' otherwise."""
+    if spec.name != "usps":
+        return ""
+    asks_rebuilt = spec.files["train"] == ((USPS_REBUILT,),)
+    other = _spec_for("usps", {"usps_train": "original" if asks_rebuilt else "rebuilt"})
+    if _find(other, root, ("train",))[1]:
+        return ""
+    if asks_rebuilt:
+        return "torchvision's original training file usps.bz2 is in that folder: the data option usps_train: original reads it"
+    return (f"the rebuilt training split {USPS_REBUILT[0]} is in that folder: the data option usps_train: rebuilt reads it "
+            "(salrepro run --data-option usps_train=rebuilt; in params.yaml, datasets: usps: {usps_train: rebuilt}; "
+            "docs/data.md)")
 
 
 def _missing_error(spec: _Spec, root: Path, origin: str, splits, missing) -> DatasetMissingError:
     lines = [f"Dataset {spec.name!r} ({spec.display}) is missing files.",
              f"  folder searched: {root}  (from {origin})",
-             "  files expected there (torchvision's layout):"]
+             "  files expected there (torchvision's layout), by the splits that read them:"]
     gone = {r for _, r in missing}
-    for req, used_by in _requirements(spec, splits).items():
-        mark = "MISSING" if req in gone else "found  "
-        lines.append(f"    [{mark}] {_req_text(req)}   ({'+'.join(used_by)})")
+    for used_by, reqs in _grouped(_requirements(spec, splits)):
+        lines.append(f"    {used_by}:")
+        lines += [f"      [{'MISSING' if req in gone else 'found  '}] {_req_text(req)}" for req in reqs]
+    if hint := _other_file_here(spec, root):
+        lines.append(f"  with what is there: {hint}.")
     if spec.download:
         lines.append(f"  to get them: salrepro.load_dataset({spec.name!r}, download=True) downloads them into that "
                      f"folder (source: {spec.url}),")
@@ -468,7 +505,7 @@ def _prepare(name, root=None, download=False, *, cache=True, cache_dir_=None, op
         return blob, path, "hit"
     if verify:
         _verify(spec, found)
-    log.info("decoding %s from %s", name, root)
+    log.info("decoding %s from %s", name, root if any(spec.files.values()) else f"{spec.source} (no files needed)")
     blob = _build(spec, root, found, options, path.parent if path is not None else None, key)
     if path is not None:
         _write_cache(path, blob)
@@ -647,7 +684,8 @@ def available(root=None, options: dict | None = None) -> dict[str, bool | Unavai
         gone = _missing_text(spec, missing, "")
         complete = [s for s in ("train", "val") if s not in {m[0] for m in missing}]
         kind = f"partial: {', '.join(complete)} split present; missing" if complete else "missing"
-        out[name] = Unavailable(f"{kind} {', '.join(gone)} under {root}")
+        hint = _other_file_here(spec, root)
+        out[name] = Unavailable(f"{kind} {'; '.join(gone)} under {root}" + (f"; {hint}" if hint else ""))
     return out
 
 

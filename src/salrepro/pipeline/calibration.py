@@ -91,6 +91,12 @@ def agreement(table: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["within", "mean_abs_z"], ascending=[False, True])
 
 
+def agreement_view(table: pd.DataFrame) -> pd.DataFrame:
+    """`agreement` as the notebook shows it: mean |z| to two decimals (a cell agrees at |z| <= sigma; digits
+    beyond the second tell a reader nothing)."""
+    return agreement(table).round({"mean_abs_z": 2}).rename(columns={"mean_abs_z": "mean |z|"})
+
+
 def best_map(table: pd.DataFrame) -> str:
     """The map whose BP cells agree with the paper most often (ties: the smaller mean |z|)."""
     return str(agreement(table).index[0])

@@ -27,13 +27,17 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_DATA, EXIT_DIVERGED, EXIT_JOBS_FAILED, EXI
 
 
 def _option(text: str) -> tuple[str, object]:
-    """NAME=VALUE with VALUE parsed as YAML (numbers, true/false, strings)."""
-    import yaml
+    """NAME=VALUE with VALUE read as params.yaml's values are (config.parse_yaml, YAML 1.2): numbers such as
+    1e-4, true/false, strings."""
+    from .config import ParamsError, parse_yaml
 
     name, sep, value = text.partition("=")
     if not sep or not name:
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, e.g. divisor=sum, got {text!r}")
-    return name, yaml.safe_load(value)
+    try:
+        return name, parse_yaml(value, name)
+    except ParamsError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _positive_float(text: str) -> float:
@@ -65,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="salrepro", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,sweep,datasets,check,retrain,prepare,readme}")
+    sub = parser.add_subparsers(dest="command", required=True)  # the usage line lists every command (argparse's default)
 
     run = sub.add_parser("run", help="train one configuration for several seeds and print a table of results",
                          description="Train one configuration (method, K, shape, training settings) for several "
@@ -74,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dataset", default="digits", choices=DATASETS,
                      help="dataset (default: digits, embedded, needs no files)")
     run.add_argument("--method", default="sal-4",
-                     help="bp, sal-K, moe-K, dfa or fa, as in the paper's tables (default: sal-4)")
+                     help="bp, sal-K, moe-K, salbp-K, dfa or fa, as in the paper's tables (default: sal-4); salbp-K is "
+                          "SAL's areas and routing trained by backpropagation (beyond the paper: the areas or the rule?)")
     run.add_argument("--seeds", type=_int_at_least(1), default=5, help="number of seeds, 0..N-1 (default: 5, the paper's)")
     run.add_argument("--epochs", type=_int_at_least(1), default=25, help="epochs (default: 25, the paper's)")
     run.add_argument("--batch-size", type=_int_at_least(1), default=16, help="batch size (default: 16, the paper's)")
@@ -166,8 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
                                          "into results/<profile>/.retrain/; each stage's runs/ folders are swapped into "
                                          "place only when all its runs are finished, so an interruption leaves the "
                                          "committed runs of every stage not yet swapped in as they were (the message "
-                                         "lists which were), and the same command resumes. Then run "
-                                         "`dvc repro` to render the notebooks from the new runs.")
+                                         "lists which were), and the same command resumes. A run whose history "
+                                         "equals the committed one (bit for bit, or losses within 1e-4 relative "
+                                         "with every accuracy identical: float rounding between CPUs) keeps its "
+                                         "committed file byte for byte; the command prints how many runs were "
+                                         "bit-identical, equal within the tolerance and changed (naming them). "
+                                         "Then run `dvc repro` to render the notebooks from the changed runs.")
     retrain.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml, the quick profile)")
     retrain.add_argument("--stage", action="append", choices=ORDER, default=None,
                          help="a stage to retrain (repeatable; default: all, in pipeline order). moe and preset_sweep "
@@ -329,13 +338,17 @@ def _dry_run_table(planned) -> str:
 
 
 def cmd_retrain(args) -> int:
-    from .retrain import ORDER, retrain
+    from .retrain import ORDER, retrain, summary_lines
 
     t0 = time.perf_counter()
     done = retrain(args.params, args.stage or ORDER, progress=False if args.no_progress else None)
     for d in done:
-        print(f"{d['stage']}{'@' + d['dataset'] if d['dataset'] else ''}: new runs in {d['runs']}")
-    print(f"retrained in {time.perf_counter() - t0:.0f} s; now `dvc repro` renders the notebooks from the new runs")
+        print(f"{d['stage']}{'@' + d['dataset'] if d['dataset'] else ''}: retrained runs in {d['runs']}")
+    print("\n".join(summary_lines(done)))
+    changed = sum(len(d["kept"].changed) for d in done)
+    print(f"retrained in {time.perf_counter() - t0:.0f} s; "
+          + ("now `dvc repro` renders the notebooks from the changed runs" if changed else
+             "nothing changed beyond the tolerance: the committed results stand as they were"))
     return EXIT_OK
 
 
@@ -456,11 +469,19 @@ def cmd_datasets(args) -> int:
     return EXIT_OK
 
 
+def _subparsers(parser: argparse.ArgumentParser) -> dict:
+    """Each command's parser, by name."""
+    return next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+
 class _Say(logging.Handler):
-    """The package's log lines on the current stderr, as 'salrepro: ...'."""
+    """The package's log lines on the current stderr, as 'salrepro: ...'. One write per line, flushed: worker
+    processes log side by side (resumes), and `print` writes a line and its newline apart, which an
+    unbuffered stderr (PYTHONUNBUFFERED) passes on as two writes that the workers interleave."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        print(f"salrepro: {record.getMessage()}", file=sys.stderr)
+        sys.stderr.write(f"salrepro: {record.getMessage()}\n")
+        sys.stderr.flush()
 
 
 def main(argv=None) -> int:
@@ -470,7 +491,9 @@ def main(argv=None) -> int:
 
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # said by the command's own parser, with its usage (argparse would print the top-level one)
+            _subparsers(parser)[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as e:  # argparse: --help (0) or a usage error (2)
         return int(e.code or 0)
     logger = logging.getLogger("salrepro")

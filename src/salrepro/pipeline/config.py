@@ -10,6 +10,11 @@ Methods are written as in the paper's tables: `bp`, `sal-4`, `moe-16`,
 `dfa`, `fa`. Everything is checked before any stage trains: an unknown key,
 a wrong type or an out-of-range value raises `ParamsError` naming the key,
 the value and what is allowed.
+
+Every params and profile file is read by `read_yaml` / `parse_yaml`, the way DVC reads params.yaml
+(ruamel.yaml's safe loader, YAML 1.2): `lr: 1e-4` is the number 0.0001 here as it is for DVC. PyYAML
+reads YAML 1.1, where `1e-4` (no dot) is the string '1e-4' and `yes` is True: the same file would mean
+one thing to `dvc repro`'s params tracking and another to the stages.
 """
 
 from __future__ import annotations
@@ -17,6 +22,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 from ..data import DATA_OPTIONS, DATASETS, TRAIN_SIZES, data_options
 from ..method.models import OPTIONS, check_method_options
@@ -31,6 +39,22 @@ SCHEMA = {**schema.TOP, **registry.section_schema()}  # each stage's section dec
 DATASET_OPTIONS = {key: ((lambda allowed: lambda v: v in allowed)(allowed),
                          f"one of {list(allowed)} (default {default!r}{'; ' + ', '.join(only) + ' only' if only else ''}): {what}")
                    for key, (allowed, default, only, what) in DATA_OPTIONS.items()}
+
+
+def parse_yaml(text: str, where: str = "params"):
+    """YAML text as DVC reads params.yaml (`dvc.utils.serialize.parse_yaml`: ruamel.yaml, typ="safe",
+    YAML 1.2): plain dicts, lists, ints, floats (`1e-4`, `1E-4`, `.0001`, `1.0e-4` alike), strings; None
+    for an empty document. A syntax error raises ParamsError naming `where`."""
+    try:
+        return YAML(typ="safe").load(text)
+    except YAMLError as e:
+        raise ParamsError(f"{where}: not valid YAML: {' '.join(str(e).split())}") from None
+
+
+def read_yaml(path):
+    """A params or profile file, read as DVC reads it (`parse_yaml`)."""
+    path = Path(path)
+    return parse_yaml(path.read_text(), str(path))
 
 
 def _check(tree: dict, schema: dict, where: str) -> None:
@@ -153,7 +177,8 @@ def validate(cfg: dict) -> dict:
 def params_text(cfg: dict) -> str:
     """A params tree as DVC's Hydra composition writes params.yaml (`dvc exp run -S profile=NAME`): block
     lists, no comments. The committed params.yaml is exactly this for the quick profile, so switching to
-    quick rewrites it byte for byte; the profiles' documentation lives in conf/profile/*.yaml."""
+    quick rewrites it byte for byte; the profiles' documentation lives in conf/profile/*.yaml. (Written with
+    PyYAML, whose output both YAML versions read alike: floats always carry a dot or an exponent with one.)"""
     return yaml.safe_dump(cfg, sort_keys=False)
 
 
@@ -174,8 +199,7 @@ def load_params(path="params.yaml") -> dict:
     path = Path(path)
     if not path.exists():
         raise ParamsError(f"{path}: no such params file (run from the project root, or pass params_file=)")
-    with open(path) as f:
-        return validate(yaml.safe_load(f))
+    return validate(read_yaml(path))
 
 
 def stage_settings(cfg: dict, stage: str, dataset: str):

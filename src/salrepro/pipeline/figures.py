@@ -148,7 +148,8 @@ def protocol_distances(table: pd.DataFrame):
     """Protocol study at a glance: one row per reading (named by its choices), ordered by its mean |z| over
     the fit datasets (closest to the paper on top); one marker per dataset on one shared axis, filled on
     the fit set, hollow on the held-out set; a reading's claims (SAL above BP, accuracy rising with K) on
-    a dataset are the marker's shape: star both, triangle one, circle neither."""
+    a dataset are the marker's shape: star both, triangle one, circle neither. The legend sits in its own
+    band under the axis label (constrained layout), so it never covers the ticks, whatever the rows."""
     sns = _sns()
     fit_set = table.get("set", pd.Series("fit", index=table.index)) == "fit"
     order = table[fit_set].groupby("reading")["mean_abs_z"].mean().sort_values().index.tolist()
@@ -156,7 +157,7 @@ def protocol_distances(table: pd.DataFrame):
     names = {r: (f"{r}: {c}" if c and c != r else r) for r, c in zip(table["reading"], table.get("choices", table["reading"]))}
     datasets = list(dict.fromkeys(table["dataset"]))
     colors = dict(zip(datasets, sns.color_palette("colorblind", len(datasets))))
-    fig, ax = plt.subplots(figsize=(10, 0.32 * len(order) + 1.8))
+    fig, ax = plt.subplots(figsize=(10, 0.32 * len(order) + 2.2), layout="constrained")
     ys = {r: i for i, r in enumerate(order)}
     for r in table.itertuples():
         claims = bool(r.sal_above_bp) + bool(r.rises_with_k)
@@ -173,10 +174,9 @@ def protocol_distances(table: pd.DataFrame):
     handles += [Line2D([], [], marker="o", linestyle="", markerfacecolor="none", color="gray", label="hollow: held out (run once)"),
                 Line2D([], [], marker="*", linestyle="", color="gray", markersize=10, label="star: SAL above BP and rising with K"),
                 Line2D([], [], marker="^", linestyle="", color="gray", label="triangle: one of the two claims")]
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.4, -0.07), ncol=4, fontsize=8, frameon=False)
+    fig.legend(handles=handles, loc="outside lower center", ncol=4, fontsize=8, frameon=False)
     ax.set_title("Protocol study: how close each reading comes to the paper (ordered on the fit set)")
     sns.despine(fig)
-    fig.tight_layout()
     return fig
 
 

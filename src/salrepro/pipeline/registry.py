@@ -12,7 +12,8 @@ claims its notebook judges. Everything else is derived from `STAGES`:
 - the retrain order (`retrain_order`: a stage after the stages whose runs it reuses) and `run`;
 - the report's training times (`instances`);
 - the claims each notebook judges (`judge`);
-- dvc.yaml (`dvc_yaml`; `python -m salrepro.pipeline.registry` writes it, a test holds the file to it).
+- dvc.yaml (`dvc_yaml`; `python -m salrepro.pipeline.registry` writes it, a test holds the file to it), and
+  the command that renders each executed notebook to HTML (`nbconvert_command`).
 
 Adding a stage: a `Stage` here; its module (its settings dataclass, a subclass of settings.Training
 whose `read` takes its fields from params.yaml and whose `configs()` are its runs, and its runner); its
@@ -50,6 +51,8 @@ class Stage:
     table2: bool = False  # compared with the paper's Tables 2/3 cell by cell (comparison.csv)
     notebook_params: tuple[tuple[str, str], ...] = ()  # papermill -p pairs beyond the usual ones
     sweep: bool = False  # trains a grid per dataset and writes summary.csv (`salrepro sweep`, the report's input)
+    page: str | None = None  # also render the executed notebook as one page for readers, <folder>/<page>.html:
+    #                          its text, tables and figures, no code (nbconvert_command)
 
     @property
     def trains(self) -> bool:
@@ -126,7 +129,7 @@ STAGES: tuple[Stage, ...] = (
           figures=("claims_forest.png", "tuned_lr.png", "paper_vs_ours.png"),
           claims=("sal_beats_bp", "accuracy_rises_with_k", "train_loss_falls_with_k", "gap_grows_with_depth",
                   "gap_grows_with_width", "trains_at_every_depth", "sal_beats_moe"),
-          notebook_params=(("results_dir", "results/${profile}"), ("readme", "README.md"))),
+          notebook_params=(("results_dir", "results/${profile}"), ("readme", "README.md")), page="replication"),
 )
 STAGE = {s.name: s for s in STAGES}
 
@@ -218,7 +221,9 @@ def judge(stage: str, runs, data: tuple[str, ...] | None = None) -> list[dict]:
 _HEADER = """\
 # The replication pipeline, generated from src/salrepro/pipeline/registry.py (python -m salrepro.pipeline.registry
 # rewrites it; a test holds this file to it: edit the registry, not this file). Each notebook stage runs a
-# notebook with papermill (parameters from params.yaml, the quick profile as committed) and renders it to HTML.
+# notebook with papermill (parameters from params.yaml, the quick profile as committed) and renders it to HTML
+# (src/salrepro/pipeline/templates/salrepro: read offline, long lines wrapped; the report also as one page of
+# text, tables and figures with no code, report/replication.html).
 # Other profiles: salrepro profile cpu | paper, then dvc repro   (see conf/profile/).
 # Results that a reader needs (metrics, tables, figures, executed notebooks)
 # and the run records (one small JSON per trained model) are git-tracked
@@ -262,9 +267,23 @@ plots:
   - figures/${profile}
 """
 
-_NBCONVERT = ("jupyter nbconvert --to html --log-level WARN --TagRemovePreprocessor.enabled=True "
-              "--TagRemovePreprocessor.remove_cell_tags parameters --TagRemovePreprocessor.remove_cell_tags "
-              "nbval-check-output")
+TEMPLATES = "src/salrepro/pipeline/templates"  # nbconvert's template `salrepro` (lab's, offline, lines wrapped)
+
+
+def nbconvert_command(executed: str, page: str | None = None) -> str:
+    """The command that renders an executed notebook to HTML beside it, run from the project root: the notebook
+    page (`<name>.html`: code and outputs, without the default parameters cell and the cells that print numbers
+    for the nbval tests), or with `page` the reader's page `<page>.html`: no code at all (nbconvert's
+    --no-input), every figure embedded as a data: URI, so that the one file is the whole report.
+    Both use the template `salrepro` (templates/salrepro/index.html.j2): JupyterLab's, with nothing loaded from
+    the network and long lines wrapped inside their cells."""
+    tags = ["parameters", "nbval-check-output"] + (["injected-parameters"] if page else [])
+    words = ["jupyter nbconvert --to html --log-level WARN --template salrepro",
+             f"--TemplateExporter.extra_template_basedirs={TEMPLATES} --TagRemovePreprocessor.enabled=True",
+             " ".join(f"--TagRemovePreprocessor.remove_cell_tags {t}" for t in tags)]
+    if page:
+        words.append(f"--no-input --HTMLExporter.embed_images=True --output {page}")
+    return " ".join(words + [executed])
 
 
 def _stage_yaml(st: Stage) -> list[str]:
@@ -279,7 +298,8 @@ def _stage_yaml(st: Stage) -> list[str]:
     cmd = [f"mkdir -p {folder} &&",
            f"papermill notebooks/{nb}.ipynb {executed} -k python3 --cwd . --no-progress-bar",
            " ".join(f"-p {k} {v}" for k, v in args),
-           f"&& {_NBCONVERT} {executed}"]
+           f"&& {nbconvert_command(executed)}"]
+    cmd += [f"&& {nbconvert_command(executed, st.page)}"] if st.page else []
     deps = ["data/params-checked", f"notebooks/{nb}.ipynb", "src/salrepro"]
     deps += ["data/cache/${item}.pt"] if item and st.trains else []
     deps += [f"results/${{profile}}/{r}/${{item}}/runs" if r == st.within else f"results/${{profile}}/{r}"
@@ -291,6 +311,7 @@ def _stage_yaml(st: Stage) -> list[str]:
         outs.append((f"{folder}/runs", "runs"))
     if not st.folder_out:
         outs += [(executed, ""), (f"{folder}/{st.name}.html", "")] + [(f"{folder}/{o}", "") for o in st.outs]
+        outs += [(f"{folder}/{st.page}.html", "")] if st.page else []
     outs += [(f"figures/${{profile}}/{f.format(item='${item}')}", "") for f in st.figures]
     if st.sweep and st.trains:
         outs.append((f"{folder}/metrics.json", ""))

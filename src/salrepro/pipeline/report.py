@@ -13,13 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from . import calibration as calibration_stage
 from . import claims as claims_table
 from . import paper, stats
 from . import registry
-from .config import STAGES
+from .config import STAGES, read_yaml
 from ..data import DATASETS, DISPLAY_NAMES, available, data_options, project_root
 from ..data import data_root as resolve_data_root
 from ..experiments import record_input_norm, stored_records, write_json_atomic
@@ -125,7 +124,7 @@ def not_run_reasons(params: dict, ran: set, data_root=None) -> pd.DataFrame:
     root = resolve_data_root(data_root if data_root is not None else params["data"]["root"])
     avail = available(root, params["datasets"])
     profile_file = project_root() / "conf" / "profile" / f"{params['profile']}.yaml"
-    in_profile = (yaml.safe_load(profile_file.read_text())["area_sweep"]["datasets"] if profile_file.exists()
+    in_profile = (read_yaml(profile_file)["area_sweep"]["datasets"] if profile_file.exists()
                   else params["area_sweep"]["datasets"])
     rows = []
     for ds in DATASETS:

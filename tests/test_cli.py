@@ -344,7 +344,7 @@ def test_log_lines_of_processes_side_by_side_never_share_a_line(tmp_path):
 
 
 def test_the_readme_s_run_stores_leave_the_working_tree_clean():
-    """`salrepro run --store runs/` as README shows it writes where git does not look (.gitignore: /runs/)."""
+    """`salrepro run --store runs/` as the usage page shows it writes where git does not look (.gitignore: /runs/)."""
     import re
     import shutil
     import subprocess
@@ -352,7 +352,7 @@ def test_the_readme_s_run_stores_leave_the_working_tree_clean():
     root = Path(__file__).resolve().parent.parent
     if shutil.which("git") is None or not (root / ".git").exists():
         pytest.skip("needs a git checkout")
-    stores = re.findall(r"--store (\S+)", (root / "README.md").read_text())
+    stores = re.findall(r"--store (\S+)", (root / "docs" / "usage.md").read_text())
     assert stores
     for store in stores:
         record = str(Path(store) / "digits-sal-K4-d2-w256-s0-0123456789abcdef.json")

@@ -124,7 +124,7 @@ STAGES: tuple[Stage, ...] = (
            "width.datasets", "moe.datasets", "tuned.datasets", "tuned.depth", "protocol_study.fit"),
           per_dataset=False, dataset_keys=(), reuses=("calibration", "area_sweep", "preset_sweep", "depth", "width", "moe",
                                      "protocol_study", "tuned"),
-          outs=("comparison.csv", "preset_comparison.csv", "not_run.csv", "summary.md", "claims.json",
+          outs=("comparison.csv", "preset_comparison.csv", "not_run.csv", "summary.md", "finding.md", "claims.json",
                 "claims_table.csv", "claims_forest.csv", "report.json", "headline.json"),
           figures=("claims_forest.png", "tuned_lr.png", "paper_vs_ours.png"),
           claims=("sal_beats_bp", "accuracy_rises_with_k", "train_loss_falls_with_k", "gap_grows_with_depth",

@@ -492,6 +492,7 @@ def write_report(rep: Report, out_dir="results/quick/report") -> dict:
     rep.claims_table.to_csv(out / "claims_table.csv", index=False)
     claims_table.forest_frame(rep.claims).to_csv(out / "claims_forest.csv", index=False)
     (out / "summary.md").write_text(summary_markdown(rep) + "\n")
+    (out / "finding.md").write_text(finding_markdown(rep) + "\n")
     calib = rep.calibration
     counts, preset = cell_counts(rep.comparison), cell_counts(rep.preset_comparison)
     metrics = {**({"calibration_within": {m: v["within"] for m, v in calibration_stage.headline(calib)["cells_within"].items()},
@@ -548,10 +549,77 @@ def update_readme(readme: str | Path, body: str, block_name: str) -> bool:
     return True
 
 
+# The generated blocks a profile's report writes, and the file each comes from: the finding (README.md's
+# first screen) and the whole summary (docs/results.md).
+BLOCKS = {"finding": "finding.md", "replication": "summary.md"}
+
+
 def write_readme_blocks(readme: str | Path, results: str | Path) -> list[str]:
-    """Copy a profile's report summary (calibration, verdicts, protocol study: each once) into
-    README.md's block replication-<profile>. The report stage alone calls this, so one stage
-    writes README.md. Returns the blocks written."""
-    results = Path(results)
-    block, source = f"replication-{results.name}", results / "report" / "summary.md"
-    return [block] if source.exists() and update_readme(readme, source.read_text(), block) else []
+    """Copy a profile's generated blocks into README.md and docs/results.md beside it, wherever their
+    markers are: `finding-<profile>` (the finding and the claims table) and `replication-<profile>` (the
+    whole summary: calibration, verdicts, protocol study). The report stage alone calls this, so one
+    stage writes these pages. Returns the blocks written, as 'page: block'."""
+    results, readme = Path(results), Path(readme)
+    written = []
+    for page in (readme, readme.parent / "docs" / "results.md"):
+        if not page.exists():
+            continue
+        for kind, name in BLOCKS.items():
+            block, source = f"{kind}-{results.name}", results / "report" / name
+            if source.exists() and update_readme(page, source.read_text(), block):
+                written.append(f"{page.name}: {block}")
+    return written
+
+
+def finding_markdown(rep: Report) -> str:
+    """The finding in a few plain sentences, each term defined before it is used, then the claims table
+    with its legend: README.md's first screen. Generated from the claims, so it says whatever they say."""
+    cells = {(c["id"], c["column"]): c for c in rep.claims}
+    get = lambda cid, col: cells.get((cid, col), {"verdict": "not run"})  # noqa: E731
+    say = lambda cid, col: claims_table.verdict_text(get(cid, col), pooled=True)  # noqa: E731
+    fit = ", ".join(paper.DISPLAY_NAMES[d] for d in rep.fit_datasets) or "a fit set"
+    held = ", ".join(paper.DISPLAY_NAMES[d] for d in rep.held_out)
+    ran = sorted({d for frame in rep.runs.values() if len(frame) for d in frame["dataset"]}, key=DATASETS.index)
+    lines = [
+        f"*Terms.* BP: the paper's backpropagation baseline. SAL-K: SAL with K parameter areas. Two readings of the "
+        f"choices the paper's text leaves open: the *defaults* (docs/method.md) and `{rep.preset}`, the reading closest "
+        f"to the paper's Tables 2/3, chosen on {fit}" + (f" and tested on {held}, which played no part in choosing it. "
+                                                          if held else " (this profile holds no dataset out). ")
+        + "Two learning-rate regimes: the paper's (1e-4 for every method) and *tuned* (each method at its own best "
+        "learning rate, chosen by cross-validation on the training split, never on the split we report). "
+        f"Profile `{rep.profile}`: {', '.join(paper.DISPLAY_NAMES[d] for d in ran)}.",
+    ]
+    bp = _bp_accuracy(rep)
+    first = (f"At the paper's learning rate, SAL-16 against BP under `{rep.preset}` is "
+             f"**{say('sal_beats_bp', 'preset')}** points, and under the defaults "
+             f"**{say('sal_beats_bp', 'defaults')}**")
+    if bp:
+        first += (f"; there BP reaches {bp[0]:.1f}% on average over these datasets, against {bp[1]:.1f}% at its own "
+                  "learning rate")
+    lines.append(first + ".")
+    lines.append(f"With every method at its own learning rate, SAL-16 against BP is **{say('sal_beats_bp', 'preset_tuned')}** "
+                 f"points under `{rep.preset}` and **{say('sal_beats_bp', 'defaults_tuned')}** under the defaults; "
+                 f"accuracy against K (points per doubling of K) is **{say('accuracy_rises_with_k', 'preset_tuned')}** and "
+                 f"**{say('accuracy_rises_with_k', 'defaults_tuned')}**.")
+    lines.append("The figures' claims (depth, width, MoE) and every other cell: the table below; each dataset's effect "
+                 "with its interval: the report's forest plot.")
+    legend = ("Each cell: the verdict, the datasets (supporting / contradicting / inconclusive; for "
+              f"`{rep.preset}`, also those held out of choosing it), then the effect pooled over datasets (random "
+              "effects) with its 95% interval: accuracy points for SAL-16 - BP and SAL - MoE, points per doubling of "
+              "K, depth or width for the trends and the gaps' growth, training loss per doubling of K, the worst depth "
+              "minus the best for 'trains at every depth' (-5 or above passes). *Limited evidence*: fewer than 3 "
+              "datasets test it. The rules: docs/results.md.")
+    return "\n\n".join(lines) + "\n\n" + legend + "\n\n" + claims_table.table_markdown(rep.claims_table)
+
+
+def _bp_accuracy(rep: Report) -> tuple[float, float] | None:
+    """BP's mean accuracy over the datasets both regimes ran, at the paper's lr and at its tuned lr."""
+    a, t = rep.runs.get("area_sweep", pd.DataFrame()), rep.runs.get("tuned", pd.DataFrame())
+    if a.empty or t.empty:
+        return None
+    a, t = a[a["method"] == "bp"], t[(t["method"] == "bp") & (t["depth"] == 2)]
+    both = sorted(set(a["dataset"]) & set(t["dataset"]))
+    if not both:
+        return None
+    mean = lambda f: f[f["dataset"].isin(both)].groupby("dataset")["val_accuracy_pct"].mean().mean()  # noqa: E731
+    return float(mean(a)), float(mean(t))

@@ -1,5 +1,6 @@
 """Experiment runs, the run store and the summary tables (experiments.py)."""
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -572,3 +573,15 @@ def test_tensor_bytes_counts_every_tensor_exactly_feedback_included():
     assert ex.tensor_bytes(sal) == 4.0 * (4 * 5 * 64 + 4 * 5 + 10 * 64 + 10 * 4 + 10 * 5 + 10 * 5 + 10)
     assert ex.tensor_bytes(dfa) == 4.0 * (5 * 64 + 5 + 10 * 5 + 10 * 5 + 10)
     assert ex.weight_bytes(dfa) == 4.0 * (5 * 64 + 5 + 10 * 5 + 10)  # trained weights only
+
+
+def test_a_sweep_over_any_setting_is_never_averaged_across_it():
+    """Two batch sizes, two seeds each, through the runner: two rows of two seeds, not one row of four
+    (summarize groups by every setting but the seed); the same for an option with no preset's name."""
+    configs = [dataclasses.replace(c, batch_size=b) for b in (8, 16) for c in small_grid() if c.method == "bp"]
+    table = ex.summarize(ex.run_all(configs, Toy(), progress=False, device="cpu"))
+    assert sorted(zip(table["batch_size"], table["seeds"])) == [(8, 2), (16, 2)]
+    custom = [ex.make_config("toy", "sal", num_areas=2, hidden=8, seed=s, epochs=1, batch_size=16, lr=0.05,
+                             options={"feedback_scale": f}) for f in (2.0, 3.0) for s in (0, 1)]
+    t = ex.summarize(ex.run_all(custom, Toy(), progress=False, device="cpu"))
+    assert list(t["reading"]) == ["custom", "custom"] and list(t["seeds"]) == [2, 2]

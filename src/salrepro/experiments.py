@@ -766,6 +766,8 @@ def runs_frame(records) -> pd.DataFrame:
             "label": r["label"] + ("" if reading == "default" else f" [{reading}]"),
             "input_norm": record_input_norm(r),
             "display": display_name(c["dataset"], data_opts) if c["dataset"] in DATASETS else c["dataset"],
+            "options": json.dumps(c.get("options") or {}, sort_keys=True),
+            "split": data_opts.get("split", DATA_OPTIONS["split"][1]),
             "lr": c["lr"], "epochs": c["epochs"],
             "batch_size": c["batch_size"], "val_accuracy_pct": 100 * r["final"]["val_accuracy"], "train_loss": r["final"]["train_loss"],
             "val_loss": r["final"]["val_loss"], "params_total": r["parameters"]["total"],
@@ -777,11 +779,19 @@ def runs_frame(records) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def summarize(records, by=("dataset", "method", "areas", "depth", "hidden", "reading")) -> pd.DataFrame:
+# What tells two configurations apart in a runs_frame: every setting of a run but its seed. A summary
+# groups by all of them, so that a sweep over any setting (an lr, a batch size, an option, an input map)
+# is never averaged across it as if its values were seeds.
+CONFIG_COLUMNS = ("dataset", "method", "areas", "depth", "hidden", "reading", "options", "input_norm", "split", "lr",
+                  "epochs", "batch_size")
+
+
+def summarize(records, by=CONFIG_COLUMNS) -> pd.DataFrame:
     """Mean and std over seeds of the final-epoch metrics (std with ddof=1,
-    as numpy/pandas report a sample standard deviation). Diverged runs are
-    never averaged in: `seeds` counts the runs that finished, `diverged` the
-    others."""
+    as numpy/pandas report a sample standard deviation), one row per
+    configuration (`by`: every setting but the seed, CONFIG_COLUMNS). Diverged
+    runs are never averaged in: `seeds` counts the runs that finished,
+    `diverged` the others."""
     df = runs_frame(records)
     metrics = ["val_accuracy_pct", "train_loss", "val_loss"]
     if df.empty:  # nothing ran (e.g. every lr of a selection failed): a summary with no rows

@@ -69,7 +69,7 @@ def run_calibration(params_file="params.yaml", out_dir="results/quick/calibratio
             except submitted as e:  # its jobs are queued: the other maps' go too before this returns
                 pending = e
                 continue
-            summaries.append(ex.summarize(records, by=("dataset", "method", "areas", "depth", "hidden", "input_norm")))
+            summaries.append(ex.summarize(records))
     if pending is not None:
         raise pending
     summary = pd.concat(summaries, ignore_index=True)

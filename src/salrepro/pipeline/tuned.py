@@ -218,14 +218,13 @@ def run_tuned(dataset: str, *, params_file="params.yaml", out_dir=None, progress
     selection = ex.runs_frame(ex.run_all(configs, lambda c: splits[dict(c.data_options)["split"]],
                                          store=store, device=s.device, plan=s.batching(), progress=progress,
                                          desc=f"tuned {dataset}: lr selection", executor=executor))
-    selection.insert(selection.columns.get_loc("seed") + 1, "split", [dict(c.data_options)["split"] for c in configs])
     choice = choose_lr(selection, {dataset: min(d.x_val.shape[0] for d in splits.values())})
     official = s.load()
     read_from = [p for stage in registry.STAGE["tuned"].reuses if (p := results / stage / dataset / "runs").is_dir()]
     records = ex.run_all(final_configs(s, choice), official, store=store, read_from=read_from, device=s.device,
                          plan=s.batching(), progress=progress, desc=f"tuned {dataset}: at the chosen lrs",
                          executor=executor)
-    summary = ex.summarize(records, by=(*SPEC_KEYS, "lr"))
+    summary = ex.summarize(records)
     runs = runs_table(records)
     metrics = {"val_accuracy_pct": {f"{r.label}@d{r.depth}": round(float(r.val_accuracy_pct_mean), 2)
                                     for r in summary.itertuples()},

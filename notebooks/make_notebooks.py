@@ -325,10 +325,11 @@ nb([
          '    found = registry.judge("tuned", view, data=("table2", "moe"))\n'
          '    display(Markdown(f"**SAL under `{reading}`**\\n\\n" + claims.claims_markdown(found)))\n'
          'd = out.settings.depth\n'
-         'deep_view = lambda frame: claims.reading_view(claims.depth_view(frame, d.methods, d.depths, d.hidden), d.preset or "default")\n'
+         'deep_view = lambda frame: claims.depth_view(frame, d.methods, d.depths, d.hidden)\n'
          'deep = deep_view(out.summary)\n'
-         'if d.run:\n'
-         '    display(Markdown("**Depth at tuned learning rates**\\n\\n" + claims.claims_markdown(registry.judge("tuned", deep_view(out.runs), data=("depth",)))))'),
+         'for reading in (d.readings if d.run else ()):\n'
+         '    found = registry.judge("tuned", claims.reading_view(deep_view(out.runs), reading), data=("depth",))\n'
+         '    display(Markdown(f"**Depth at tuned learning rates, SAL under `{reading}`**\\n\\n" + claims.claims_markdown(found)))'),
     md("## Depth at tuned learning rates (Figure 2, on the datasets of `tuned.depth`)"),
     code('figures.show(figures.versus_axis(deep, "depth", f"{title}: accuracy against depth, each at its tuned lr",\n'
          '                                 paper_trend=paper.TRENDS["depth"]), f"{figures_dir}/tuned-{dataset}-depth.png") \\\n'

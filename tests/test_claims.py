@@ -10,7 +10,7 @@ from salrepro.pipeline import claims, paper
 
 DATASETS = ("digits", "semeion", "usps")
 PARAMS = {"area_sweep": {"hidden": 256}, "depth": {"hidden": 256, "depths": [2, 8, 32]},
-          "tuned": {"depth": {"datasets": ["semeion"], "preset": "paper_fit", "methods": ["bp", "sal-4"]}}}
+          "tuned": {"depth": {"datasets": ["semeion"], "readings": ["paper_fit"], "methods": ["bp", "sal-4"]}}}
 
 
 def runs(ds, method, k, acc, *, std=0.5, n=5, depth=2, hidden=256, reading="default", loss=None, lr=1e-4,
@@ -248,8 +248,8 @@ def test_the_table_shows_each_cells_verdict_counts_and_pooled_effect():
                 continue
             n = cell["counts"]
             assert f"({n['supported']}/{n['contradicted']}/{n['inconclusive']})" in text
-            p = cell["pooled"]
-            assert f"{p['estimate']:+.1f} [{p['low']:+.1f}, {p['high']:+.1f}]" in text
+            p, d = cell["pooled"], cell["pooled"]["digits"]
+            assert f"{p['estimate']:+.{d}f} [{p['low']:+.{d}f}, {p['high']:+.{d}f}]" in text
     assert table.loc[claims.CLAIMS[0].statement, "defaults, lr 0.0001"].startswith("contradicted (0/3/0); -10.0 [")
 
 

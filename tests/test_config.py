@@ -60,7 +60,7 @@ def test_paper_profile_covers_the_paper():
         (("tuned", "methods"), ["bp", "salbp-4"], "tuned.methods: got ['bp', 'salbp-4']; allowed: a non-empty list of methods from bp, sal-K, moe-K"),
         (("tuned", "presets"), ["best"], "tuned.presets: got ['best']"),
         (("tuned", "select_seeds"), 0, "tuned.select_seeds: got 0"),
-        (("tuned", "depth", "preset"), "best", "tuned.depth.preset: got 'best'"),
+        (("tuned", "depth", "readings"), ["best"], "tuned.depth.readings: got ['best']"),
         (("tuned", "depth", "methods"), ["moe-4"], "tuned.depth.methods: got ['moe-4']"),
         (("tuned", "depth", "datasets"), ["mnist"], "tuned.depth.datasets: 'mnist' is not listed under datasets"),
         (("tuned", "datasets"), ["mnist"], "tuned.datasets: 'mnist' is not listed under datasets"),

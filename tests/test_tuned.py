@@ -150,3 +150,16 @@ def test_chosen_runs_at_the_paper_lr_are_the_other_stages_runs(tmp_path):
               for c in stages.stage_configs(st, stage_settings(cfg, st, "digits"))}
     shallow = {c.key() for c in tuned.final_configs(s, choice) if c.depth == 2}
     assert shallow <= others and finals <= others and len(selection) == 0
+
+
+def test_the_depth_nets_run_under_every_reading_listed_with_bp_shared(tmp_path):
+    """tuned.depth.readings [default, paper_fit]: SAL-4's depth nets under both readings, BP's once."""
+    p = read_yaml(tiny_params(tmp_path))
+    p["tuned"]["depth"].update(datasets=["digits"], readings=["default", "paper_fit"])
+    path = tmp_path / "both.yaml"
+    path.write_text(yaml.safe_dump(p))
+    s = stage_settings(load_params(path), "tuned", "digits")
+    deep = [c for c in tuned.base_configs(s, lr=0.01, split="official") if c.depth > 2]
+    readings = {(c.method, tuned.reading_of(c.method, dict(c.options))) for c in deep}
+    assert readings == {("bp", "default"), ("sal", "default"), ("sal", "paper_fit")}
+    assert len(deep) == len(set(deep)) == 3 * len([d for d in s.depth.depths if d > 2]) * s.depth.seeds

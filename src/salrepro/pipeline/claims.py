@@ -481,7 +481,7 @@ def views(stages: dict[str, pd.DataFrame], column: Column, params: dict | None =
     depth = empty
     if params is not None:
         d = params["tuned"]["depth"]
-        if (d["preset"] or "default") == column.reading:
+        if column.reading in d["readings"]:
             depth = depth_view(tuned[tuned["dataset"].isin(d["datasets"])], d["methods"], params["depth"]["depths"],
                                params["depth"]["hidden"])
     return {"table2": table2, "depth": depth, "width": empty, "moe": table2}

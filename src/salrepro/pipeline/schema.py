@@ -149,7 +149,8 @@ TUNED = {"datasets": _DATASETS_LIST,
                                 f"a list (possibly empty) of datasets from {DATASETS}: Figure 2 at tuned learning rates"),
                    "methods": (_is_list(lambda v: _is_method(v) and parse_method(v)[0] in ("bp", "sal")),
                                "a non-empty list of methods from bp, sal-K"),
-                   "preset": (lambda v: v is None or v in _NAMED_PRESETS,
-                              f"null (SAL under the defaults) or a named preset from {_NAMED_PRESETS}")}}
+                   "readings": (lambda v: isinstance(v, list) and len(v) > 0 and len(set(v)) == len(v)
+                                and all(r == "default" or r in _NAMED_PRESETS for r in v),
+                                f"a non-empty list of SAL's readings: 'default' and/or named presets from {_NAMED_PRESETS}")}}
 
 REPORT = {"sigma": (_is_pos_number, "a number > 0 (verdict: |ours - paper| <= sigma x combined std)")}

@@ -59,7 +59,7 @@ class TunedDepth:
 
     datasets: tuple[str, ...]  # the datasets it runs on (among the stage's)
     methods: tuple[str, ...]  # 'bp', 'sal-4'
-    preset: str | None  # SAL's reading: None (the defaults) or a named preset
+    readings: tuple[str, ...]  # SAL's readings: "default" and/or named presets (BP's runs are shared)
     depths: tuple[int, ...]
     hidden: int
     seeds: int
@@ -92,7 +92,7 @@ class TunedSettings(Training):
                 "presets": tuple(t["presets"]), "lrs": tuple(t["lrs"]), "select_seeds": t["select_seeds"],
                 "folds": t["folds"], "cv_below": t["cv_below"],
                 "sal_options": dict(sweep["options"]), "moe_options": dict(cfg["moe"]["options"]),
-                "depth": TunedDepth(datasets=tuple(d["datasets"]), methods=tuple(d["methods"]), preset=d["preset"],
+                "depth": TunedDepth(datasets=tuple(d["datasets"]), methods=tuple(d["methods"]), readings=tuple(d["readings"]),
                                     depths=tuple(depth["depths"]), hidden=depth["hidden"], seeds=depth["seeds"],
                                     epochs=depth["epochs"], batch_size=depth["batch_size"],
                                     options=dict(depth["options"]), run=dataset in d["datasets"])}
@@ -127,13 +127,14 @@ def base_configs(s: TunedSettings, *, lr: float, split: str, select: bool = Fals
             out += [ex.make_config(s.dataset, m, num_areas=k, hidden=s.hidden, seed=i, options=method_options(m, opts),
                                    **train) for i in seeds]
     if d.run:
-        opts = d.options if d.preset is None else {**d.options, **PRESETS[d.preset]}  # as the depth stage's
         dtrain = {**train, "epochs": d.epochs, "batch_size": d.batch_size}
         for spec in d.methods:
             m, k = parse_method(spec)
-            out += [ex.make_config(s.dataset, m, num_areas=k, depth=depth, hidden=d.hidden, seed=i,
-                                   options=method_options(m, opts), **dtrain)
-                    for depth in d.depths for i in depth_seeds]
+            for reading in (d.readings if m == "sal" else ("default",)):  # BP has no reading: its runs are shared
+                opts = d.options if reading == "default" else {**d.options, **PRESETS[reading]}  # as the depth stage's
+                out += [ex.make_config(s.dataset, m, num_areas=k, depth=depth, hidden=d.hidden, seed=i,
+                                       options=method_options(m, opts), **dtrain)
+                        for depth in d.depths for i in depth_seeds]
     return list(dict.fromkeys(out))  # depth 2 at Table 2's width is Table 2's net: one run, not two
 
 

@@ -304,3 +304,5 @@ def test_a_preset_cell_counts_its_held_out_datasets_apart():
     assert cell["held_out"] == {"supported": 1, "contradicted": 0, "inconclusive": 0}
     assert claims.verdict_text(cell).startswith("supported (3/0/0), held out 1/0/0")
     assert "held_out" not in cells[("sal_beats_bp", "defaults")]
+    every = {(c["id"], c["column"]): c for c in claims.claim_cells(stages(), PARAMS, "paper_fit", fit=DATASETS)}
+    assert "held_out" not in every[("sal_beats_bp", "preset")]  # nothing held out: nothing to count apart

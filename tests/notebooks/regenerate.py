@@ -3,7 +3,7 @@
     python tests/notebooks/regenerate.py
 
 The report notebook reads `results/` here: a committed copy of the summaries
-the stage notebooks wrote, so that its test does not depend on the order in
+and runs tables the stage notebooks wrote, so that its test does not depend on the order in
 which pytest runs the notebooks.
 
 Run it after changing a notebook in notebooks/ or a number its checked cells
@@ -46,7 +46,8 @@ def main(names) -> None:
     for name in names or ORDER:
         if name == "report":  # freeze the stages' summaries the report test reads
             shutil.rmtree(HERE / "results", ignore_errors=True)
-            for summary in [*(HERE / "_out").glob("*/*/summary.csv"), *(HERE / "_out").glob("tuned/*/choice.csv"),
+            for summary in [*(HERE / "_out").glob("*/*/summary.csv"), *(HERE / "_out").glob("*/*/runs.csv"),
+                            *(HERE / "_out").glob("tuned/*/choice.csv"),
                             HERE / "_out/protocol_study/readings.csv",
                             HERE / "_out/calibration/comparison.csv"]:
                 target = HERE / "results" / summary.relative_to(HERE / "_out")

@@ -506,7 +506,8 @@ def claim_cells(stages: dict[str, pd.DataFrame], params: dict | None = None, pre
             else:
                 cell = judge(claim, data)
                 tested = [f for f in cell["findings"] if f.verdict != "cannot test"]
-                if col.reading != "default" and fit and any(f.dataset in fit for f in tested):
+                if col.reading != "default" and fit and any(f.dataset in fit for f in tested) \
+                        and any(f.dataset not in fit for f in tested):
                     held = [f.verdict for f in tested if f.dataset not in fit]
                     cell["held_out"] = {v: held.count(v) for v in ("supported", "contradicted", "inconclusive")}
             cells.append({**cell, "claim": claim.statement, "column": col.id, "column_title": col.title})

@@ -342,7 +342,7 @@ def forest(frame: pd.DataFrame, columns: list[str] | None = None, fit_datasets=(
     claims = list(dict.fromkeys(frame["claim"]))
     rows = [(c, d) for c in claims for d in dict.fromkeys(frame.loc[frame["claim"] == c, "dataset"])]
     fig, axes = plt.subplots(1, len(cols), figsize=(3.2 * len(cols) + 3.2, 0.28 * len(rows) + 1.6), sharey=True,
-                             squeeze=False)
+                             sharex=True, squeeze=False)
     y = {r: len(rows) - 1 - i for i, r in enumerate(rows)}
     for ax, col in zip(axes[0], cols):
         sub = frame[frame["column_title"] == col]
@@ -356,7 +356,9 @@ def forest(frame: pd.DataFrame, columns: list[str] | None = None, fit_datasets=(
             ref = -5.0 if c == "trains_at_every_depth" else 0.0
             ax.plot([ref, ref], [min(ys) - 0.4, max(ys) + 0.4], color="black", lw=0.8)
         ax.set_title(col, fontsize=9)
-        ax.set_xscale("symlog", linthresh=1.0)
+        ax.set_xscale("symlog", linthresh=0.1, linscale=0.5)  # losses (~0.01) and accuracy points (~10) on one axis
+        ticks = [-30, -10, -3, -1, -0.1, 0, 0.1, 1, 3, 10, 30]
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
         ax.tick_params(axis="x", labelsize=7)
     for c in claims[1:]:  # a rule between claims
         edge = max(y[r] for r in rows if r[0] == c) + 0.5

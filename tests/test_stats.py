@@ -67,6 +67,8 @@ def test_pool_is_dersimonian_laird_and_one_effect_is_its_own_pool():
     assert pooled.low < pooled.estimate < pooled.high
     assert stats.pool(effects[:1]) == effects[0]
     assert stats.pool([]) is None
+    exact = stats.welch([0.0] * 3, [0.0] * 3)  # no variance: nothing to weight it by
+    assert stats.pool([*effects, exact]) == pooled
 
 
 def test_group_effect_averages_the_difference_over_strata():

@@ -203,7 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _table(summary: pd.DataFrame) -> str:
     cols = ["label", "depth", "hidden", "lr", "seeds", "diverged", "val_accuracy_pct_mean", "val_accuracy_pct_std",
             "train_loss_mean", "val_loss_mean"]
-    return summary[[c for c in cols if c in summary]].round(3).to_string(index=False)
+    table = summary[[c for c in cols if c in summary]].copy()
+    if "lr" in table:
+        table["lr"] = table["lr"].map("{:g}".format)  # 0.0001, not 0.0 at three decimals
+    return table.round(3).to_string(index=False)
 
 
 def cmd_run(args) -> int:

@@ -577,49 +577,46 @@ def finding_markdown(rep: Report) -> str:
     cells = {(c["id"], c["column"]): c for c in rep.claims}
     get = lambda cid, col: cells.get((cid, col), {"verdict": "not run"})  # noqa: E731
     say = lambda cid, col: claims_table.verdict_text(get(cid, col), pooled=True)  # noqa: E731
-    fit = ", ".join(paper.DISPLAY_NAMES[d] for d in rep.fit_datasets) or "a fit set"
-    held = ", ".join(paper.DISPLAY_NAMES[d] for d in rep.held_out)
-    ran = sorted({d for frame in rep.runs.values() if len(frame) for d in frame["dataset"]}, key=DATASETS.index)
-    lines = [
-        f"*Terms.* BP: the paper's backpropagation baseline. SAL-K: SAL with K parameter areas. Two readings of the "
-        f"choices the paper's text leaves open: the *defaults* (docs/method.md) and `{rep.preset}`, the reading closest "
-        f"to the paper's Tables 2/3, chosen on {fit}" + (f" and tested on {held}, which played no part in choosing it. "
-                                                          if held else " (this profile holds no dataset out). ")
-        + "Two learning-rate regimes: the paper's (1e-4 for every method) and *tuned* (each method at its own best "
-        "learning rate, chosen by cross-validation on the training split, never on the split we report). "
-        f"Profile `{rep.profile}`: {', '.join(paper.DISPLAY_NAMES[d] for d in ran)}.",
-    ]
+    names = lambda ds: ", ".join(paper.DISPLAY_NAMES[d] for d in ds)  # noqa: E731
+    terms = (f"*Terms.* BP: backpropagation, the paper's baseline. SAL-K: SAL with K areas. Readings of the paper's "
+             f"open choices: the *defaults* (docs/method.md) and `{rep.preset}`, the reading closest to the paper's "
+             f"Tables 2/3 (chosen on {names(rep.fit_datasets) or 'a fit set'}"
+             + (f"; tested on {names(rep.held_out)}, held out of choosing it). " if rep.held_out else
+                "; no dataset held out in this profile). ")
+             + "Learning rates: the paper's (1e-4 for every method) and *tuned* (each method's own best, chosen by "
+               "cross-validation on the training split, never on the split reported).")
+    first = (f"At the paper's learning rate, SAL-16 against BP is **{say('sal_beats_bp', 'preset')}** accuracy points "
+             f"under `{rep.preset}` and **{say('sal_beats_bp', 'defaults')}** under the defaults.")
     bp = _bp_accuracy(rep)
-    first = (f"At the paper's learning rate, SAL-16 against BP under `{rep.preset}` is "
-             f"**{say('sal_beats_bp', 'preset')}** points, and under the defaults "
-             f"**{say('sal_beats_bp', 'defaults')}**")
     if bp:
-        first += (f"; there BP reaches {bp[0]:.1f}% on average over these datasets, against {bp[1]:.1f}% at its own "
-                  "learning rate")
-    lines.append(first + ".")
-    lines.append(f"With every method at its own learning rate, SAL-16 against BP is **{say('sal_beats_bp', 'preset_tuned')}** "
-                 f"points under `{rep.preset}` and **{say('sal_beats_bp', 'defaults_tuned')}** under the defaults; "
-                 f"accuracy against K (points per doubling of K) is **{say('accuracy_rises_with_k', 'preset_tuned')}** and "
-                 f"**{say('accuracy_rises_with_k', 'defaults_tuned')}**.")
-    lines.append("The figures' claims (depth, width, MoE) and every other cell: the table below; each dataset's effect "
-                 "with its interval: the report's forest plot.")
-    legend = ("Each cell: the verdict, the datasets (supporting / contradicting / inconclusive; for "
-              f"`{rep.preset}`, also those held out of choosing it), then the effect pooled over datasets (random "
-              "effects) with its 95% interval: accuracy points for SAL-16 - BP and SAL - MoE, points per doubling of "
-              "K, depth or width for the trends and the gaps' growth, training loss per doubling of K, the worst depth "
-              "minus the best for 'trains at every depth' (-5 or above passes). *Limited evidence*: fewer than 3 "
-              "datasets test it. The rules: docs/results.md.")
-    return "\n\n".join(lines) + "\n\n" + legend + "\n\n" + claims_table.table_markdown(rep.claims_table)
+        first += (f" At that rate BP is far from trained: {bp[1]:.1f}% on average over {names(bp[0])}, against "
+                  f"{bp[2]:.1f}% at its own learning rate.")
+    trend = get("accuracy_rises_with_k", "preset_tuned")
+    moves = {"supported": "rises", "contradicted": "falls"}.get(trend["verdict"], "shows no clear trend")
+    second = (f"With every method at its own learning rate, SAL-16 against BP is "
+              f"**{say('sal_beats_bp', 'preset_tuned')}** under `{rep.preset}` and "
+              f"**{say('sal_beats_bp', 'defaults_tuned')}** under the defaults, and accuracy {moves} with K "
+              f"(**{say('accuracy_rises_with_k', 'preset_tuned')}** points per doubling of K under `{rep.preset}`).")
+    legend = ("Each cell below: the verdict; the datasets supporting / contradicting / inconclusive (for "
+              f"`{rep.preset}`, then those held out of choosing it); the effect pooled over datasets (random "
+              "effects) with its 95% interval, in the claim's units: accuracy points (SAL-16 - BP, SAL - MoE), "
+              "points per doubling of K, depth or width (trends; a gap's growth), training loss per doubling of K, "
+              "SAL's worst depth minus its best ('trains at every depth': -5 or above passes). *Limited evidence*: "
+              "fewer than 3 datasets test it. How each claim is tested: docs/results.md; each dataset's effect: "
+              "the report's forest plot.")
+    return "\n\n".join([terms, first, second, legend, claims_table.table_markdown(rep.claims_table)])
 
 
-def _bp_accuracy(rep: Report) -> tuple[float, float] | None:
-    """BP's mean accuracy over the datasets both regimes ran, at the paper's lr and at its tuned lr."""
+def _bp_accuracy(rep: Report) -> tuple[list[str], float, float] | None:
+    """(datasets, BP's mean accuracy at the paper's lr, at its tuned lr), over the datasets both regimes ran."""
     a, t = rep.runs.get("area_sweep", pd.DataFrame()), rep.runs.get("tuned", pd.DataFrame())
     if a.empty or t.empty:
         return None
     a, t = a[a["method"] == "bp"], t[(t["method"] == "bp") & (t["depth"] == 2)]
-    both = sorted(set(a["dataset"]) & set(t["dataset"]))
+    both = sorted(set(a["dataset"]) & set(t["dataset"]), key=DATASETS.index)
     if not both:
         return None
     mean = lambda f: f[f["dataset"].isin(both)].groupby("dataset")["val_accuracy_pct"].mean().mean()  # noqa: E731
-    return float(mean(a)), float(mean(t))
+    return both, float(mean(a)), float(mean(t))
+
+

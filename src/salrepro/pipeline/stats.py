@@ -124,8 +124,10 @@ def _adjust(p, method: str) -> list[float]:
 
 def pool(effects: list[Effect]) -> Effect | None:
     """The random-effects (DerSimonian-Laird) pooled estimate across datasets, with its 95% interval;
-    one dataset's effect is its own pool; None where none has an interval."""
-    usable = [e for e in effects if math.isfinite(e.low) and math.isfinite(e.high)]
+    one dataset's effect is its own pool; None where none has an interval. An effect measured without
+    noise (every run equal: e.g. a training loss of exactly 0 at every level) has no variance to weight
+    it by and stays out of the pool (it is still its dataset's finding)."""
+    usable = [e for e in effects if math.isfinite(e.low) and math.isfinite(e.high) and e.high > e.low]
     if not usable:
         return None
     if len(usable) == 1:

@@ -242,7 +242,7 @@ def test_the_table_shows_each_cells_verdict_counts_and_pooled_effect():
     by = {(c["id"], c["column_title"]): c for c in cells}
     for claim in claims.CLAIMS:
         for title in ("defaults, lr 0.0001", "paper_fit, lr 0.0001", "defaults, tuned lr", "paper_fit, tuned lr"):
-            cell, text = by[(claim.id, title)], table.loc[claim.statement, title]
+            cell, text = by[(claim.id, title)], table.loc[claim.short, title]
             if cell["verdict"] == "not run":
                 assert text == "not run"
                 continue
@@ -250,7 +250,7 @@ def test_the_table_shows_each_cells_verdict_counts_and_pooled_effect():
             assert f"({n['supported']}/{n['contradicted']}/{n['inconclusive']})" in text
             p, d = cell["pooled"], cell["pooled"]["digits"]
             assert f"{p['estimate']:+.{d}f} [{p['low']:+.{d}f}, {p['high']:+.{d}f}]" in text
-    assert table.loc[claims.CLAIMS[0].statement, "defaults, lr 0.0001"].startswith("contradicted (0/3/0); -10.0 [")
+    assert table.loc[claims.CLAIMS[0].short, "defaults, lr 0.0001"].startswith("contradicted (0/3/0); -10.0 [")
 
 
 def test_the_bottom_line_names_both_regimes():

@@ -354,23 +354,24 @@ class Claim:
     effect: str  # what the effect is, in words (the forest plot's axis)
     need: float = 0.5  # the share of datasets that must support it
     digits: int = 1  # decimals of its effect (a loss: 3)
+    short: str = ""  # its name in the claims table
 
 
 CLAIMS = (
     Claim("sal_beats_bp", "SAL beats BP on nine of ten datasets (Table 2)", "table2", findings_sal_beats_bp,
-          f"SAL-{SAL_K} minus BP, accuracy points", need=0.85),
+          f"SAL-{SAL_K} minus BP, accuracy points", need=0.85, short="SAL-16 beats BP (Table 2)"),
     Claim("accuracy_rises_with_k", "Accuracy rises with the number of areas K (Table 2)", "table2",
-          findings_accuracy_rises_with_k, "SAL accuracy per doubling of K, points"),
+          findings_accuracy_rises_with_k, "SAL accuracy per doubling of K, points", short="accuracy rises with K (Table 2)"),
     Claim("train_loss_falls_with_k", "Training loss falls as K grows (Table 3)", "table2",
-          findings_train_loss_falls_with_k, "SAL training loss per doubling of K", digits=3),
+          findings_train_loss_falls_with_k, "SAL training loss per doubling of K", digits=3, short="training loss falls with K (Table 3)"),
     Claim("gap_grows_with_depth", "BP degrades with depth while SAL does not: the gap grows (Figure 2)", "depth",
-          lambda r: findings_gap_grows_with(r, "depth"), "SAL's slope minus BP's per doubling of depth, points"),
+          lambda r: findings_gap_grows_with(r, "depth"), "SAL's slope minus BP's per doubling of depth, points", short="SAL's lead grows with depth (Fig. 2)"),
     Claim("gap_grows_with_width", "SAL's advantage over BP grows with width (Figure 3)", "width",
-          lambda r: findings_gap_grows_with(r, "hidden"), "SAL's slope minus BP's per doubling of width, points"),
+          lambda r: findings_gap_grows_with(r, "hidden"), "SAL's slope minus BP's per doubling of width, points", short="SAL's lead grows with width (Fig. 3)"),
     Claim("trains_at_every_depth", "SAL trains at every depth, to 128 (Figure 2)", "depth", findings_trains_at_every_depth,
-          f"SAL's worst depth minus its best, points (non-inferior above -{NI_MARGIN:g})"),
+          f"SAL's worst depth minus its best, points (non-inferior above -{NI_MARGIN:g})", short="SAL trains at every depth (Fig. 2)"),
     Claim("sal_beats_moe", "SAL beats a BP-trained top-1 MoE at equal K (Figures 4-5)", "moe", findings_sal_beats_moe,
-          "SAL minus MoE at equal K > 1, accuracy points"),
+          "SAL minus MoE at equal K > 1, accuracy points", short="SAL beats MoE at equal K (Figs. 4-5)"),
 )
 CLAIM = {c.id: c for c in CLAIMS}
 
@@ -563,10 +564,10 @@ def paper_verdicts() -> dict[str, dict]:
 
 
 def claims_table(cells: list[dict], pooled: bool = True) -> pd.DataFrame:
-    """One row per claim: the paper's statement, its own numbers judged by our tests, then each column's
-    verdict with its counts (and, with `pooled`, the pooled effect and its interval)."""
+    """One row per claim: its short name, its own numbers judged by our tests, then each column's verdict
+    with its counts (and, with `pooled`, the pooled effect and its interval)."""
     own = paper_verdicts()
-    rows = {c.id: {"claim": c.statement, "the paper's numbers": (verdict_text(own[c.id], pooled)
+    rows = {c.id: {"claim": c.short, "the paper's numbers": (verdict_text(own[c.id], pooled)
                                                                  if "counts" in own[c.id] else own[c.id]["verdict"])}
             for c in CLAIMS}
     for cell in cells:

@@ -576,17 +576,17 @@ def finding_markdown(rep: Report) -> str:
     with its legend: README.md's first screen. Generated from the claims, so it says whatever they say."""
     cells = {(c["id"], c["column"]): c for c in rep.claims}
     get = lambda cid, col: cells.get((cid, col), {"verdict": "not run"})  # noqa: E731
-    say = lambda cid, col: claims_table.verdict_text(get(cid, col), pooled=True)  # noqa: E731
+    say = lambda cid, col: _plain(get(cid, col))  # noqa: E731
     names = lambda ds: ", ".join(paper.DISPLAY_NAMES[d] for d in ds)  # noqa: E731
     terms = (f"*Terms.* BP: backpropagation, the paper's baseline. SAL-K: SAL with K areas. Readings of the paper's "
-             f"open choices: the *defaults* (docs/method.md) and `{rep.preset}`, the reading closest to the paper's "
-             f"Tables 2/3 (chosen on {names(rep.fit_datasets) or 'a fit set'}"
-             + (f"; tested on {names(rep.held_out)}, held out of choosing it). " if rep.held_out else
+             f"open choices: the *defaults* (docs/method.md) and `{rep.preset}`, the reading whose Tables 2/3 come "
+             f"closest to the paper's (a protocol study over 23 readings, on {names(rep.fit_datasets) or 'a fit set'}"
+             + (f"; then tested on {names(rep.held_out)}, held out of choosing it). " if rep.held_out else
                 "; no dataset held out in this profile). ")
              + "Learning rates: the paper's (1e-4 for every method) and *tuned* (each method's own best, chosen by "
                "cross-validation on the training split, never on the split reported).")
-    first = (f"At the paper's learning rate, SAL-16 against BP is **{say('sal_beats_bp', 'preset')}** accuracy points "
-             f"under `{rep.preset}` and **{say('sal_beats_bp', 'defaults')}** under the defaults.")
+    first = (f"At the paper's learning rate, SAL-16 against BP is **{say('sal_beats_bp', 'preset')}** under "
+             f"`{rep.preset}`, and **{say('sal_beats_bp', 'defaults')}** under the defaults.")
     bp = _bp_accuracy(rep)
     if bp:
         first += (f" At that rate BP is far from trained: {bp[1]:.1f}% on average over {names(bp[0])}, against "
@@ -594,17 +594,38 @@ def finding_markdown(rep: Report) -> str:
     trend = get("accuracy_rises_with_k", "preset_tuned")
     moves = {"supported": "rises", "contradicted": "falls"}.get(trend["verdict"], "shows no clear trend")
     second = (f"With every method at its own learning rate, SAL-16 against BP is "
-              f"**{say('sal_beats_bp', 'preset_tuned')}** under `{rep.preset}` and "
-              f"**{say('sal_beats_bp', 'defaults_tuned')}** under the defaults, and accuracy {moves} with K "
-              f"(**{say('accuracy_rises_with_k', 'preset_tuned')}** points per doubling of K under `{rep.preset}`).")
-    legend = ("Each cell below: the verdict; the datasets supporting / contradicting / inconclusive (for "
-              f"`{rep.preset}`, then those held out of choosing it); the effect pooled over datasets (random "
-              "effects) with its 95% interval, in the claim's units: accuracy points (SAL-16 - BP, SAL - MoE), "
-              "points per doubling of K, depth or width (trends; a gap's growth), training loss per doubling of K, "
-              "SAL's worst depth minus its best ('trains at every depth': -5 or above passes). *Limited evidence*: "
-              "fewer than 3 datasets test it. How each claim is tested: docs/results.md; each dataset's effect: "
-              "the report's forest plot.")
+              f"**{say('sal_beats_bp', 'preset_tuned')}** under `{rep.preset}`, and "
+              f"**{say('sal_beats_bp', 'defaults_tuned')}** under the defaults; accuracy {moves} with K "
+              f"({say('accuracy_rises_with_k', 'preset_tuned').replace(' points', ' points per doubling of K')}).")
+    legend = ("The table: one row per claim of the paper, one column per reading and learning-rate regime. Each cell: "
+              "the verdict; the datasets (supporting / contradicting / inconclusive; for "
+              f"`{rep.preset}`, then the same for those held out of choosing it); the effect pooled over datasets (a "
+              "random-effects meta-analysis) with its 95% interval, in the claim's units: accuracy points (SAL-16 - "
+              "BP, SAL - MoE), points per doubling of K, depth or width (trends; a gap's growth), training loss per "
+              "doubling of K, SAL's worst depth minus its best ('trains at every depth': -5 or above passes). "
+              "*Limited evidence*: fewer than 3 datasets test it. How each claim is tested: docs/results.md; each "
+              "dataset's effect and interval: the report's first figure.")
     return "\n\n".join([terms, first, second, legend, claims_table.table_markdown(rep.claims_table)])
+
+
+def _plain(cell: dict) -> str:
+    """A cell in words: 'supported on 5 of 5 datasets (3 of 3 held out), +7.3 points [+4.9, +9.7] pooled'."""
+    if cell["verdict"] in ("not run", "not testable"):
+        return cell["verdict"]
+    c = cell["counts"]
+    n = sum(c.values())
+    word = {"supported": "supported", "contradicted": "contradicted", "mixed": "mixed",
+            "inconclusive": "inconclusive", "limited evidence": "limited evidence"}[cell["verdict"]]
+    lead = "contradicted" if cell["verdict"] == "contradicted" else "supported"
+    text = f"{word}: {lead} on {c[lead]} of {n} dataset{'s' if n != 1 else ''}"
+    h = cell.get("held_out")
+    if h:
+        text += f" ({h[lead]} of {sum(h.values())} held out)"
+    p = cell.get("pooled")
+    if p:
+        d = p.get("digits", 1)
+        text += f", {p['estimate']:+.{d}f} points [{p['low']:+.{d}f}, {p['high']:+.{d}f}] pooled"
+    return text
 
 
 def _bp_accuracy(rep: Report) -> tuple[list[str], float, float] | None:

@@ -45,7 +45,7 @@ def main():
     ap.add_argument("--tiny", action="store_true", help="toy sizes, seconds: checks the script runs")
     args = ap.parse_args()
     if args.tiny:
-        args.seeds, args.epochs, args.hidden, args.others = 3, 1, 16, [0.01]
+        args.seeds, args.epochs, args.hidden, args.others = 2, 1, 8, [0.01]
     torch.set_num_threads(1)
     method, k = parse_method(args.method)
     options = method_options(method, PRESETS.get(args.preset, {}) if args.preset != "default" else {})

@@ -22,7 +22,7 @@ def params(src):
 def check(src):
     c = code(src); c.metadata["tags"] = ["nbval-check-output"]; return c
 
-IMPORTS = "from IPython.display import Markdown, display\n\nimport salrepro\nfrom salrepro.pipeline import claims, figures, paper, registry, report, stages"
+IMPORTS = "from IPython.display import Markdown, display\n\nimport salrepro\nfrom salrepro.pipeline import analysis, claims, figures, paper, registry, stages"
 
 # ------------------------------------------------------------------ datasets
 nb([
@@ -32,7 +32,7 @@ nb([
        "Expected time: seconds (Digits); about a minute when every dataset is present. Expected result: every "
        "dataset present matches the paper's Table 1 (USPS on its rebuilt training split included)."),
     params('params_file = "params.yaml"  # the profile\'s parameters\nout_dir = "results/quick/datasets"'),
-    code(IMPORTS + "\n\ntable = stages.dataset_table(params_file, out_dir)\nreport.wrapped(report.table1_view(table))"),
+    code(IMPORTS + "\n\ntable = stages.dataset_table(params_file, out_dir)\nanalysis.wrapped(analysis.table1_view(table))"),
     md("Rows the profile needs must say `loaded`; the check below prints them."),
     check('loaded = table[table["status"] == "loaded"]\nprint(loaded[["name", "classes", "total_samples", "resolution", "channel_processing", "matches"]].to_string(index=False))'),
     md("## Verdict"),
@@ -104,7 +104,7 @@ nb([
     code('figures.show(figures.occupancy(out.occupancy, title), f"{figures_dir}/{stage}-{dataset}-occupancy.png")'),
     md("## Verdict"),
     code('found = registry.judge(stage, out.runs)  # the claims this stage tests (pipeline/registry.py)\n'
-         'display(Markdown(f"**{title}**: {report.accuracy_agreement(out.comparison)}\\n\\n" + claims.claims_markdown(found)))'),
+         'display(Markdown(f"**{title}**: {analysis.accuracy_agreement(out.comparison)}\\n\\n" + claims.claims_markdown(found)))'),
 ], "area_sweep")
 
 # ------------------------------------------------------------------ depth
@@ -131,7 +131,7 @@ nb([
          '    view = claims.reading_view(out.runs, reading)\n'
          '    display(Markdown(f"**SAL under `{reading}`**\\n\\n" + claims.claims_markdown(registry.judge("depth", view))))'),
     md("BP's dips against depth, if any, diagnosed from its losses:"),
-    code('display(Markdown(report.depth_dips(out.summary, out.runs) or "No BP dip against depth here."))'),
+    code('display(Markdown(analysis.depth_dips(out.summary, out.runs) or "No BP dip against depth here."))'),
 ], "depth")
 
 # ------------------------------------------------------------------ width
@@ -155,11 +155,11 @@ nb([
     code('n_in, n_classes = salrepro.data.IN_FEATURES[dataset], salrepro.data.NUM_CLASSES[dataset]\n'
          'salrepro.count_parameters(salrepro.build_model("sal", n_in, n_classes, hidden=4096, depth=64, num_areas=4, device="meta"))'),
     code('fig = figures.versus_axis(out.summary, "width", f"{title}: accuracy against width (depth {out.settings.depth})",\n'
-         '                          paper_trend=paper.TRENDS["hidden"], note=report.run_costs(out.summary[out.summary["hidden"] >= 2048]))\n'
+         '                          paper_trend=paper.TRENDS["hidden"], note=analysis.run_costs(out.summary[out.summary["hidden"] >= 2048]))\n'
          'figures.show(fig, f"{figures_dir}/width-{dataset}.png")'),
     md("What each point rests on and what its runs cost (seconds per step and peak memory, as the runs recorded them; "
        "runs from before these were recorded show none):"),
-    code('display(Markdown(report.run_costs(out.summary) or "No run here recorded its step time and memory."))'),
+    code('display(Markdown(analysis.run_costs(out.summary) or "No run here recorded its step time and memory."))'),
     md("## Verdict"),
     code('for reading in dict.fromkeys(out.runs["reading"]):  # SAL under the defaults, then each preset\n'
          '    view = claims.reading_view(out.runs, reading)\n'
@@ -189,7 +189,7 @@ nb([
     md("## Verdict"),
     code('display(Markdown(claims.claims_markdown(registry.judge("moe", out.runs))))'),
     md("## Beyond the paper: the areas or the learning rule?"),
-    code('display(Markdown(report.areas_versus_rule(out.summary)))'),
+    code('display(Markdown(analysis.areas_versus_rule(out.summary)))'),
 ], "moe")
 
 # ------------------------------------------------------------------ report
@@ -202,7 +202,7 @@ nb([
        "BP lands on the paper's row), then the verdicts of Tables 2/3 and of each testable claim."),
     params('params_file = "params.yaml"\nresults_dir = "results/quick"\nout_dir = "results/quick/report"\nfigures_dir = "figures/quick"\n'
            'readme = None  # a path: also write the generated blocks into that README (this stage alone writes it)'),
-    code("from IPython.display import Markdown, display\n\nfrom salrepro.pipeline import calibration, claims, figures, paper, protocol, report\nfrom salrepro.pipeline.config import load_params\n\n"
+    code("from IPython.display import Markdown, display\n\nfrom salrepro.pipeline import analysis, calibration, claims, figures, paper, protocol, report\nfrom salrepro.pipeline.config import load_params\n\n"
          "params = load_params(params_file)\nrep = report.build_report(results_dir, params)\nmetrics = report.write_report(rep, out_dir)"),
     md("## The claims\n\n" + "One row per claim of the paper; the paper's own numbers judged by our rule; then SAL under the "
        "defaults and under the preset, at the paper's learning rate and with every method at its own best learning rate."),
@@ -229,7 +229,7 @@ nb([
     check('print(metrics["cells_within"], "of", metrics["cells_per_metric"])\nprint(metrics["claims"])'),
     md("## Claims of the paper's text, with their evidence\n\nEvery cell of the claims table (at the top of the "
        "summary below), dataset by dataset."),
-    code('report.wrapped(claims.claims_frame([c for c in rep.claims if c["verdict"] != "not run"]))'),
+    code('analysis.wrapped(claims.claims_frame([c for c in rep.claims if c["verdict"] != "not run"]))'),
     md("## Every method at its own learning rate (`tuned`)\n\nThe learning rate each configuration chose on the "
        "tuning split, and the accuracy each lr reached there."),
     code('figures.show(figures.lr_curves(rep.tuned_choice, params["area_sweep"]["lr"]), f"{figures_dir}/tuned_lr.png") '
@@ -237,12 +237,12 @@ nb([
     md("## The protocol study and its held-out test"),
     code('display(Markdown(protocol.conclusion(rep.protocol) if len(rep.protocol) else "- Not run in this profile."))'),
     md("## Beyond the paper: the areas or the learning rule? (the moe stage's SAL-BP runs)"),
-    code('display(Markdown(report.areas_versus_rule(rep.stages["moe"]) if len(rep.stages["moe"]) else "- Not run."))'),
+    code('display(Markdown(analysis.areas_versus_rule(rep.stages["moe"]) if len(rep.stages["moe"]) else "- Not run."))'),
     md("## What we could not run, and why"),
-    code('report.wrapped(rep.not_run)'),
+    code('analysis.wrapped(rep.not_run)'),
     md("## What it cost\n\nTraining wall time of each stage instance (its runs' seconds summed; data loading and "
        "rendering not counted) and the machine its runs name: the baseline for speed work."),
-    code('report.wrapped(rep.times) if len(rep.times) else "no run records here"'),
+    code('analysis.wrapped(rep.times) if len(rep.times) else "no run records here"'),
     md("## Summary (the README's verdict block)"),
     code('if readme:\n    report.write_readme_blocks(readme, results_dir)\ndisplay(Markdown(report.summary_markdown(rep)))'),
 ], "report")
@@ -264,7 +264,7 @@ nb([
        "held-out set (MNIST, Fashion-MNIST, USPS; about 15 minutes per reading per MNIST-sized dataset, less where "
        "the area sweep's or preset sweep's runs are reused). Expected result: not known before it runs."),
     params('params_file = "params.yaml"\nout_dir = "results/quick/protocol_study"\nfigures_dir = "figures/quick"\nprogress = False'),
-    code("from IPython.display import Markdown, display\n\nimport pandas as pd\n\nfrom salrepro.pipeline import figures, protocol, report\n\n"
+    code("from IPython.display import Markdown, display\n\nimport pandas as pd\n\nfrom salrepro.pipeline import analysis, figures, protocol\n\n"
          "table = protocol.run_study(params_file, out_dir, progress=progress)\n"
          "protocol.fit_ranking(table).round(2)"),
     md("The checked cell prints what the study concludes (the ranking and each reading's verdicts), not its raw "
@@ -278,7 +278,7 @@ nb([
          'held[["dataset", "reading", "choices", "mean_abs_z", "acc_rmse_pp", "cells_within", "cells", "sal_above_bp", '
          '"rises_with_k"]].round(2) if len(held) else Markdown("No held-out dataset in this profile.")'),
     md("## Evidence for the claims, per reading"),
-    code('report.wrapped(table[["dataset", "reading", "set", "sal_above_bp_evidence", "rises_with_k_evidence"]])'),
+    code('analysis.wrapped(table[["dataset", "reading", "set", "sal_above_bp_evidence", "rises_with_k_evidence"]])'),
     md("## A reading-independent check: loss against accuracy\n\n"
        "The paper reports each cell's accuracy and loss. Every run of every reading is a point below; the paper's "
        "points are stars. A paper point where no run of any reading falls is evidence about the paper, not about "
@@ -304,7 +304,7 @@ nb([
        "Expected time: about two minutes for Digits on 2 CPU cores; MNIST-sized datasets take hours (see the "
        "report's stage times). Expected result: not known before it runs."),
     params('dataset = "digits"\nparams_file = "params.yaml"\nout_dir = "results/quick/tuned/digits"\nfigures_dir = "figures/quick"\nprogress = False'),
-    code("from IPython.display import Markdown, display\n\nimport salrepro\nfrom salrepro.pipeline import claims, figures, paper, registry, report, tuned\n\n"
+    code("from IPython.display import Markdown, display\n\nimport salrepro\nfrom salrepro.pipeline import claims, figures, paper, registry, tuned\n\n"
          "out = tuned.run_tuned(dataset, params_file=params_file, out_dir=out_dir, progress=progress)\n"
          "title = salrepro.data.display_name(dataset, out.settings.data_options)\n"
          "out.settings.view(\"methods\", \"presets\", \"lrs\", \"folds\", \"cv_below\", \"select_seeds\", \"seeds\", \"epochs\", \"batch_size\", \"hidden\", \"lr\")"),

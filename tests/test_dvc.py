@@ -79,6 +79,11 @@ def test_bad_params_stop_dvc_repro_before_any_output_is_removed(tmp_path):
         assert changed_files(clone) == ["M params.yaml"]  # every committed output still there, unchanged
         params.write_text(good)
     assert repro(clone).returncode == 0 and changed_files(clone) == []
+    # each stage depends on its own code: an edit to the report re-renders the report, no other stage
+    with open(clone / "src/salrepro/pipeline/report.py", "a") as f:
+        f.write("# an edit\n")
+    import json
+    assert set(json.loads(sh("dvc", "status", "--json", cwd=clone))) == {"report"}
 
 
 def test_dvc_plots_show_renders_offline(tmp_path):

@@ -26,6 +26,46 @@ def test_dvc_yaml_is_the_registry_s():
         assert ("foreach" in dvc[st.name]) == st.per_dataset
 
 
+def test_each_stage_depends_on_the_code_it_loads_and_no_other():
+    """dvc.yaml's code deps per stage: every module its notebook and runner load at run time (imported in a
+    fresh interpreter, importlib included) lies under a listed path; the training stages do not list the
+    report, so an edit to report.py re-renders the report alone."""
+    import json
+    import subprocess
+    import sys
+
+    loads = {st.name: sorted(registry.notebook_imports(ROOT / "notebooks" / f"{st.notebook or st.name}.ipynb")
+                             | {p.partition(":")[0] for p in (st.runner, st.settings) if p}) for st in registry.STAGES}
+    # one interpreter with the third-party libraries loaded, forked per stage: each child imports its stage's modules
+    code = (f"import importlib, json, os, sys\nimport torch, torchvision.datasets, pandas, scipy.stats, matplotlib.pyplot, statsmodels.api\n"
+            f"loads = {json.dumps(loads)}\nout = {{}}\n"
+            "for name, modules in loads.items():\n"
+            "    r, w = os.pipe()\n"
+            "    if os.fork() == 0:\n"
+            "        for m in modules: importlib.import_module(m)\n"
+            "        os.write(w, json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'salrepro')).encode())\n"
+            "        os._exit(0)\n"
+            "    os.close(w); os.wait()\n"
+            "    with os.fdopen(r) as f: out[name] = json.load(f)\n"
+            "print(json.dumps(out))")
+    loaded = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                       cwd=ROOT).stdout)
+    for st in registry.STAGES:
+        deps = registry.code_deps(st, ROOT)
+        assert all((ROOT / d).exists() for d in deps), deps
+        for module in loaded[st.name]:
+            path = registry._module_file(module).relative_to(ROOT)
+            assert any(path == Path(d) or Path(d) in path.parents for d in deps), f"{st.name} loads {module}: not in {deps}"
+        assert ("src/salrepro/pipeline/report.py" in deps) == (st.name == "report")
+        assert any(d.startswith("src/salrepro/paper") for d in deps)  # the paper's numbers, read as data
+
+
+def test_the_import_closure_follows_relative_and_absolute_imports_and_the_packages_above():
+    found = registry.import_closure({"salrepro.pipeline.stats"})
+    assert {"salrepro", "salrepro.pipeline", "salrepro.pipeline.stats"} <= found
+    assert "salrepro.pipeline.report" not in found and "salrepro.method.sal" in found  # salrepro/__init__ loads the method
+
+
 def test_every_dvc_param_is_a_key_of_every_profile():
     """A key dvc.yaml names that a profile lacks would stop `dvc repro` under that profile."""
     for path in [ROOT / "params.yaml", *sorted((ROOT / "conf" / "profile").glob("*.yaml"))]:

@@ -5,7 +5,7 @@ import dataclasses
 import pandas as pd
 import yaml
 
-from salrepro.pipeline import report
+from salrepro.pipeline import analysis, report
 from salrepro.pipeline.config import read_yaml
 from salrepro.pipeline.report import read_stage_outputs
 
@@ -150,10 +150,10 @@ def test_areas_versus_rule_reads_the_ablation_off_the_summary():
     rows = [("sal", 1, 30.0), ("sal", 16, 24.0), ("salbp", 1, 38.0), ("salbp", 16, 45.0), ("moe", 16, 40.0)]
     summary = pd.DataFrame([{"dataset": "digits", "method": m, "areas": k, "val_accuracy_pct_mean": a,
                              "val_accuracy_pct_std": 1.0} for m, k, a in rows])
-    text = report.areas_versus_rule(summary)
+    text = analysis.areas_versus_rule(summary)
     assert "from 38.0 +- 1.0% (SAL-BP-1, that is BP) to 45.0 +- 1.0% at K = 16 (best K = 16" in text
     assert "K = 1 -8.0, K = 16 -21.0" in text
-    assert report.areas_versus_rule(summary[summary["method"] != "salbp"]) == "- SAL-BP was not run beside SAL here."
+    assert analysis.areas_versus_rule(summary[summary["method"] != "salbp"]) == "- SAL-BP was not run beside SAL here."
 
 
 def test_report_reads_only_results_under_the_profiles_input_map(tmp_path):
@@ -200,9 +200,9 @@ def test_run_costs_say_what_each_point_rests_on():
     s = pd.DataFrame([{"label": "SAL-4 [paper_fit]", "hidden": 4096, "seeds": 1, "step_seconds": 1.714, "peak_memory_gb": 17.31},
                       {"label": "BP", "hidden": 2048, "seeds": 3, "step_seconds": 0.12, "peak_memory_gb": 4.2},
                       {"label": "BP", "hidden": 256, "seeds": 3, "step_seconds": float("nan"), "peak_memory_gb": float("nan")}])
-    assert report.run_costs(s) == ("Runs: BP width 2048: 3 seed(s), 0.12 s a step, peak memory 4.2 GB; SAL-4 [paper_fit] "
+    assert analysis.run_costs(s) == ("Runs: BP width 2048: 3 seed(s), 0.12 s a step, peak memory 4.2 GB; SAL-4 [paper_fit] "
                                    "width 4096: 1 seed(s), 1.71 s a step, peak memory 17.3 GB.")
-    assert report.run_costs(s.assign(step_seconds=float("nan"))) == ""
+    assert analysis.run_costs(s.assign(step_seconds=float("nan"))) == ""
 
 
 def test_depth_dips_are_diagnosed_from_the_losses():
@@ -211,12 +211,12 @@ def test_depth_dips_are_diagnosed_from_the_losses():
                 "seeds": 5, "train_loss_mean": train, "val_loss_mean": val}
 
     s = pd.DataFrame([bp(16, 50.0, 0.18, 2.3), bp(32, 32.0, 0.01, 5.4), bp(64, 65.0, 0.39, 3.0)])
-    text = report.depth_dips(s, as_runs(s))
+    text = analysis.depth_dips(s, as_runs(s))
     assert "Semeion, BP at depth 32: 32.0 +- 2.0% (5 seeds) against 50.0% at 16 and 65.0% at 64" in text
     assert "(overfitting)" in text
-    assert "not explained by its losses" in report.depth_dips(s.assign(train_loss_mean=[0.1, 0.5, 0.2]), as_runs(s))
+    assert "not explained by its losses" in analysis.depth_dips(s.assign(train_loss_mean=[0.1, 0.5, 0.2]), as_runs(s))
     near = s.assign(val_accuracy_pct_mean=[50.0, 49.0, 65.0])
-    assert report.depth_dips(near, as_runs(near)) == ""  # within noise: no dip
+    assert analysis.depth_dips(near, as_runs(near)) == ""  # within noise: no dip
 
 
 def test_every_sentence_of_the_notebooks_text_starts_in_upper_case():
@@ -234,3 +234,15 @@ def test_every_sentence_of_the_notebooks_text_starts_in_upper_case():
                 lower += [f"{path.name}: ...{text[max(0, m.start() - 30):m.end() + 10]}"
                           for m in re.finditer(r"[.!?]\s+[a-z]", text)]
     assert lower == []
+
+
+def test_a_cell_in_words_leads_with_its_own_kind_of_dataset():
+    cell = {"verdict": "limited evidence", "counts": {"supported": 0, "contradicted": 1, "inconclusive": 0},
+            "pooled": {"estimate": -13.7, "low": -23.1, "high": -4.4}}
+    assert report._plain(cell) == "limited evidence: contradicted on 1 of 1 dataset, -13.7 points [-23.1, -4.4] pooled"
+    cell = {"verdict": "mixed", "counts": {"supported": 8, "contradicted": 1, "inconclusive": 1}}
+    assert report._plain(cell) == "mixed: supported on 8, contradicted on 1, inconclusive on 1 of 10 datasets"
+    cell = {"verdict": "supported", "counts": {"supported": 5, "contradicted": 0, "inconclusive": 0},
+            "held_out": {"supported": 3, "contradicted": 0, "inconclusive": 0}}
+    assert report._plain(cell) == "supported: supported on 5 of 5 datasets (3 of 3 held out)"
+    assert report._plain({"verdict": "not run"}) == "not run"

@@ -12,7 +12,8 @@ claims its notebook judges. Everything else is derived from `STAGES`:
 - the retrain order (`retrain_order`: a stage after the stages whose runs it reuses) and `run`;
 - the report's training times (`instances`);
 - the claims each notebook judges (`judge`);
-- dvc.yaml (`dvc_yaml`; `python -m salrepro.pipeline.registry` writes it, a test holds the file to it), and
+- dvc.yaml (`dvc_yaml`; `python -m salrepro.pipeline.registry` writes it, a test holds the file to it), each
+  stage depending on the package files its notebook and runner load (`code_deps`), and
   the command that renders each executed notebook to HTML (`nbconvert_command`).
 
 Adding a stage: a `Stage` here; its module (its settings dataclass, a subclass of settings.Training
@@ -23,8 +24,12 @@ in notebooks/make_notebooks.py; then this module's command rewrites dvc.yaml.
 
 from __future__ import annotations
 
+import ast
+import functools
 import importlib
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import schema
 
@@ -216,6 +221,87 @@ def judge(stage: str, runs, data: tuple[str, ...] | None = None) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------
+# A stage's code: what its notebook and runner import (dvc.yaml's deps)
+# ---------------------------------------------------------------------------
+
+PACKAGE = Path(__file__).resolve().parents[1]  # src/salrepro
+READS = {"salrepro.pipeline.paper": ("paper",)}  # package data a module reads, beside its code (folders of PACKAGE)
+
+
+def _module_file(module: str) -> Path | None:
+    path = PACKAGE.parent.joinpath(*module.split("."))
+    return path / "__init__.py" if (path / "__init__.py").is_file() else (
+        path.with_suffix(".py") if path.with_suffix(".py").is_file() else None)
+
+
+def _imports(tree: ast.AST, package: str) -> set[str]:
+    """The salrepro modules a parsed source imports (`package`: the one its relative imports start from)."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
+            found |= {f"{base}.{a.name}" if _module_file(f"{base}.{a.name}") else base for a in node.names}
+    return {m for m in found if m.split(".")[0] == "salrepro" and _module_file(m)}
+
+
+@functools.lru_cache(maxsize=None)
+def _module_imports(module: str) -> frozenset[str]:
+    path = _module_file(module)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    return frozenset(_imports(ast.parse(path.read_text()), package))
+
+
+def import_closure(modules) -> set[str]:
+    """Every salrepro module loaded by importing `modules`: their imports, transitively, and the packages
+    above each (a package's __init__ runs first). Read statically (ast), so what it finds is what a
+    reader of the source sees; the stages' "module:function" strings count through `code_deps`."""
+    seen: set[str] = set()
+    todo = list(modules)
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        parts = module.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]
+        todo += _module_imports(module)
+    return seen
+
+
+def notebook_imports(path: Path) -> set[str]:
+    """The salrepro modules a notebook's code cells import."""
+    cells = json.loads(Path(path).read_text())["cells"]
+    source = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    return _imports(ast.parse(source), "salrepro")
+
+
+def code_deps(st: Stage, root: Path | None = None) -> list[str]:
+    """The package's files a stage's outputs depend on (dvc.yaml's deps, relative to the checkout `root`):
+    every module its notebook and runner load, the data they read, and the HTML template. A folder of the
+    package stands for its files where the stage loads all of them. An edit elsewhere (say, to the
+    report) leaves the stage up to date in `dvc status`."""
+    root = Path.cwd() if root is None else root
+    start = notebook_imports(root / "notebooks" / f"{st.notebook or st.name}.ipynb")
+    start |= {path.partition(":")[0] for path in (st.runner, st.settings) if path}
+    files = {_module_file(m) for m in import_closure(start)}
+    files |= {PACKAGE / folder for m in import_closure(start) for folder in READS.get(m, ())}
+    deps = set()
+    for f in files:
+        folder = f.parent
+        if f.is_file() and folder != PACKAGE and set(folder.glob("*.py")) <= files:
+            deps.add(folder)  # the whole subpackage
+        else:
+            deps.add(f)
+    deps.add(PACKAGE / "pipeline" / "templates")
+    return sorted(str(Path("src") / d.relative_to(PACKAGE.parent)) for d in deps)
+
+
+# ---------------------------------------------------------------------------
 # dvc.yaml, generated
 # ---------------------------------------------------------------------------
 _HEADER = """\
@@ -300,7 +386,7 @@ def _stage_yaml(st: Stage) -> list[str]:
            " ".join(f"-p {k} {v}" for k, v in args),
            f"&& {nbconvert_command(executed)}"]
     cmd += [f"&& {nbconvert_command(executed, st.page)}"] if st.page else []
-    deps = ["data/params-checked", f"notebooks/{nb}.ipynb", "src/salrepro"]
+    deps = ["data/params-checked", f"notebooks/{nb}.ipynb", *code_deps(st)]
     deps += ["data/cache/${item}.pt"] if item and st.trains else []
     deps += [f"results/${{profile}}/{r}/${{item}}/runs" if r == st.within else f"results/${{profile}}/{r}"
              for r in st.reuses]

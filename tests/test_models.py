@@ -137,3 +137,30 @@ def test_the_docs_options_table_is_the_options_declared_in_code():
             in_code.setdefault(name, (set(), value))[0].add(method)
     in_code["init"] = ({"all"}, COMMON_OPTIONS["init"])
     assert documented == in_code
+
+
+def test_each_method_is_one_record_that_the_builder_the_planner_and_the_engine_read():
+    """METHOD is the one declaration: the builder builds each record's class, the engine stacks exactly the
+    methods whose record says batched, and a name without a record fails loudly at build, plan and label."""
+    import dataclasses as dc
+
+    from salrepro import experiments as ex
+    from salrepro.engine import batched
+    from salrepro.method.models import METHOD, build_model, method_of
+
+    assert set(batched.BATCHES) == {m.net for m in METHOD.values() if m.batched}
+    for m in METHOD.values():
+        k = 2 if m.areas else 1
+        model = build_model(m.name, 4, 3, hidden=8, num_areas=k)
+        assert type(model) is m.net and model.method == m.name and batched.batchable(model) == m.batched
+        assert method_of(m.name).label(k) == (f"{m.title}-2" if m.areas else m.title)
+    config = ex.RunConfig(dataset="digits", method="sal", num_areas=2, depth=2, hidden=8, seed=0, epochs=1,
+                          batch_size=4, lr=0.01)
+    for call in (lambda: build_model("xyz", 4, 3), lambda: ex.train_seconds(dc.replace(config, method="xyz")),
+                 lambda: ex.training_bytes([dc.replace(config, method="xyz")]), lambda: method_of("xyz").label(1)):
+        with pytest.raises(ValueError, match="method: must be one of"):
+            call()
+    lone = build_model("sal", 4, 3, hidden=8, num_areas=2)
+    lone.method = "xyz"  # a model whose method has no record: the engine refuses it
+    with pytest.raises(ValueError, match="method: must be one of"):
+        batched.batchable(lone)

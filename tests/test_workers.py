@@ -7,6 +7,7 @@ import torch
 
 from salrepro import experiments as ex
 from salrepro.engine import workers as pool
+from salrepro.method.models import method_of
 from test_experiments import Toy  # the tiny dataset the runner's tests train on
 
 needs_fork = pytest.mark.skipif(not pool.available(), reason="workers fork: Linux only")
@@ -131,7 +132,7 @@ def test_moe_and_salbp_keep_their_own_smaller_budget():
         batches = ex.plan_batches(configs, max_bytes=256e6, workers=workers)
         for b in batches:
             size = sum(ex.weight_bytes(configs[i]) for i in b)
-            if configs[b[0]].method in ex.AUTOGRAD_AREA_METHODS:
+            if method_of(configs[b[0]].method).autograd_areas:
                 assert size <= ex.AUTOGRAD_AREA_BATCH_BYTES
         assert sum(configs[b[0]].method == "sal" for b in batches) == workers  # SAL-16 x5 (64 MB) fills the big budget
     on_a_gpu = ex.plan_batches(configs, max_bytes=256e6, autograd_bytes=None)

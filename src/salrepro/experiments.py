@@ -33,7 +33,7 @@ from tqdm import tqdm  # text bars: tqdm.auto warns (with the machine's paths) i
 from .engine import workers as pool
 from .engine.batched import batchable, train_many
 from .data import DATA_OPTIONS, DATASETS, IN_FEATURES, NUM_CLASSES, TRAIN_SIZES, data_options, display_name
-from .method.models import build_model, count_parameters, reading_of
+from .method.models import build_model, count_parameters, method_of, reading_of
 from .method.models import label as method_label
 from .engine.train import show_progress, train, unpack
 
@@ -112,7 +112,7 @@ MAX_BATCH_BYTES = {"cpu": cpu_batch_bytes(), "cuda": 8e9}
 # in larger CPU batches whatever the cache: on the Intel Xeon, 5 seeds of MNIST MoE-16 took 5.9 s for
 # 600 steps one model a batch (16 MB) and 12.2 s as one batch; SAL-BP-4/16 7.6 s against 16.8 s. On a
 # CPU their batches keep to this many bytes.
-AUTOGRAD_AREA_METHODS, AUTOGRAD_AREA_BATCH_BYTES = ("moe", "salbp"), 16e6
+AUTOGRAD_AREA_BATCH_BYTES = 16e6  # for the methods whose record says autograd_areas (method/models.py)
 # A model whose weights alone outgrow that budget (the deep and wide nets of
 # Figures 2-3) streams them from memory whatever it trains with; such models
 # train together up to this many bytes, sharing every layer's per-call costs
@@ -307,12 +307,13 @@ def batch_id(configs: list[RunConfig]) -> str:
 def batch_key(config: RunConfig):
     """Configurations with equal keys train together: same dataset, method,
     shape, epochs, batch size and options; seeds and learning rates may
-    differ, SAL and SAL-BP may mix K, MoE may not. Methods batched.py cannot
-    stack (fa, dfa) train alone."""
+    differ; a batch mixes K where the method's record says so (SAL, SAL-BP; not MoE). Methods whose
+    record is not `batched` (fa, dfa) train alone."""
     if not batchable(meta_model(config)):
         return None
+    spec = method_of(config.method)
     return (config.dataset, config.data_options, config.method, config.depth, config.hidden, config.epochs,
-            config.batch_size, config.options, config.num_areas if config.method == "moe" else 0)
+            config.batch_size, config.options, config.num_areas if spec.areas and not spec.mixed_areas else 0)
 
 
 SPLIT_SHARE = 0.5  # with workers, a group splits if it holds >= SPLIT_SHARE / workers of the small models' time
@@ -353,7 +354,7 @@ def plan_batches(configs: list[RunConfig], max_bytes: float = MAX_BATCH_BYTES["c
         return [i for i in idx if weight_bytes(configs[i]) <= max_bytes]
 
     def budget_of(idx):  # for the small models
-        if configs[idx[0]].method in AUTOGRAD_AREA_METHODS and autograd_bytes is not None:
+        if method_of(configs[idx[0]].method).autograd_areas and autograd_bytes is not None:
             return min(max_bytes, autograd_bytes)
         return max_bytes
 
@@ -428,7 +429,6 @@ def _split_evenly(idx: list[int], sizes: list[float], costs: list[float], max_by
 FLOPS_PER_SECOND, BYTES_PER_SECOND, MODEL_STEP_SECONDS = 150e9, 72e9, 16e-6
 LAYER_STEP_SECONDS = {"routed": 5.2e-4, "autograd": 7.5e-5, "dense": 1.6e-5}
 LOOP_STEP_SECONDS = 7e-5  # batching, learning rates, losses: a run's time over its steps' (Digits BP x5: 0.39 / 0.32 ms)
-AUTOGRAD_METHODS = ("bp", "moe", "salbp")
 
 
 def steps_of(c: RunConfig) -> int:
@@ -438,7 +438,7 @@ def steps_of(c: RunConfig) -> int:
 
 def train_seconds(c: RunConfig) -> float:
     """Estimated seconds one model adds to its batch's training on one thread (see FLOPS_PER_SECOND)."""
-    seconds, per_weight = MODEL_STEP_SECONDS, 24 if c.method in AUTOGRAD_METHODS else 12
+    seconds, per_weight = MODEL_STEP_SECONDS, 24 if method_of(c.method).autograd else 12
     for layer in meta_model(c).layers:
         K, area = layer.num_areas, layer.weight[0].numel() + layer.bias[0].numel()
         touched = K * (1 - (1 - 1 / K) ** c.batch_size)  # areas with samples, expected under even routing
@@ -451,7 +451,7 @@ def batch_seconds(configs: list[RunConfig]) -> float:
     """Estimated seconds to train these configurations together on one thread: the models' own time and,
     at every step, the loop's and each layer's fixed time (see FLOPS_PER_SECOND)."""
     c = configs[0]
-    kinds = ["routed" if max(layers) > 1 else "autograd" if c.method in AUTOGRAD_METHODS else "dense"
+    kinds = ["routed" if max(layers) > 1 else "autograd" if method_of(c.method).autograd else "dense"
              for layers in zip(*([layer.num_areas for layer in meta_model(x).layers] for x in configs))]
     return steps_of(c) * (LOOP_STEP_SECONDS + sum(LAYER_STEP_SECONDS[k] for k in kinds)) + sum(map(train_seconds, configs))
 
@@ -487,10 +487,11 @@ def training_bytes(configs: list[RunConfig], data_bytes: float = 0.0, val_rows: 
 
     c, n = configs[0], len(configs)
     models = sum(tensor_bytes(x) for x in configs)
-    copies = 1 + (n > 1) + (c.method in ("moe", "salbp"))
+    spec = method_of(c.method)
+    copies = 1 + (n > 1) + spec.autograd_areas
     steps = 4.0 * 4 * n * c.batch_size * c.hidden * c.depth  # x, sorted x, a, delta per layer
     traces = 4.0 * 3 * min(val_rows, eval_rows(n, c.hidden, c.depth, EVAL_BYTES)) * n * c.hidden * c.depth
-    return copies * models + steps + (traces if c.method in ("sal", "salbp") else 0.0) + data_bytes
+    return copies * models + steps + (traces if spec.traces else 0.0) + data_bytes
 
 
 def available_bytes() -> float | None:

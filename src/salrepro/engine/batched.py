@@ -50,6 +50,7 @@ from tqdm import tqdm  # text bars: tqdm.auto warns (with the machine's paths) i
 from ..method.baselines import BPNet, MoENet, SALBPNet, bp_step, moe_branch, salbp_step, sgd_
 from ..kernels import blas
 from ..kernels.dispatch import Groups, dense
+from ..method.models import method_of
 from ..method.nets import branch, combine, cross_entropy, mean_cross_entropy
 from ..method.sal import SALNet, forward_trace, learn, route, routes
 from .train import check_training_args, keep_freed_memory, show_progress, unpack
@@ -419,11 +420,18 @@ class BatchedSALBP(BatchedSAL):
         return salbp_step(self.layers, self.roles, x, y, lr, self.selector_lr_scale)
 
 
-BATCHES = {SALNet: BatchedSAL, BPNet: BatchedBP, MoENet: BatchedMoE, SALBPNet: BatchedSALBP}
+BATCHES = {SALNet: BatchedSAL, BPNet: BatchedBP, MoENet: BatchedMoE, SALBPNet: BatchedSALBP}  # every method whose
+# record (method/models.py) says `batched`: a test holds the two to each other
 
 
 def batchable(model) -> bool:
-    return type(model) in BATCHES
+    """Whether several models of this one's method train stacked in one step (its record's `batched`)."""
+    if not method_of(model.method).batched:
+        return False
+    if type(model) not in BATCHES:
+        raise ValueError(f"method {model.method!r}: its record says batched, but engine/batched.py BATCHES has no "
+                         f"stacked class for {type(model).__name__}")
+    return True
 
 
 # ---------------------------------------------------------------------------

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import numbers
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
 from torch import nn
@@ -16,25 +16,57 @@ from .baselines import BPNet, FeedbackNet, MoENet, MoEOptions, SALBPNet
 from .nets import FEEDBACK_DISTS, INIT, INITS
 from .sal import DIVISORS, PROTOTYPE_NORMS, SALNet, SALOptions
 
-METHODS = ("bp", "sal", "moe", "dfa", "fa", "salbp")
-
-
-def label(method: str, areas: int) -> str:
-    """A method as the paper's tables write it: BP, SAL-4, MoE-16, SAL-BP-4."""
-    return {"sal": f"SAL-{areas}", "moe": f"MoE-{areas}", "salbp": f"SAL-BP-{areas}"}.get(method, method.upper())
-
 # Options each method accepts beyond the shared arguments, with their defaults: from the options
 # dataclasses (sal.SALOptions, baselines.MoEOptions), where each default is declared once.
 COMMON_OPTIONS = {"init": INIT, "device": None, "dtype": None}
 _SAL = asdict(SALOptions())
-OPTIONS = {
-    "bp": {},
-    "sal": _SAL,
-    "dfa": {k: _SAL[k] for k in ("divisor", "feedback_scale")},
-    "fa": {k: _SAL[k] for k in ("divisor", "feedback_scale")},
-    "moe": asdict(MoEOptions()),
-    "salbp": {k: _SAL[k] for k in ("router_width", "prototype_norm", "selector_lr_scale")},
-}
+
+
+@dataclass(frozen=True)
+class Method:
+    """Everything the package knows of one method, declared once: the builder, the params checks, the
+    planner's costs and memory, the figures' labels and the engines read it (`method_of`)."""
+    name: str  # as params.yaml, run records and build_model write it
+    title: str  # as the paper's tables write it (SAL; with areas SAL-4)
+    net: type  # its model class (method/)
+    options: dict  # the options it takes beyond the shared ones, with their defaults
+    areas: bool = False  # takes K >= 1 areas per layer (else one)
+    autograd: bool = False  # trained by autograd (a baseline): twice the bytes a weight streams per step
+    autograd_areas: bool = False  # its areas train by autograd's grouped matmul: a gradient copy of every
+    #                               weight, and small batches on a CPU (runs.AUTOGRAD_AREA_BATCH_BYTES)
+    traces: bool = False  # its forward pass keeps every layer's trace (evaluation memory)
+    batched: bool = False  # the engine stacks several of its models in one step (engine/batched.BATCHES)
+    mixed_areas: bool = False  # a stacked batch may mix models of different K (else one K a batch)
+    net_args: tuple = ()  # (key, value) pairs its class takes beside the shape (FeedbackNet's mode)
+
+    def label(self, areas: int) -> str:
+        return f"{self.title}-{areas}" if self.areas else self.title
+
+
+METHOD = {m.name: m for m in (
+    Method("bp", "BP", BPNet, {}, autograd=True, batched=True),
+    Method("sal", "SAL", SALNet, _SAL, areas=True, traces=True, batched=True, mixed_areas=True),
+    Method("moe", "MoE", MoENet, asdict(MoEOptions()), areas=True, autograd=True, autograd_areas=True, batched=True),
+    Method("dfa", "DFA", FeedbackNet, {k: _SAL[k] for k in ("divisor", "feedback_scale")}, net_args=(("mode", "dfa"),)),
+    Method("fa", "FA", FeedbackNet, {k: _SAL[k] for k in ("divisor", "feedback_scale")}, net_args=(("mode", "fa"),)),
+    Method("salbp", "SAL-BP", SALBPNet, {k: _SAL[k] for k in ("router_width", "prototype_norm", "selector_lr_scale")},
+           areas=True, autograd=True, autograd_areas=True, traces=True, batched=True, mixed_areas=True),
+)}
+METHODS = tuple(METHOD)
+OPTIONS = {name: m.options for name, m in METHOD.items()}
+
+
+def method_of(name: str) -> Method:
+    """The record of a method; an unknown name fails here, loudly, wherever it is first used."""
+    if name not in METHOD:
+        raise ValueError(f"method: must be one of {METHODS}, got {name!r} (a new method needs its record in "
+                         "method/models.py METHOD)")
+    return METHOD[name]
+
+
+def label(method: str, areas: int) -> str:
+    """A method as the paper's tables write it: BP, SAL-4, MoE-16, SAL-BP-4."""
+    return method_of(method).label(areas)
 
 
 # Named readings of the paper's open choices. Not defaults: docs/method.md's
@@ -52,7 +84,7 @@ def reading_of(method: str, options: dict) -> str:
     """The name of the reading a run trained under: "default" when its method options are the
     method's defaults, else the named preset whose options (those `method` takes) are exactly its
     options, else "custom"."""
-    taken = {**COMMON_OPTIONS, **OPTIONS[method]}
+    taken = {**COMMON_OPTIONS, **method_of(method).options}
     given = {k: v for k, v in options.items() if k in taken and v != taken[k]}
     if not given:
         return "default"
@@ -69,7 +101,7 @@ def _int_arg(name: str, value, minimum: int, allowed: str) -> int:
 
 
 def check_method_options(method: str, options: dict) -> dict:
-    allowed = {**COMMON_OPTIONS, **OPTIONS[method]}
+    allowed = {**COMMON_OPTIONS, **method_of(method).options}
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ValueError(f"{unknown[0]}: not an option of method {method!r}; allowed options: {sorted(allowed)}")
@@ -110,27 +142,21 @@ def build_model(
     one area. Method options (see OPTIONS and docs/method.md) go as keywords;
     `device="meta"` builds without allocating (for count_parameters).
     """
-    if method not in METHODS:
-        raise ValueError(f"method: must be one of {METHODS}, got {method!r}")
+    spec = method_of(method)
     in_features = _int_arg("in_features", in_features, 1, ">= 1")
     num_classes = _int_arg("num_classes", num_classes, 2, ">= 2")
     hidden = _int_arg("hidden", hidden, 1, ">= 1")
     depth = _int_arg("depth", depth, 2, ">= 2 (2 = shallow ReLU net, > 2 = residual tanh net)")
     num_areas = _int_arg("num_areas", num_areas, 1, ">= 1")
-    if method in ("bp", "dfa", "fa") and num_areas != 1:
-        raise ValueError(f"num_areas: method {method!r} has one area per layer (num_areas=1); got {num_areas}. Use 'sal', 'moe' or 'salbp' for K > 1")
+    if not spec.areas and num_areas != 1:
+        with_areas = [m for m in METHODS if METHOD[m].areas]
+        raise ValueError(f"num_areas: method {method!r} has one area per layer (num_areas=1); got {num_areas}. "
+                         f"Use one of {with_areas} for K > 1")
     seed = _int_arg("seed", seed, 0, ">= 0")
     opts = check_method_options(method, options)
-    shape = dict(hidden=hidden, depth=depth, seed=seed)
-    if method == "bp":
-        return BPNet(in_features, num_classes, **shape, **opts)
-    if method == "sal":
-        return SALNet(in_features, num_classes, num_areas=num_areas, **shape, **opts)
-    if method == "moe":
-        return MoENet(in_features, num_classes, num_areas=num_areas, **shape, **opts)
-    if method == "salbp":
-        return SALBPNet(in_features, num_classes, num_areas=num_areas, **shape, **opts)
-    return FeedbackNet(in_features, num_classes, mode=method, **shape, **opts)
+    areas = {"num_areas": num_areas} if spec.areas else {}
+    return spec.net(in_features, num_classes, hidden=hidden, depth=depth, seed=seed, **areas, **dict(spec.net_args),
+                    **opts)
 
 
 class ParameterCount(NamedTuple):
@@ -158,4 +184,4 @@ def describe(model: nn.Module) -> str:
     return f"{model.method} depth={model.depth} width={model.hidden} K={model.num_areas}: {c.total:,} total, {c.active:,} active"
 
 
-__all__ = ["METHODS", "OPTIONS", "PRESETS", "build_model", "reading_of", "count_parameters", "ParameterCount", "describe"]
+__all__ = ["METHOD", "METHODS", "Method", "method_of", "OPTIONS", "PRESETS", "build_model", "reading_of", "count_parameters", "ParameterCount", "describe"]

@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ..data import DISPLAY_NAMES  # noqa: E402
+from ..method.models import method_of  # noqa: E402
 from .paper import METRIC_NAMES  # noqa: E402
 
 
@@ -135,7 +136,7 @@ def sal_vs_moe(curves: pd.DataFrame, title: str):
     sns = _sns()
     c = curves.copy()
     c["K"] = c["areas"]
-    c["method"] = c["method"].map({"sal": "SAL", "moe": "MoE", "salbp": "SAL-BP"}).fillna(c["method"].str.upper())
+    c["method"] = c["method"].map(lambda m: method_of(m).title)
     g = sns.relplot(c, x="epoch", y="val_accuracy_pct", hue="method", col="K", kind="line", errorbar="sd",
                     height=3, aspect=1.0, facet_kws={"sharey": True})
     g.set_axis_labels("epoch", "validation accuracy (%)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numbers
 
 from ..data import DATASETS, INPUT_NORMS
-from ..method.models import METHODS, PRESETS
+from ..method.models import METHODS, PRESETS, method_of
 
 
 class ParamsError(ValueError):
@@ -45,7 +45,7 @@ def parse_method(spec: str) -> tuple[str, int]:
     if name not in METHODS or (k and not k.isdigit()) or (k and int(k) < 1):
         raise ParamsError(f"method {spec!r}: expected one of {METHODS}, with '-K' (K >= 1) for sal, moe and salbp, e.g. 'sal-4'")
     areas = int(k) if k else 1
-    if name in ("bp", "dfa", "fa") and areas != 1:
+    if not method_of(name).areas and areas != 1:
         raise ParamsError(f"method {spec!r}: {name} has one area; write {name!r}")
     return name, areas
 

@@ -6,9 +6,14 @@ Liu, Yang, Zou, arXiv 2601.21561).
     model = salrepro.build_model("sal", data.in_features, data.num_classes, num_areas=16)
     history = salrepro.train(model, data, epochs=25, batch_size=16, lr=1e-4, seed=0)
 
-Modules: `sal` (the method), `baselines` (bp, moe, fa, dfa), `nets` (the
-shared network shapes), `models` (build_model, count_parameters), `train`
-(the training loop), `data` (the paper's ten datasets).
+Layers, each importing only those below it: `kernels/` (the grouped area
+products), `data/` (the paper's ten datasets), `method/` (`sal.py`: the method,
+its equations each in one place; `baselines.py`: BP, MoE, FA, DFA, SAL-BP;
+`nets.py`: the shared net shapes; `models.py`: one record per method,
+build_model, count_parameters), `engine/` (the training loops: one model,
+stacked models, worker processes), `experiments.py` (run identity, the run
+store, the batch planner, `run_all`), `pipeline/` (the replication: its stages,
+params, verdicts, report and the `salrepro` command).
 """
 
 

@@ -468,21 +468,13 @@ def _native(spec: _Spec, root: Path) -> bool:
 
 
 def _download(spec: _Spec, root: Path) -> None:
-    """download=True: hand over to torchvision's own downloader (it skips files whose MD5 already matches)."""
-    calls = {
-        "cifar10": lambda: tvd.CIFAR10(root, train=True, download=True),
-        "pcam": lambda: [tvd.PCAM(root, split=s, download=True) for s in ("train", "val")],
-        "stl10": lambda: tvd.STL10(root, split="test", download=True),
-        "svhn": lambda: [tvd.SVHN(root, split=s, download=True) for s in ("train", "test")],
-        "mnist": lambda: tvd.MNIST(root, train=False, download=True),
-        "fashion_mnist": lambda: tvd.FashionMNIST(root, train=False, download=True),
-        "usps": lambda: [tvd.USPS(root, train=t, download=True) for t in (True, False)],
-        "semeion": lambda: tvd.SEMEION(root, download=True),
-    }
-    if spec.name not in calls:  # Digits needs no files; FER2013 is a manual download (error below if absent)
+    """download=True: hand over to torchvision's own downloader, the spec's `fetch` (it skips files whose MD5
+    already matches). A dataset without one (Digits needs no files; FER2013 is a manual download) is left to
+    the missing-files error below."""
+    if spec.fetch is None:
         return
     try:
-        calls[spec.name]()
+        spec.fetch(root)
     except Exception as e:
         raise DatasetError(f"Dataset {spec.name!r}: download into {root} failed: {type(e).__name__}: {e} "
                            f"(needs internet access to {spec.url} and a writable folder)") from e

@@ -7,7 +7,8 @@ Layout, top to bottom:
   3. one decoder per dataset, each a thin call into torchvision / scikit-learn
   4. `_SPECS`: the table that ties a name to its files, MD5s and decoder
 
-Adding a dataset: its decoder and one `_Spec` here, its training-set size in TRAIN_SIZES.
+Adding a dataset: its decoder and one `_Spec` here (its files, split, Table 1 spelling, training-set size and
+downloader), its row in src/salrepro/paper/table1_datasets.csv.
 """
 
 from __future__ import annotations
@@ -280,9 +281,15 @@ class _Spec:
     decode: Callable
     libs: tuple = ("torchvision",)  # their versions go into the cache key
     url: str = ""  # where download=True fetches from
-    download: bool = True
+    train_size: int = 0  # samples in the protocol's training split (checked against the loader in tests/test_data.py)
+    fetch: Callable | None = None  # fetch(root): torchvision's downloader into the data root; None: no download
     optional: tuple = ()  # read when present (only to count Table 1's total)
     note: str = ""  # said in the missing-files message (e.g. where the rebuilt USPS file comes from)
+
+    @property
+    def download(self) -> bool:
+        """Whether download=True can fetch its files (Digits needs none; FER2013 is a manual download)."""
+        return self.fetch is not None
 
 
 # Published MD5s of the gunzipped MNIST/Fashion-MNIST files (torchvision lists only the .gz ones).
@@ -326,33 +333,40 @@ _SPECS = {s.name: s for s in (
           _both(_one((f"{tvd.CIFAR10.base_folder}/{f}", m) for f, m in
                      tvd.CIFAR10.train_list + tvd.CIFAR10.test_list
                      + [[tvd.CIFAR10.meta["filename"], tvd.CIFAR10.meta["md5"]]])),
-          _decode_cifar10, url=tvd.CIFAR10.url),
+          _decode_cifar10, url=tvd.CIFAR10.url, train_size=50000,
+          fetch=lambda root: tvd.CIFAR10(root, train=True, download=True)),
     _Spec("pcam", "PCam", 2, (96, 96), True, "official train/valid",
           "torchvision.datasets.PCAM (files), h5py (chunked read)", _PCAM, _decode_pcam, libs=("torchvision", "h5py"),
           url="Google Drive ids in torchvision.datasets.PCAM (needs gdown)",
-          optional=(f"pcam/{tvd.PCAM._FILES['test']['targets'][0]}",)),
+          optional=(f"pcam/{tvd.PCAM._FILES['test']['targets'][0]}",), train_size=262144,
+          fetch=lambda root: [tvd.PCAM(root, split=s, download=True) for s in ("train", "val")]),
     _Spec("stl10", "STL-10", 10, (96, 96), True, "official train/test (unlabeled not used)",
           "torchvision.datasets.STL10",
           _both(_one((f"{tvd.STL10.base_folder}/{f}", m) for f, m in
                      tvd.STL10.train_list[:2] + tvd.STL10.test_list)),
-          _decode_stl10, url=tvd.STL10.url),
+          _decode_stl10, url=tvd.STL10.url, train_size=5000, fetch=lambda root: tvd.STL10(root, split="test", download=True)),
     _Spec("svhn", "SVHN", 10, (32, 32), True, "official train/test (extra not used)", "torchvision.datasets.SVHN",
           {s: _one([tuple(tvd.SVHN.split_list[k][1:])]) for s, k in (("train", "train"), ("val", "test"))},
-          _decode_svhn, libs=("torchvision", "scipy"), url="http://ufldl.stanford.edu/housenumbers/"),
+          _decode_svhn, libs=("torchvision", "scipy"), url="http://ufldl.stanford.edu/housenumbers/", train_size=73257,
+          fetch=lambda root: [tvd.SVHN(root, split=s, download=True) for s in ("train", "test")]),
     _Spec("mnist", "MNIST", 10, (28, 28), _GRAY, _OFFICIAL, "torchvision.datasets.MNIST",
-          _mnist_files(tvd.MNIST), _mnist_like(tvd.MNIST), url=tvd.MNIST.mirrors[0]),
+          _mnist_files(tvd.MNIST), _mnist_like(tvd.MNIST), url=tvd.MNIST.mirrors[0], train_size=60000,
+          fetch=lambda root: tvd.MNIST(root, train=False, download=True)),
     _Spec("fashion_mnist", "Fashion-MNIST", 10, (28, 28), _GRAY, _OFFICIAL, "torchvision.datasets.FashionMNIST",
-          _mnist_files(tvd.FashionMNIST), _mnist_like(tvd.FashionMNIST), url=tvd.FashionMNIST.mirrors[0]),
+          _mnist_files(tvd.FashionMNIST), _mnist_like(tvd.FashionMNIST), url=tvd.FashionMNIST.mirrors[0],
+          train_size=60000, fetch=lambda root: tvd.FashionMNIST(root, train=False, download=True)),
     _Spec("digits", "Digits", 10, (8, 8), _GRAY, "stratified 80/20, seed 0", "sklearn.datasets.load_digits",
-          {"train": (), "val": ()}, _decode_digits, libs=("sklearn",), download=False),
+          {"train": (), "val": ()}, _decode_digits, libs=("sklearn",), train_size=1437),
     _Spec("usps", "USPS", 10, (16, 16), _GRAY, _OFFICIAL, "torchvision.datasets.USPS",
           {s: _one([tuple(tvd.USPS.split_list[k][1:])]) for s, k in (("train", "train"), ("val", "test"))},
-          _decode_usps, url="https://www.csie.ntu.edu.tw/~cjlin/libsvmtools/datasets/multiclass.html#usps"),
+          _decode_usps, url="https://www.csie.ntu.edu.tw/~cjlin/libsvmtools/datasets/multiclass.html#usps", train_size=7291,
+          fetch=lambda root: [tvd.USPS(root, train=t, download=True) for t in (True, False)]),
     _Spec("semeion", "Semeion", 10, (16, 16), _GRAY, "stratified 80/20, seed 0", "torchvision.datasets.SEMEION",
           _both(_one([(tvd.SEMEION.filename, tvd.SEMEION.md5_checksum)])), _decode_semeion,
-          libs=("torchvision", "sklearn"), url=tvd.SEMEION.url),
+          libs=("torchvision", "sklearn"), url=tvd.SEMEION.url, train_size=1274,
+          fetch=lambda root: tvd.SEMEION(root, download=True)),
     _Spec("fer2013", "FER2013", 7, (48, 48), _GRAY, "official Training/PublicTest (PrivateTest not used)",
-          "torchvision.datasets.FER2013", _both((_FER_FILES,)), _decode_fer2013, download=False,
+          "torchvision.datasets.FER2013", _both((_FER_FILES,)), _decode_fer2013, train_size=28709,
           url="https://www.kaggle.com/c/challenges-in-representation-learning-facial-expression-recognition-challenge"),
 )}
 assert tuple(_SPECS) == DATASETS
@@ -361,8 +375,7 @@ NUM_CLASSES = {name: spec.classes for name, spec in _SPECS.items()}
 IN_FEATURES = {name: spec.hw[0] * spec.hw[1] for name, spec in _SPECS.items()}  # flattened gray pixels
 # Training-split sizes of the protocol's splits (checked against the loaders in tests/test_data.py),
 # so that parameters can be checked before any data is loaded.
-TRAIN_SIZES = {"cifar10": 50000, "pcam": 262144, "stl10": 5000, "svhn": 73257, "mnist": 60000,
-               "fashion_mnist": 60000, "digits": 1437, "usps": 7291, "semeion": 1274, "fer2013": 28709}
+TRAIN_SIZES = {name: spec.train_size for name, spec in _SPECS.items()}
 
 _FER_HOWTO = (
     "FER2013 cannot be downloaded automatically (torchvision has no downloader; Kaggle needs a login and "

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from salrepro.pipeline.config import ParamsError, load_params, parse_method, read_yaml, stage_settings, validate
+from salrepro.pipeline.config import _leaves
+from salrepro.pipeline.config import ParamsError, load_params, params_text, parse_method, read_yaml, stage_settings, validate
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -127,8 +128,13 @@ def test_a_learning_rate_reads_as_the_number_a_user_typed(tmp_path, typed):
 def test_our_reading_of_every_params_file_is_dvc_s():
     """DVC tracks params.yaml's values with its own parser; the stages must see the same values."""
     dvc_serialize = pytest.importorskip("dvc.utils.serialize")
-    for path in [ROOT / "params.yaml", ROOT / "tests/notebooks/params-test.yaml", *sorted((ROOT / "conf/profile").glob("*.yaml"))]:
-        assert read_yaml(path) == dvc_serialize.parse_yaml(path.read_text(), str(path)), path.name
+    for path in [ROOT / "params.yaml", ROOT / "conf/base.yaml", *sorted((ROOT / "conf/profile").glob("*.yaml")),
+                 ROOT / "tests/notebooks/params-test.yaml"]:
+        own = dvc_serialize.parse_yaml(path.read_text(), str(path))  # a profile: its own keys, DVC's reading of them
+        composed = read_yaml(path)
+        for key, value in own.items():
+            if key != "defaults":
+                assert composed[key] == value or isinstance(value, dict), (path.name, key)
     text = "a: 1e-4\nb: yes\nc: .5\nd: [1, 1E3]\n"
     assert read_yaml_text(text) == dvc_serialize.parse_yaml(text, "x") == {"a": 1e-4, "b": "yes", "c": 0.5, "d": [1, 1e3]}
 
@@ -159,3 +165,40 @@ def test_params_are_read_by_one_loader():
                     and isinstance(node.value, ast.Name) and node.value.id in {"yaml", "YAML"}:
                 readers.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert readers == []
+
+
+@pytest.mark.parametrize("name", ["quick", "cpu", "paper"])
+def test_a_profile_is_the_base_plus_its_overrides_as_dvc_composes_it(name, tmp_path):
+    """`dvc exp run -S profile=NAME` (Hydra) and `salrepro profile NAME` (config.compose) write the same
+    params.yaml, byte for byte, and the quick profile's is the committed one. A profile lists only what
+    differs from conf/base.yaml."""
+    hydra = pytest.importorskip("dvc.utils.hydra")
+    out = tmp_path / "params.yaml"
+    hydra.compose_and_dump(out, str(ROOT / "conf"), None, "config", str(tmp_path), [f"profile={name}"])
+    ours = read_yaml(ROOT / f"conf/profile/{name}.yaml")
+    assert out.read_text() == params_text(ours)
+    if name == "quick":
+        assert out.read_text() == (ROOT / "params.yaml").read_text()
+    own = read_yaml_text((ROOT / f"conf/profile/{name}.yaml").read_text())
+    base = read_yaml_text((ROOT / "conf/base.yaml").read_text())
+    assert own.pop("defaults") == ["/base", "_self_"]
+    for key, value in _leaves(own):  # overrides only: nothing the base already says
+        node = base
+        for part in key.split("."):
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        assert node == {} or node != value, f"{name}.yaml restates the base's {key}"
+
+
+def test_composition_merges_mappings_replaces_the_rest_and_refuses_an_unset_key(tmp_path):
+    (tmp_path / "conf" / "profile").mkdir(parents=True)
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "salrepro"\n')
+    (tmp_path / "conf" / "base.yaml").write_text("profile: ???\na: {x: 1, y: [1, 2]}\nb: {}\n")
+    prof = tmp_path / "conf" / "profile" / "p.yaml"
+    prof.write_text("defaults:\n  - /base\n  - _self_\nprofile: p\na: {y: [3]}\nb: {z: 1}\n")
+    assert read_yaml(prof) == {"profile": "p", "a": {"x": 1, "y": [3]}, "b": {"z": 1}}
+    prof.write_text("defaults:\n  - /base\na: {x: 2}\n")
+    with pytest.raises(ParamsError, match="profile: missing"):
+        read_yaml(prof)
+    prof.write_text("defaults:\n  - /nothing\nprofile: p\n")
+    with pytest.raises(ParamsError, match="defaults: /nothing: no "):
+        read_yaml(prof)

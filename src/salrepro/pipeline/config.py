@@ -52,9 +52,62 @@ def parse_yaml(text: str, where: str = "params"):
 
 
 def read_yaml(path):
-    """A params or profile file, read as DVC reads it (`parse_yaml`)."""
+    """A params or profile file, read as DVC reads it (`parse_yaml`); a profile's `defaults` list composed
+    first, as DVC's Hydra composition does (`compose`)."""
     path = Path(path)
-    return parse_yaml(path.read_text(), str(path))
+    tree = parse_yaml(path.read_text(), str(path))
+    return compose(tree, path) if isinstance(tree, dict) and "defaults" in tree else tree
+
+
+def compose(tree: dict, path: Path) -> dict:
+    """Hydra's composition, for the form the profiles use (conf/base.yaml): `defaults`, a list of configs
+    (`/name`: conf/name.yaml; `name`: beside this file) and `_self_` (this file's keys; last if not listed),
+    each merged over those before it: mappings key by key, anything else replaced. A test holds it to
+    DVC's own composition of every profile."""
+    own = {k: v for k, v in tree.items() if k != "defaults"}
+    entries = list(tree["defaults"] or [])
+    entries += [] if "_self_" in entries else ["_self_"]
+    out: dict = {}
+    for entry in entries:
+        if entry == "_self_":
+            part = own
+        elif isinstance(entry, str) and entry:
+            source = _config_root(path) / f"{entry[1:]}.yaml" if entry.startswith("/") else path.parent / f"{entry}.yaml"
+            if not source.is_file():
+                raise ParamsError(f"{path}: defaults: {entry}: no {source} (run from the project root)")
+            part = read_yaml(source)
+        else:
+            raise ParamsError(f"{path}: defaults: got {entry!r}; allowed: '/name' (conf/name.yaml), 'name' "
+                              "(beside this file) or '_self_'")
+        out = _merge(out, part)
+    unset = [k for k, v in _leaves(out) if v == "???"]
+    if unset:
+        raise ParamsError(f"{path}: {unset[0]}: missing (conf/base.yaml leaves it to each profile: set it here)")
+    return out
+
+
+def _config_root(path: Path) -> Path:
+    """The folder `/name` defaults resolve in: conf/ of the checkout holding `path`, else (a profile copied
+    out of it) of the checkout here."""
+    from ..data import project_root
+
+    own = project_root(Path(path).resolve().parent) / "conf"
+    return own if own.is_dir() else project_root() / "conf"
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _leaves(tree: dict, where: str = ""):
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            yield from _leaves(v, f"{where}{k}.")
+        else:
+            yield f"{where}{k}", v
 
 
 def _check(tree: dict, schema: dict, where: str) -> None:

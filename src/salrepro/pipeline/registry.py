@@ -18,7 +18,7 @@ claims its notebook judges. Everything else is derived from `STAGES`:
 
 Adding a stage: a `Stage` here; its module (its settings dataclass, a subclass of settings.Training
 whose `read` takes its fields from params.yaml and whose `configs()` are its runs, and its runner); its
-section in `schema.py` and in the profiles (conf/profile/*.yaml, tests/params-test.yaml); its notebook
+section in `schema.py` and in conf/base.yaml (profiles list only what they change); its notebook
 in notebooks/make_notebooks.py; then this module's command rewrites dvc.yaml.
 """
 

@@ -155,3 +155,23 @@ def test_instances_follow_the_retrain_order_with_datasets_from_each_section():
     assert [s for s, _ in got] == [s for s in retrain.ORDER for _ in (cfg[s]["datasets"] if registry.STAGE[s].per_dataset else [0])]
     assert registry.datasets_of("protocol_study", cfg) == list(dict.fromkeys(
         cfg["protocol_study"]["fit"] + cfg["protocol_study"]["held_out"]))
+
+
+def test_every_module_function_string_of_the_registry_resolves():
+    """A Stage's runner and settings are "module:name" strings resolved at run time: each names a callable
+    (the runner takes the stage's keyword arguments) and a settings class with `read` (configs() for sweeps)."""
+    import inspect
+
+    from salrepro.pipeline.settings import Instance
+
+    for st in registry.STAGES:
+        if st.runner:
+            fn = registry._function(st.runner)
+            params = inspect.signature(fn).parameters
+            takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+            assert takes_any or {"params_file", "out_dir", "progress", "results"} <= set(params), st.name
+            assert (next(iter(params)) == "dataset") == st.per_dataset, st.name
+        cls = registry.settings_class(st.name)
+        assert issubclass(cls, Instance) and hasattr(cls, "read"), st.name
+        if st.sweep:
+            assert callable(getattr(cls, "configs", None)) or st.name == "tuned", st.name

@@ -2,7 +2,7 @@
 
 The depth and width workloads of the cpu profile: a depth-64 residual net (784 inputs, 10 classes)
 at widths 256 and 1024, SAL-4 and BP, batch 16, trained as the depth and width stages train them:
-the seeds of one configuration together (experiments.plan_batches: 5 seeds at width 256, the depth
+the seeds of one configuration together (runs.plan_batches: 5 seeds at width 256, the depth
 stage's; 3 at width 1024, the width stage's), and one model alone for comparison. For each, the
 least time per training step over `--repeats` passes (SAL and BP alternated; every repeat printed),
 against the roofline this benchmark shares with sweep_speed.py (summed over the models): the larger of

@@ -23,7 +23,7 @@ import argparse
 import numpy as np
 import torch
 
-from salrepro import experiments as ex
+from salrepro import runs as ex
 from salrepro.data import load_dataset
 from salrepro.method.models import PRESETS
 from salrepro.pipeline import stats

@@ -60,7 +60,7 @@ import time
 import torch
 
 import salrepro
-from salrepro import experiments as ex
+from salrepro import runs as ex
 from salrepro.data import TRAIN_SIZES, DatasetError
 from salrepro.engine import workers as pool
 

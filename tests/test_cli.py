@@ -103,7 +103,7 @@ def test_cuda_without_a_gpu_is_one_line_and_exit_2(capsys, monkeypatch):
 
 
 def cli_torch():
-    from salrepro import experiments
+    from salrepro.runs import run as experiments
     return experiments.torch
 
 
@@ -133,7 +133,7 @@ def _interrupt_after(n_epochs, monkeypatch):
             on_epoch(epoch)
         return real(*a, on_epoch=tick, **kw)
 
-    from salrepro import experiments
+    from salrepro.runs import run as experiments
     monkeypatch.setattr(experiments, "train_many", train_many)
 
 
@@ -157,11 +157,11 @@ def test_ctrl_c_says_what_was_kept_and_how_to_resume(tmp_path, capsys, monkeypat
 
 
 def test_progress_moves_at_every_epoch_of_a_batch(monkeypatch):
-    from salrepro import experiments as ex
+    from salrepro import runs as ex
     from salrepro.data import load_dataset
     updates = []
-    real_update = ex.tqdm.update
-    monkeypatch.setattr(ex.tqdm, "update", lambda self, n=1: (updates.append(n), real_update(self, n))[1])
+    real_update = ex.run.tqdm.update
+    monkeypatch.setattr(ex.run.tqdm, "update", lambda self, n=1: (updates.append(n), real_update(self, n))[1])
     configs = [ex.make_config("digits", "bp", seed=s, hidden=8, epochs=3, batch_size=64) for s in range(2)]
     ex.run_all(configs, load_dataset("digits"), progress=False)
     assert updates == [2, 2, 2]  # one update per epoch for the two models trained together

@@ -22,18 +22,18 @@ import yaml
 submitit = pytest.importorskip("submitit", reason="the cluster executor needs submitit: pip install 'salrepro[cluster]'")
 
 import salrepro  # noqa: E402
-from salrepro import experiments as ex  # noqa: E402
+from salrepro import runs as ex  # noqa: E402
 from salrepro.pipeline import cluster  # noqa: E402
 from salrepro.pipeline.cluster import JobsPending, SubmititExecutor  # noqa: E402
 from salrepro.pipeline import cli, stages  # noqa: E402
-from salrepro.pipeline.config import load_params, stage_settings  # noqa: E402
+from salrepro.pipeline.config import load_params, read_yaml, stage_settings  # noqa: E402
 
 TEST_PARAMS = Path(__file__).parent / "notebooks" / "params-test.yaml"
 
 
 def params(tmp_path, methods=None) -> Path:
     """The test profile (Digits, 2 seeds, 2 epochs, width 32) with the area sweep's methods replaced (if given)."""
-    cfg = yaml.safe_load(TEST_PARAMS.read_text())
+    cfg = read_yaml(TEST_PARAMS)  # composed: the test profile lists only what it changes from conf/base.yaml
     if methods is not None:
         cfg["area_sweep"]["methods"] = methods
     cfg["plan"]["workers"] = 1  # the profile's plan cuts the jobs: one batch per group here, not one per worker
@@ -91,7 +91,7 @@ def test_a_stage_fanned_out_over_jobs_lands_the_local_runners_records_then_rende
     def trains(*args, **kwargs):
         raise AssertionError("the rendering path trained a batch")
 
-    monkeypatch.setattr(ex, "train_planned", trains)  # the one function run_all trains a batch through
+    monkeypatch.setattr(ex.run, "train_planned", trains)  # the one function run_all trains a batch through
     # what dvc repro's notebook calls: everything is read from the store the jobs wrote
     rendered = stages.run_stage("area_sweep", "digits", params_file=p, out_dir=tmp_path / "cluster/area_sweep/digits")
     assert rendered.metrics == local.metrics
@@ -143,11 +143,11 @@ def test_a_job_preempted_then_killed_resumes_from_its_checkpoint(tmp_path):
 
 def hammer(store: str, writer: int, go: str, seconds: float) -> int:
     """A job that writes 20 records into the store again and again for `seconds` (the writer's code path:
-    experiments.store_batch), once both writers are ready."""
+    runs.store_batch), once both writers are ready."""
     import time
     from pathlib import Path
 
-    from salrepro import experiments as ex
+    from salrepro import runs as ex
 
     configs = ex.grid("digits", [("bp", 1)], seeds=range(20), epochs=1, hidden=8)
     Path(go).with_name(f"ready-{writer}").touch()

@@ -6,7 +6,7 @@ import torch
 
 import salrepro
 from salrepro.kernels import dispatch
-from salrepro import experiments as ex
+from salrepro import runs as ex
 from salrepro.engine.batched import BATCHES
 from salrepro.kernels.dispatch import Groups
 

@@ -144,7 +144,7 @@ def test_each_method_is_one_record_that_the_builder_the_planner_and_the_engine_r
     methods whose record says batched, and a name without a record fails loudly at build, plan and label."""
     import dataclasses as dc
 
-    from salrepro import experiments as ex
+    from salrepro import runs as ex
     from salrepro.engine import batched
     from salrepro.method.models import METHOD, build_model, method_of
 

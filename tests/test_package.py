@@ -47,7 +47,7 @@ def test_no_module_imports_the_package_above_it():
 
 # The layers, lowest first: a module imports only from its own layer or those below (data and the
 # kernels stand alone at the bottom: neither knows the method).
-LAYERS = {"kernels": 0, "data": 0, "method": 1, "engine": 2, "experiments": 3, "pipeline": 4}
+LAYERS = {"kernels": 0, "data": 0, "method": 1, "engine": 2, "runs": 3, "pipeline": 4}
 
 
 def test_each_layer_imports_only_the_layers_below_it():
@@ -57,7 +57,7 @@ def test_each_layer_imports_only_the_layers_below_it():
         rank = LAYERS[name.split(".")[0]]
         for d in deps - {"__init__"}:
             assert LAYERS[d.split(".")[0]] <= rank, f"{name} (layer {rank}) imports {d}"
-    assert all(d.split(".")[0] not in ("method", "engine", "experiments", "pipeline")
+    assert all(d.split(".")[0] not in ("method", "engine", "runs", "pipeline")
                for m, deps in graph().items() if m.split(".")[0] in ("kernels", "data") for d in deps)
 
 

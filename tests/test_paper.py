@@ -60,7 +60,7 @@ def test_results_on_the_rebuilt_usps_split_say_so_in_tables_and_claims():
 
 
 def test_summaries_name_the_rebuilt_usps_split_from_the_runs_data_options():
-    from salrepro import experiments as ex
+    from salrepro import runs as ex
     record = {"config": {"dataset": "usps", "method": "bp", "areas": 1, "depth": 2, "hidden": 8, "seed": 0, "lr": 0.1,
                          "epochs": 1, "batch_size": 16, "options": {},
                          "data_options": {"input_norm": "pm1", "usps_train": "rebuilt"}},

@@ -14,13 +14,13 @@ import pytest
 import torch
 
 import salrepro
-from salrepro import experiments as ex
+from salrepro import runs as ex
 from salrepro.engine.batched import train_many
 
 SWEEP = textwrap.dedent("""
     import sys
     import salrepro
-    from salrepro import experiments as ex
+    from salrepro import runs as ex
     configs = ex.grid("digits", [("bp", 1), ("sal", 4), ("moe", 2), ("moe", 4)], seeds=[0, 1],
                       epochs=4, batch_size=16, lr=0.01, hidden=64)
     ex.run_all(configs, salrepro.load_dataset("digits", cache=False), store=sys.argv[1], device="cpu", progress=False)

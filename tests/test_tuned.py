@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from salrepro import experiments as ex
+from salrepro import runs as ex
 from salrepro.pipeline import tuned
 from salrepro.pipeline.config import load_params, read_yaml, stage_settings
 from salrepro.data import Dataset

@@ -1,14 +1,14 @@
-"""Small batches trained side by side in worker processes (engine/workers.py, experiments.run_all)."""
+"""Small batches trained side by side in worker processes (engine/workers.py, runs.run_all)."""
 
 import dataclasses
 
 import pytest
 import torch
 
-from salrepro import experiments as ex
+from salrepro import runs as ex
 from salrepro.engine import workers as pool
 from salrepro.method.models import method_of
-from test_experiments import Toy  # the tiny dataset the runner's tests train on
+from test_runs import Toy  # the tiny dataset the runner's tests train on
 
 needs_fork = pytest.mark.skipif(not pool.available(), reason="workers fork: Linux only")
 
@@ -99,7 +99,7 @@ def test_an_error_in_a_worker_is_raised_in_the_caller(monkeypatch):
     def fails(chosen, *a, **k):
         raise RuntimeError(f"no {chosen[0].label}")
 
-    monkeypatch.setattr(ex, "run_batch", fails)  # the forked workers inherit it
+    monkeypatch.setattr(ex.run, "run_batch", fails)  # the forked workers inherit it
     with pytest.raises(RuntimeError, match="no "):
         ex.run_all(grid(), Toy(), progress=False, device="cpu", workers=2)
 

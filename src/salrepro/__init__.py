@@ -11,15 +11,15 @@ products), `data/` (the paper's ten datasets), `method/` (`sal.py`: the method,
 its equations each in one place; `baselines.py`: BP, MoE, FA, DFA, SAL-BP;
 `nets.py`: the shared net shapes; `models.py`: one record per method,
 build_model, count_parameters), `engine/` (the training loops: one model,
-stacked models, worker processes), `experiments.py` (run identity, the run
-store, the batch planner, `run_all`), `pipeline/` (the replication: its stages,
+stacked models, worker processes; the machine), `runs/` (a run's identity, the
+run store, the batch planner, `run_all`, result tables), `pipeline/` (the replication: its stages,
 params, verdicts, report and the `salrepro` command).
 """
 
 
 from .method.models import METHODS, OPTIONS, PRESETS, ParameterCount, build_model, count_parameters, describe, reading_of
 from .engine.train import evaluate, train
-from .experiments import RunConfig, grid, package_version, run_all, run_one, summarize
+from .runs import RunConfig, grid, package_version, run_all, run_one, summarize
 
 __version__ = package_version()  # one source: pyproject.toml, through the installed package's metadata
 

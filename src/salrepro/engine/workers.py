@@ -10,7 +10,7 @@ processes side by side take 3.15 and 3.43 ms each, 1.65 ms a step for the
 machine (1.37x the two-thread rate); SAL-1: 0.71 ms against 0.95 / 0.91 side by
 side, 0.47 ms for the machine (1.5x).
 
-So `experiments.run_all` trains the batches of small models in `workers`
+So `runs.run_all` trains the batches of small models in `workers`
 processes (forked: they share the loaded data, copy-on-write), each with one
 torch thread, and the wide and deep nets, whose steps are large matrix products
 that two threads do share well, in the calling process with every thread.

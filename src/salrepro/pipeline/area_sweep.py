@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import experiments as ex
+from .. import runs as ex
 from ..method.models import PRESETS
 from .schema import parse_method
 from .settings import TABLE2_TRAINING, Training, method_options

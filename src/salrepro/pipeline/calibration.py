@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import experiments as ex
+from .. import runs as ex
 from . import paper
 from .config import load_params
 from ..data import DATA_OPTIONS
 from .settings import Training, table2_training
-from ..experiments import write_json_atomic
+from ..runs import write_json_atomic
 
 DEFAULT_MAP = DATA_OPTIONS["input_norm"][1]
 METRIC_NAMES = paper.METRIC_NAMES

@@ -4,7 +4,7 @@ Rows are the paper's claims (CLAIMS); columns (`columns`) are where we judge the
 numbers; SAL under the defaults of docs/method.md and under the preset (`paper_fit`), every method at the
 paper's lr (1e-4); the same two readings with every method at its own lr (the `tuned` stage).
 
-A claim's test reads a frame of runs (one row per trained model: experiments.runs_frame, or a stage's
+A claim's test reads a frame of runs (one row per trained model: runs.runs_frame, or a stage's
 runs.csv) and, per dataset, estimates one effect with its 95% interval (stats.py):
 
 - SAL beats BP: SAL-16 (the paper's best row, fixed in advance) minus BP, Welch's t; every other K is
@@ -20,7 +20,7 @@ runs.csv) and, per dataset, estimates one effect with its 95% interval (stats.py
 A trend whose best level is interior is named ("peaks at K = 4, then flat"); if the levels after the
 peak fall significantly, the claim that it grows is not supported there. A point (one configuration at
 one level) with fewer than stats.MIN_RUNS finished runs enters no test: it is drawn and listed,
-marked descriptive. Runs whose training was unstable (experiments.unstable) stay in (they are what
+marked descriptive. Runs whose training was unstable (runs.unstable) stay in (they are what
 that configuration does) and are counted in the evidence; a level whose runs all diverged counts
 against "trains at every depth".
 

@@ -210,7 +210,7 @@ def _table(summary: pd.DataFrame) -> str:
 
 
 def cmd_run(args) -> int:
-    from .. import experiments as ex
+    from .. import runs as ex
     from .config import ParamsError, parse_method
     from ..data import data_options, load_dataset
     from ..method.models import build_model
@@ -260,7 +260,7 @@ def cmd_sweep(args) -> int:
     cfg = load_params(params)
     once = not registry.STAGE[args.stage].per_dataset  # calibration, protocol_study: one instance, every dataset
     if once and args.dataset:
-        from ..experiments import SetupError
+        from ..runs import SetupError
 
         raise SetupError(f"--dataset: {args.stage} runs once, over the datasets its section lists")
     datasets = [None] if once else args.dataset or cfg[args.stage]["datasets"]
@@ -317,7 +317,7 @@ def _cluster_executor(args, results: str):
         given = {"--cluster": args.cluster, "--partition": args.partition, "--gpus-per-job": args.gpus_per_job,
                  "--no-wait": args.no_wait, "--dry-run": args.dry_run, "--jobs-folder": args.jobs_folder}
         if any(given.values()):
-            from ..experiments import SetupError
+            from ..runs import SetupError
 
             raise SetupError(f"{', '.join(k for k, v in given.items() if v)}: only with --executor submitit")
         return None
@@ -329,7 +329,7 @@ def _cluster_executor(args, results: str):
 
 def _dry_run_table(planned) -> str:
     """The jobs a dry run would submit, per stage instance and resources: how many, what each asks for,
-    and the planner's estimate of their training (one thread; experiments.batch_seconds)."""
+    and the planner's estimate of their training (one thread; runs.batch_seconds)."""
     width = max(len(desc) for desc, *_ in planned)
     lines = [f"{desc:{width}}  {n:4d} job(s) of {res.describe():28} training estimated {seconds / 3600:7.2f} h"
              for desc, res, n, seconds in planned]
@@ -381,7 +381,7 @@ def missing_data(cfg: dict) -> str | None:
     """Why a checked params tree cannot run here (a device it names is absent: SetupError; a dataset's
     files are missing: the returned line), or None."""
     from ..data import _spec, available
-    from ..experiments import resolve_device
+    from ..runs import resolve_device
 
     resolve_device(cfg["device"] if cfg["device"] != "auto" else None)
     status = available(cfg["data"]["root"], cfg["datasets"])
@@ -413,7 +413,7 @@ def cmd_check(args) -> int:
 
 def cmd_profile(args) -> int:
     from .config import load_params, params_text, profile_file, validate
-    from ..experiments import write_text_atomic
+    from ..runs import write_text_atomic
 
     source = profile_file(args.name)
     cfg = validate(load_params(source))
@@ -431,7 +431,7 @@ def _interrupted(args, error=None) -> str:
     """What an interruption kept, and how to go on."""
     from pathlib import Path
 
-    from ..experiments import stored_files
+    from ..runs import stored_files
 
     store = getattr(args, "store", None)
     if args.command == "sweep" and getattr(args, "executor", "local") == "submitit":
@@ -490,7 +490,7 @@ class _Say(logging.Handler):
 def main(argv=None) -> int:
     from .config import ParamsError
     from ..data import DatasetError
-    from ..experiments import SetupError
+    from ..runs import SetupError
 
     parser = build_parser()
     try:

@@ -1,21 +1,21 @@
 """Planned batches as cluster jobs, through submitit: SLURM (or submitit's local processes) instead of workers.
 
     executor = SubmititExecutor("results/cpu/.jobs", cluster="slurm", partition="cpu")
-    records = experiments.run_all(configs, data, store="results/cpu/area_sweep/mnist/runs", executor=executor)
+    records = runs.run_all(configs, data, store="results/cpu/area_sweep/mnist/runs", executor=executor)
 
-`experiments.run_all` plans a grid's batches as it always does (`plan_batches`) and hands the batches
+`runs.run_all` plans a grid's batches as it always does (`plan_batches`) and hands the batches
 not yet stored to `SubmititExecutor.train`. Each batch becomes one job (`BatchJob`): the job trains it
-(`experiments.train_planned`, the function the local runner calls) and writes its records into the run
-store itself (`experiments.store_batch`: each record a temporary file renamed over its name, so that
+(`runs.train_planned`, the function the local runner calls) and writes its records into the run
+store itself (`runs.store_batch`: each record a temporary file renamed over its name, so that
 any number of jobs write into one store on a shared filesystem and a reader sees a whole record or
 none). The batches that need the same resources go together as one job array.
 
-A job's resources come from the planner's estimates: memory from `experiments.training_bytes`, its time
-limit from `experiments.batch_seconds` (both with a margin, rounded up to a few steps), CPUs from the
+A job's resources come from the planner's estimates: memory from `runs.training_bytes`, its time
+limit from `runs.batch_seconds` (both with a margin, rounded up to a few steps), CPUs from the
 batch's size: one for a batch of small models (the local runner trains those in one-thread workers:
 they gain little from a second thread), LARGE_JOB_CPUS for the deep and wide nets, whose steps are large
 matrix products, and a node to itself for a model too large to share a batch with another
-(`experiments.MAX_LARGE_BATCH_BYTES`: the 4096-wide nets), which streams its weights from memory at
+(`runs.MAX_LARGE_BATCH_BYTES`: the 4096-wide nets), which streams its weights from memory at
 every step and wants all of the node's memory bandwidth.
 
 Nothing here queues, places or retries: SLURM does, and submitit, which requeues a job that SLURM
@@ -50,7 +50,7 @@ except ImportError as error:  # pragma: no cover
     raise ImportError("the submitit executor needs submitit: pip install 'salrepro[cluster]' (or pip install submitit)") \
         from error
 
-from .. import experiments as ex
+from .. import runs as ex
 from ..engine.train import unpack
 
 log = logging.getLogger("salrepro")
@@ -140,7 +140,7 @@ class BatchJob(submitit.helpers.Checkpointable):
 
     Checkpointable: when SLURM preempts the job or its time limit nears, submitit calls `checkpoint`
     (Checkpointable's: this same call again) and requeues the job; the new start resumes the batch from
-    its last epoch checkpoint in the store (`experiments.batch_checkpoint`). A job whose runs are all
+    its last epoch checkpoint in the store (`runs.batch_checkpoint`). A job whose runs are all
     stored when it starts (a requeue after it wrote them, or a second job for the same batch) trains
     nothing."""
 
@@ -295,7 +295,7 @@ class SubmititExecutor:
         self.planned: list[tuple[str, Resources, int, float]] = []  # dry run: (what, resources, jobs, est. seconds)
         self._reported: set[str] = set()
 
-    # -- the hook experiments.run_all calls --------------------------------------------------------
+    # -- the hook runs.run_all calls --------------------------------------------------------
     def device_for(self, device) -> torch.device:
         """The device the jobs train on (and the batches are planned for): CPU, or CUDA with GPUs per job.
         A device the jobs will not have is refused (SetupError)."""

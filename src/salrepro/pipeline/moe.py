@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .. import experiments as ex
+from .. import runs as ex
 from .settings import TABLE2_TRAINING, Training, method_options
 from .stages import run_stage
 

@@ -48,7 +48,7 @@ def paper_table2() -> pd.DataFrame:
 
 
 def paper_summary() -> pd.DataFrame:
-    """Tables 2/3 as an experiments.summarize() frame (5 seeds, the shallow net), so that the paper's own
+    """Tables 2/3 as an runs.summarize() frame (5 seeds, the shallow net), so that the paper's own
     numbers can be judged by the very claim functions that judge ours."""
     t = paper_table2()
     wide = t.pivot_table(index=["dataset", "display", "method", "areas", "label"], columns="metric",
@@ -58,7 +58,7 @@ def paper_summary() -> pd.DataFrame:
 
 
 def paper_runs(seeds: int = 5) -> pd.DataFrame:
-    """Tables 2/3 as a frame of runs (experiments.runs_frame's columns): each (dataset, method, K) as
+    """Tables 2/3 as a frame of runs (runs.runs_frame's columns): each (dataset, method, K) as
     `seeds` runs whose metrics have exactly the printed mean and std (sample std, floored at PRINT_FLOOR).
     Welch's t and OLS depend on the runs only through each group's mean, variance and count, so the
     claims' tests give on these runs what they would give on the paper's own."""
@@ -101,7 +101,7 @@ def agreement_count(comparison: pd.DataFrame) -> dict:
 
 
 def compare_area_sweep(summary: pd.DataFrame, sigma: float = 2.0) -> pd.DataFrame:
-    """Our Table 2/3 summary (experiments.summarize) beside the paper's, one
+    """Our Table 2/3 summary (runs.summarize) beside the paper's, one
     row per dataset, method-K and metric. Cells the paper has and we did not
     run are listed with verdict "not run"; extra rows of ours with "no paper value"."""
     paper = paper_table2()

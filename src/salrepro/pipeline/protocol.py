@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import experiments as ex
+from .. import runs as ex
 from . import claims, paper
 from .config import DATASET_OPTIONS, load_params
 from ..data import DISPLAY_NAMES, load_dataset

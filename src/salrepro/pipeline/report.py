@@ -23,7 +23,7 @@ from . import registry
 from .config import STAGES, read_yaml
 from ..data import DATASETS, DISPLAY_NAMES, available, data_options, project_root
 from ..data import data_root as resolve_data_root
-from ..experiments import record_input_norm, stored_records, write_json_atomic
+from ..runs import record_input_norm, stored_records, write_json_atomic
 
 def _empty() -> pd.DataFrame:
     return pd.DataFrame()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .. import experiments as ex
+from .. import runs as ex
 from ..method.models import PRESETS
 from .schema import parse_method
 from .settings import Training, method_options

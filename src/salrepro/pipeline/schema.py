@@ -83,7 +83,7 @@ TOP = {
         "download": (lambda v: isinstance(v, bool), "true or false"),
     },
     "datasets": None,  # checked by config._check_datasets
-    "plan": {  # experiments.Plan: how grids are cut into batches, the same on every machine
+    "plan": {  # runs.Plan: how grids are cut into batches, the same on every machine
         "batch_mb": (_is_pos_number, "a number > 0: MB of weights of small models trained together in one batch"),
         "large_batch_mb": (_is_pos_number, "a number > 0: MB of weights of larger models (deep, wide) batched together"),
         "workers": (lambda v: _is_int(v, 1), "an integer >= 1: the small batches of a group are cut to a multiple of it "

@@ -28,7 +28,7 @@ class Instance:
     data_root: str | None  # null: $SALREPRO_DATA, else data/raw
     download: bool
     data_options: dict  # the dataset's data options (params.yaml datasets.<name>), defaults not filled in
-    plan: dict = field(default_factory=dict)  # params.yaml `plan`: how its grids are cut into batches (experiments.Plan)
+    plan: dict = field(default_factory=dict)  # params.yaml `plan`: how its grids are cut into batches (runs.Plan)
 
     @classmethod
     def read(cls, cfg: dict, stage: str, dataset: str) -> dict:
@@ -40,8 +40,8 @@ class Instance:
         return {n: list(v) if isinstance(v, tuple) else v for n in names for v in (getattr(self, n),)}
 
     def batching(self):
-        """The profile's batch plan (experiments.Plan), for run_all."""
-        from ..experiments import Plan
+        """The profile's batch plan (runs.Plan), for run_all."""
+        from ..runs import Plan
 
         return Plan.from_params(self.plan)
 
@@ -64,7 +64,7 @@ class Training(Instance):
     hidden: int | None = None  # the hidden width (None where the stage varies it: width)
 
     def training(self, **overrides) -> dict:
-        """The keywords of experiments.make_config that every run of the grid shares."""
+        """The keywords of runs.make_config that every run of the grid shares."""
         return {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
                 "data_options": dict(self.data_options), **overrides}
 

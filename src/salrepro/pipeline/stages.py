@@ -22,12 +22,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import experiments as ex
+from .. import runs as ex
 from . import paper
 from . import registry
 from .config import load_params, stage_settings
 from .settings import Instance
-from ..experiments import write_json_atomic
+from ..runs import write_json_atomic
 
 
 @dataclass
@@ -105,7 +105,7 @@ def run_stage(stage: str, dataset: str, *, params_file="params.yaml", out_dir=No
     results: the profile's results folder, whose stages' stored runs this stage reuses where its Stage
     says so (moe: the area sweep's SAL runs; preset_sweep: its BP runs and the protocol study's runs of
     the preset); default: two levels above `out_dir`. executor: the runs not stored yet train as cluster
-    jobs (pipeline/cluster.py; experiments.run_all), which may raise before any output is written (jobs
+    jobs (pipeline/cluster.py; runs.run_all), which may raise before any output is written (jobs
     still queued or running, or failed)."""
     cfg = load_params(params_file)
     s = stage_settings(cfg, stage, dataset)

@@ -13,7 +13,7 @@ the defaults and under each named preset, MoE-K) its own learning rate:
    configuration but lr train together (a per-model lr in the stacked step).
 2. **Choice.** Per (method, K, reading[, depth]) the lr with the highest mean final validation
    accuracy over its selection runs (`choose_lr`). An lr with an unstable selection run (it diverged,
-   ended above ln(C) in training loss, or at more than twice its best epoch's: experiments.unstable)
+   ended above ln(C) in training loss, or at more than twice its best epoch's: runs.unstable)
    has failed and is never chosen; ties go to the smaller lr. Every lr within one standard error of
    the choice is listed as a near-tie (the standard error of the choice's mean over its runs; with
    one run, the binomial standard error of its accuracy on the held-out samples). A choice at the
@@ -29,7 +29,7 @@ degrades with depth, which a trained BP may not.
 
     out = run_tuned("semeion", params_file="params.yaml", out_dir="results/cpu/tuned/semeion")
     out.choice      # one row per configuration: the lr chosen and every lr's tuning accuracy
-    out.summary     # the reported runs at the chosen lrs (experiments.summarize, with an lr column)
+    out.summary     # the reported runs at the chosen lrs (runs.summarize, with an lr column)
 """
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import experiments as ex
+from .. import runs as ex
 from . import registry
 from .config import load_params, parse_method, stage_settings
-from ..experiments import write_json_atomic
+from ..runs import write_json_atomic
 from ..method.models import PRESETS, reading_of
 from ..data import TRAIN_SIZES
 from .settings import TABLE2_TRAINING, Training, method_options
@@ -145,7 +145,7 @@ def selection_configs(s: TunedSettings) -> list[ex.RunConfig]:
 
 
 def choose_lr(selection: pd.DataFrame, held: dict[str, int] | None = None) -> pd.DataFrame:
-    """One row per configuration (SPEC_KEYS) from the selection runs (experiments.runs_frame, with
+    """One row per configuration (SPEC_KEYS) from the selection runs (runs.runs_frame, with
     `unstable`): the lr with the highest mean final validation accuracy among the lrs none of whose runs
     was unstable (ties: the smaller lr); `lr` is NaN when every lr failed. Columns: `acc@<lr>` each lr's
     mean (NaN where it failed), `runs` per lr, `se` the choice's standard error (its runs' std over

@@ -1,4 +1,4 @@
-"""Experiment runs, the run store and the summary tables (experiments.py)."""
+"""Runs: their identity, the store, the planner, training a grid and the result tables (salrepro/runs/)."""
 
 import dataclasses
 import json
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import salrepro
-from salrepro import experiments as ex
+from salrepro import runs as ex
 from salrepro.engine.batched import train_many
 from salrepro.data import load_dataset
 
@@ -58,12 +58,12 @@ def test_store_resumes_and_skips_finished_runs(tmp_path, monkeypatch):
             raise KeyboardInterrupt  # killed mid-sweep
         return real(chosen, *a, **k)
 
-    monkeypatch.setattr(ex, "run_batch", dies_in_second_batch)
+    monkeypatch.setattr(ex.run, "run_batch", dies_in_second_batch)
     with pytest.raises(KeyboardInterrupt):
         ex.run_all(configs, Toy(), store=tmp_path, progress=False, device="cpu")
     assert len(list(tmp_path.glob("*.json"))) == 2 and not list(tmp_path.glob(".tmp-*"))
     calls.clear()
-    monkeypatch.setattr(ex, "run_batch", lambda chosen, *a, **k: calls.append([c.method for c in chosen]) or real(chosen, *a, **k))
+    monkeypatch.setattr(ex.run, "run_batch", lambda chosen, *a, **k: calls.append([c.method for c in chosen]) or real(chosen, *a, **k))
     resumed = ex.run_all(configs, Toy(), store=tmp_path, progress=False, device="cpu")
     assert calls == [["sal", "sal"]]  # the finished batch was not recomputed
     assert [r["history"] for r in resumed] == [r["history"] for r in uninterrupted]  # identical, not just close
@@ -163,7 +163,7 @@ def test_store_ignores_other_versions_and_corrupt_files(tmp_path, monkeypatch):
     ex.run_all([c], Toy(), store=tmp_path, progress=False, device="cpu")  # rewritten whole
     assert ex.load_stored(tmp_path, c) is not None
     old_key = c.key()
-    monkeypatch.setattr(ex, "RESULTS_VERSION", "other")
+    monkeypatch.setattr(ex.keys, "RESULTS_VERSION", "other")
     assert c.key() != old_key and ex.load_stored(tmp_path, c) is None
 
 
@@ -392,7 +392,7 @@ def test_a_record_names_the_commit_that_made_it():
     import subprocess
     from pathlib import Path
 
-    root = Path(ex.__file__).resolve().parents[2]
+    root = Path(ex.__file__).resolve().parents[3]
     c = ex.make_config("digits", "bp", hidden=8, epochs=1, batch_size=256)
     version = ex.run_one(c, load_dataset("digits"), device="cpu")["version"]
     if shutil.which("git") is None or not (root / ".git").exists():
@@ -405,7 +405,7 @@ def test_a_record_names_the_commit_that_made_it():
 MEASURE = """
 import sys, threading, time, torch, salrepro
 from pathlib import Path
-from salrepro import experiments as ex
+from salrepro import runs as ex
 from salrepro.engine.batched import train_many
 torch.set_num_threads(1)
 rss = lambda: int(Path("/proc/self/statm").read_text().split()[1]) * 4096
@@ -435,7 +435,7 @@ print(peak[0] - base, ex.training_bytes([c], val_rows=64))
 @pytest.mark.parametrize("shape", [("sal", 4, 2048, 6), ("bp", 1, 2048, 8)])
 def test_the_memory_estimate_is_within_30_percent_of_the_measured_peak(shape):
     """A model alone (the widest nets train alone): the resident memory it adds while it is built and
-    trained, sampled every 2 ms in a fresh process, against experiments.training_bytes (measured 0.99-1.02
+    trained, sampled every 2 ms in a fresh process, against runs.training_bytes (measured 0.99-1.02
     of the estimate for these shapes, twice each, on the 2-core Intel machine of 2026-12-05)."""
     import subprocess
     import sys
@@ -453,8 +453,8 @@ def test_a_batch_that_cannot_fit_is_refused_before_any_allocation(monkeypatch, t
                                             r"\(1[67]\.\d GB of tensors\), 8\.0 GB free now"):
         ex.check_fits([c], available=8e9)
     ex.check_fits([c], available=64e9)  # fits: nothing raised
-    monkeypatch.setattr(ex, "available_bytes", lambda: 8e9)
-    monkeypatch.setattr(ex, "build_model", lambda *a, **k: pytest.fail("a model was built"))
+    monkeypatch.setattr(ex.plan, "available_bytes", lambda: 8e9)
+    monkeypatch.setattr(ex.run, "build_model", lambda *a, **k: pytest.fail("a model was built"))
     with pytest.raises(ex.SetupError, match="free now"):
         ex.run_all([c], load_dataset("digits"), store=tmp_path, device="cpu")
     assert not list(tmp_path.glob("*.json"))
@@ -477,7 +477,7 @@ def test_the_large_net_path_end_to_end_at_a_tiny_width(monkeypatch, tmp_path):
     c = ex.make_config("digits", "sal", num_areas=4, depth=4, hidden=32, epochs=4, batch_size=64,
                        options={"divisor": "area", "feedback_scale": 5.0, "router_width": 32})
     data = load_dataset("digits")
-    model = ex._model(c, data, torch.device("cpu"))
+    model = ex.run._model(c, data, torch.device("cpu"))
     net = batched.BATCHES[type(model)]([model])
     assert all(L.weight.data_ptr() == layer.weight.data_ptr() for L, layer in zip(net.layers, model.layers))
     saves = []
@@ -550,7 +550,7 @@ def test_atomic_writes_leave_no_temporary_and_give_a_plain_file_s_mode(tmp_path)
 
 
 def test_unstable_runs_are_those_that_diverged_end_above_ln_c_or_blow_up():
-    """experiments.unstable, on records whose answer is known (3 classes: ln 3 = 1.10)."""
+    """runs.unstable, on records whose answer is known (3 classes: ln 3 = 1.10)."""
     def record(losses, diverged=None):
         return {"config": {"dataset": "digits"}, "diverged": diverged,
                 "history": [{"train_loss": v} for v in losses], "final": {"train_loss": losses[-1]}}

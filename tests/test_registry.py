@@ -175,3 +175,38 @@ def test_every_module_function_string_of_the_registry_resolves():
         assert issubclass(cls, Instance) and hasattr(cls, "read"), st.name
         if st.sweep:
             assert callable(getattr(cls, "configs", None)) or st.name == "tuned", st.name
+
+
+def test_each_runner_reads_exactly_the_stores_its_stage_declares(tmp_path, monkeypatch):
+    """The stores a runner passes to run_all (read_from) are its Stage's `reuses` and `reads`, as far as they
+    exist: every store is planted, each runner called with run_all stopped at its first call."""
+    from salrepro import runs as ex
+
+    params = ROOT / "tests/notebooks/params-test.yaml"
+    results = tmp_path / "results"
+    for st in registry.STAGES:
+        for d in ("digits",):
+            (results / st.name / d / "runs").mkdir(parents=True)
+
+    class Stop(Exception):
+        pass
+
+    seen = {}
+
+    def fake_run_all(configs, data_for, *, read_from=(), **kw):
+        seen.setdefault(current, set()).update(p.parent.parent.name for p in read_from)
+        raise Stop
+
+    monkeypatch.setattr(ex, "run_all", fake_run_all)  # the runners call it through the runs package
+    for st in registry.STAGES:
+        if not st.trains:
+            continue
+        current = st.name
+        try:
+            registry.run(st.name, "digits" if st.per_dataset else None, params_file=str(params),
+                         out_dir=tmp_path / "out" / st.name, results=results)
+        except Stop:
+            pass
+        if st.name == "tuned":  # its selection trains first, in its own store; its reported runs read
+            continue  # registry.STAGE["tuned"].reuses itself (tuned.run_tuned)
+        assert seen.get(st.name, set()) == set(st.reuses) | set(st.reads), st.name

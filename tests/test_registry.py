@@ -106,7 +106,7 @@ def test_the_schema_the_sweep_stages_and_the_retrain_order_come_from_the_registr
                 assert order.index(other) < order.index(st.name), (st.name, other)
         cls = registry.settings_class(st.name)
         assert issubclass(cls, Instance)
-        if st.sweep and st.name != "tuned":  # a sweep stage's runs are its settings' configs()
+        if st.sweep:  # a sweep stage's runs are its settings' configs() (tuned: those known before training)
             assert callable(getattr(cls, "configs", None)), st.name
         if st.settings is not None:  # every key of its section is a typed field of its settings
             assert set(st.section) - {"datasets"} <= {f.name for f in dataclasses.fields(cls)}, st.name
@@ -174,7 +174,7 @@ def test_every_module_function_string_of_the_registry_resolves():
         cls = registry.settings_class(st.name)
         assert issubclass(cls, Instance) and hasattr(cls, "read"), st.name
         if st.sweep:
-            assert callable(getattr(cls, "configs", None)) or st.name == "tuned", st.name
+            assert callable(getattr(cls, "configs", None)), st.name
 
 
 def test_each_runner_reads_exactly_the_stores_its_stage_declares(tmp_path, monkeypatch):

@@ -11,7 +11,7 @@ import salrepro
 @pytest.mark.parametrize(
     "kwargs, needle",
     [
-        (dict(method="adam"), "method: must be one of ('bp', 'sal', 'moe', 'dfa', 'fa', 'salbp')"),
+        (dict(method="adam"), f"method: must be one of {salrepro.METHODS}"),
         (dict(num_areas=0), "areas: must be an integer >= 1"),
         (dict(num_areas=2.5), "areas: must be an integer >= 1"),
         (dict(depth=1), "depth: must be an integer >= 2"),

@@ -106,7 +106,7 @@ def test_the_schema_the_sweep_stages_and_the_retrain_order_come_from_the_registr
                 assert order.index(other) < order.index(st.name), (st.name, other)
         cls = registry.settings_class(st.name)
         assert issubclass(cls, Instance)
-        if st.sweep and st.name != "tuned":  # a sweep stage's runs are its settings' configs()
+        if st.sweep:  # a sweep stage's runs are its settings' configs() (tuned: those known before training)
             assert callable(getattr(cls, "configs", None)), st.name
         if st.settings is not None:  # every key of its section is a typed field of its settings
             assert set(st.section) - {"datasets"} <= {f.name for f in dataclasses.fields(cls)}, st.name
@@ -174,4 +174,39 @@ def test_every_module_function_string_of_the_registry_resolves():
         cls = registry.settings_class(st.name)
         assert issubclass(cls, Instance) and hasattr(cls, "read"), st.name
         if st.sweep:
-            assert callable(getattr(cls, "configs", None)) or st.name == "tuned", st.name
+            assert callable(getattr(cls, "configs", None)), st.name
+
+
+def test_each_runner_reads_exactly_the_stores_its_stage_declares(tmp_path, monkeypatch):
+    """The stores a runner passes to run_all (read_from) are its Stage's `reuses` and `reads`, as far as they
+    exist: every store is planted, each runner called with run_all stopped at its first call."""
+    from salrepro import runs as ex
+
+    params = ROOT / "tests/notebooks/params-test.yaml"
+    results = tmp_path / "results"
+    for st in registry.STAGES:
+        for d in ("digits",):
+            (results / st.name / d / "runs").mkdir(parents=True)
+
+    class Stop(Exception):
+        pass
+
+    seen = {}
+
+    def fake_run_all(configs, data_for, *, read_from=(), **kw):
+        seen.setdefault(current, set()).update(p.parent.parent.name for p in read_from)
+        raise Stop
+
+    monkeypatch.setattr(ex, "run_all", fake_run_all)  # the runners call it through the runs package
+    for st in registry.STAGES:
+        if not st.trains:
+            continue
+        current = st.name
+        try:
+            registry.run(st.name, "digits" if st.per_dataset else None, params_file=str(params),
+                         out_dir=tmp_path / "out" / st.name, results=results)
+        except Stop:
+            pass
+        if st.name == "tuned":  # its selection trains first, in its own store; its reported runs read
+            continue  # registry.STAGE["tuned"].reuses itself (tuned.run_tuned)
+        assert seen.get(st.name, set()) == set(st.reuses) | set(st.reads), st.name

@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from salrepro import runs as ex
-from salrepro.pipeline import tuned
+from salrepro.pipeline import stages, tuned
 from salrepro.pipeline.config import load_params, read_yaml, stage_settings
 from salrepro.data import Dataset
 
@@ -59,6 +59,7 @@ def test_small_datasets_choose_by_cross_validation_large_ones_on_the_tuning_spli
     MNIST and Fashion-MNIST, 60,000) by `select_seeds` runs on the tuning split."""
     s = stage_settings(load_params(tiny_params(tmp_path)), "tuned", "digits")
     configs = tuned.selection_configs(s)
+    assert s.configs() == configs == stages.stage_configs("tuned", s)  # its configs(), as every sweep's
     assert {(dict(c.data_options)["split"], c.seed) for c in configs} == {("cv3-0", 0), ("cv3-1", 1), ("cv3-2", 2)}
     assert len(configs) == 2 * 3 * 3  # 2 lrs x 3 folds x (BP, SAL-4, SAL-4 [paper_fit])
     big = stage_settings(load_params(tiny_params(tmp_path, cv_below=0, select_seeds=2)), "tuned", "digits")

@@ -373,9 +373,7 @@ def _spec_for(name: str, options: dict) -> _Spec:
 
 
 def _scale(spec: _Spec, options: dict) -> float:
-    if spec.name == "digits":
-        return 16.0 if options["digits_scale"] == "unit" else 1.0
-    return 255.0
+    return 1.0 if options.get("digits_scale") == "raw" else spec.pixel_max  # raw: Digits' 0..16 kept as they are
 
 
 def _stat(root: Path, path: Path) -> list:

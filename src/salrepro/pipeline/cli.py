@@ -66,6 +66,7 @@ def _int_at_least(lo: int):
 def build_parser() -> argparse.ArgumentParser:
     from .config import STAGES
     from ..data import DATASETS
+    from ..method.models import METHOD, METHODS
 
     parser = argparse.ArgumentParser(prog="salrepro", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -78,8 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dataset", default="digits", choices=DATASETS,
                      help="dataset (default: digits, embedded, needs no files)")
     run.add_argument("--method", default="sal-4",
-                     help="bp, sal-K, moe-K, salbp-K, dfa or fa, as in the paper's tables (default: sal-4); salbp-K is "
-                          "SAL's areas and routing trained by backpropagation (beyond the paper: the areas or the rule?)")
+                     help=", ".join(f"{m}-K" if METHOD[m].areas else m for m in METHODS)
+                     + ", as in the paper's tables (default: sal-4); salbp-K is SAL's areas and routing trained by "
+                       "backpropagation (beyond the paper: the areas or the rule?)")
     run.add_argument("--seeds", type=_int_at_least(1), default=5, help="number of seeds, 0..N-1 (default: 5, the paper's)")
     run.add_argument("--epochs", type=_int_at_least(1), default=25, help="epochs (default: 25, the paper's)")
     run.add_argument("--batch-size", type=_int_at_least(1), default=16, help="batch size (default: 16, the paper's)")

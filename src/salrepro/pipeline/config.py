@@ -152,7 +152,8 @@ def _check_datasets(cfg: dict) -> None:
             for name in registry.section_value(cfg[st.name], key):
                 if name not in ds:
                     raise ParamsError(f"{st.name}.{key}: {name!r} is not listed under datasets: {sorted(ds)}; add it there first")
-    trained = [(st, n) for st in ("area_sweep", "depth", "width") for n in cfg[st]["datasets"]]
+    trained = [(st.name, n) for st in registry.STAGES if st.section and "batch_size" in st.section
+               for n in registry.datasets_of(st.name, cfg)]  # every stage with its own batch size
     trained += [("depth", n) for n in cfg["tuned"]["depth"]["datasets"]]  # tuned depth trains at depth's settings
     trained += [("area_sweep", n) for n in cfg["calibration"]["datasets"]]  # calibration trains at area_sweep's settings
     for stage, name in trained:  # moe and preset_sweep train on area_sweep's datasets (checked below)

@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import runs as ex
-from . import claims, paper
+from . import claims, paper, registry
 from .config import DATASET_OPTIONS, load_params
 from ..data import DISPLAY_NAMES, load_dataset
 from .area_sweep import Table2Settings
@@ -165,7 +165,8 @@ def run_study(params_file="params.yaml", out_dir="results/quick/protocol_study",
         if key not in loaded:  # readings that share a dataset's data options share its tensors: loaded once
             loaded[key] = load_dataset(dataset, root=cfg["data"]["root"], download=cfg["data"]["download"], **options)
         data = loaded[key]
-        read_from = [p for stage in ("area_sweep", "preset_sweep") if (p := results / stage / dataset / "runs").is_dir()]
+        read_from = [p for stage in registry.STAGE["protocol_study"].reads
+                     if (p := results / stage / dataset / "runs").is_dir()]
         s = study_settings(cfg, dataset)
         try:
             records = ex.run_all(reading_configs(reading, s), data, store=Path(out_dir) / dataset / "runs",

@@ -45,6 +45,8 @@ class Stage:
     dataset_keys: tuple[str, ...] = ("datasets",)  # the section's keys (dotted if nested) listing datasets it trains on
     within: str | None = None  # a stage whose datasets must include this one's (it reuses that stage's runs)
     reuses: tuple[str, ...] = ()  # stages whose stored runs it reads (retrained before it; dvc deps)
+    reads: tuple[str, ...] = ()  # stores it also takes equal runs from where present: a cache, not an order (a
+    #                              run's key is its content), so not a dvc dep (the preset sweep reuses the study)
     runner: str | None = None  # "module:function" that trains it: (dataset, *, params_file, out_dir, progress,
     #                            results) for a stage per dataset, the same without dataset for one run once
     settings: str | None = None  # "module:class" of its settings (settings.py; sweep stages: `configs()` its runs)
@@ -123,6 +125,7 @@ STAGES: tuple[Stage, ...] = (
           schema.PROTOCOL_STUDY,
           ("profile", "device", "plan", "datasets", "protocol_study", "area_sweep.methods", *_TABLE2[1:], "report.sigma"),
           per_dataset=False, dataset_keys=("fit", "held_out"), runner="salrepro.pipeline.protocol:run_study",
+          reads=("area_sweep", "preset_sweep"),
           figures=("protocol_study.png", "protocol_loss_accuracy.png"), folder_out=True),
     Stage("report", "the verdicts: every table and claim against the paper's, README's summary", schema.REPORT,
           ("profile", "data", "report", "calibration", "area_sweep.datasets", "preset_sweep", "depth.datasets",

@@ -84,6 +84,11 @@ class TunedSettings(Training):
     moe_options: dict = field(default_factory=dict)
     depth: TunedDepth
 
+    def configs(self) -> list[ex.RunConfig]:
+        """Its runs known before any training, as every sweep's `configs()`: each configuration at every lr on
+        every selection split (`selection_configs`); the reported runs follow from the choice (`final_configs`)."""
+        return selection_configs(self)
+
     @classmethod
     def read(cls, cfg: dict, stage: str, dataset: str) -> dict:
         t, sweep, depth = cfg["tuned"], cfg["area_sweep"], cfg["depth"]
@@ -215,7 +220,7 @@ def run_tuned(dataset: str, *, params_file="params.yaml", out_dir=None, progress
     results = Path(results) if results is not None else out_dir.parent.parent
     splits = {split: s.load(split=split) for split, _ in selection_splits(s)}
     store = out_dir / "runs"
-    configs = selection_configs(s)
+    configs = s.configs()
     selection = ex.runs_frame(ex.run_all(configs, lambda c: splits[dict(c.data_options)["split"]],
                                          store=store, device=s.device, plan=s.batching(), progress=progress,
                                          desc=f"tuned {dataset}: lr selection", executor=executor))

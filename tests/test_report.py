@@ -244,5 +244,5 @@ def test_a_cell_in_words_leads_with_its_own_kind_of_dataset():
     assert report._plain(cell) == "mixed: supported on 8, contradicted on 1, inconclusive on 1 of 10 datasets"
     cell = {"verdict": "supported", "counts": {"supported": 5, "contradicted": 0, "inconclusive": 0},
             "held_out": {"supported": 3, "contradicted": 0, "inconclusive": 0}}
-    assert report._plain(cell) == "supported: supported on 5 of 5 datasets (3 of 3 held out)"
+    assert report._plain(cell) == "supported on 5 of 5 datasets (3 of 3 held out)"
     assert report._plain({"verdict": "not run"}) == "not run"

@@ -480,16 +480,17 @@ def finding_markdown(rep: Report) -> str:
 
 
 def _plain(cell: dict) -> str:
-    """A cell in words: 'supported: supported on 5 of 5 datasets (3 of 3 held out), +7.3 points [+4.9, +9.7]
-    pooled'; 'limited evidence: contradicted on 1 of 1 dataset, ...'; 'mixed: supported on 8, contradicted on
-    1, inconclusive on 1 of 10 datasets, ...' (the verdict's own kind first, then by count)."""
+    """A cell in words: 'supported on 5 of 5 datasets (3 of 3 held out), +7.3 points [+4.9, +9.7] pooled';
+    'limited evidence: contradicted on 1 of 1 dataset, ...'; 'mixed: supported on 8, contradicted on 1,
+    inconclusive on 1 of 10 datasets, ...' (the verdict's own kind first, then by count)."""
     if cell["verdict"] in ("not run", "not testable"):
         return cell["verdict"]
     c = cell["counts"]
     n = sum(c.values())
     kinds = sorted((k for k in ("supported", "contradicted", "inconclusive") if c.get(k)),
                    key=lambda k: (k != cell["verdict"], -c[k]))
-    text = f"{cell['verdict']}: " + ", ".join(f"{k} on {c[k]}" for k in kinds) + f" of {n} dataset{'s' if n != 1 else ''}"
+    text = ("" if kinds and kinds[0] == cell["verdict"] else f"{cell['verdict']}: ")  # 'supported on 5 of 5', once
+    text += ", ".join(f"{k} on {c[k]}" for k in kinds) + f" of {n} dataset{'s' if n != 1 else ''}"
     h = cell.get("held_out")
     if h and kinds:
         text += f" ({h.get(kinds[0], 0)} of {sum(h.values())} held out)"

@@ -194,25 +194,25 @@ nb([
 
 # ------------------------------------------------------------------ report
 nb([
-    md("# The replication report\n\nEvery number we produced beside the paper's, the difference, and a verdict per cell "
-       "(*within* when |ours - paper| <= sigma combined standard deviations; the paper's printed std is floored at "
-       "half its last digit). Then a verdict on each claim of the paper's text that our data can test, and the "
-       "cells we could not run, with the reason.\n\n"
-       "Expected time: seconds (it reads the stages' tables). Expected result: the calibration first (under `pm1` "
-       "BP lands on the paper's row), then the verdicts of Tables 2/3 and of each testable claim."),
+    md("# The replication report\n\nWhat our runs say of each claim of the paper: first the finding in words and "
+       "the claims table, then every claim on every dataset (a figure), then the calibration, Tables 2/3 ours beside "
+       "the paper's (within: |ours - paper| <= sigma combined standard deviations; the paper's printed std floored "
+       "at half its last digit), the protocol, the cells we could not run and why, and the cost. It reads the "
+       "stages' tables: seconds."),
     params('params_file = "params.yaml"\nresults_dir = "results/quick"\nout_dir = "results/quick/report"\nfigures_dir = "figures/quick"\n'
            'readme = None  # a path: also write the generated blocks into that README (this stage alone writes it)'),
     code("from IPython.display import Markdown, display\n\nfrom salrepro.pipeline import analysis, calibration, claims, figures, paper, protocol, report\nfrom salrepro.pipeline.config import load_params\n\n"
          "params = load_params(params_file)\nrep = report.build_report(results_dir, params)\nmetrics = report.write_report(rep, out_dir)"),
-    md("## The claims\n\n" + "One row per claim of the paper; the paper's own numbers judged by our rule; then SAL under the "
-       "defaults and under the preset, at the paper's learning rate and with every method at its own best learning rate."),
-    code('display(Markdown(rep.bottom_line + "\\n\\n" + claims.table_markdown(rep.claims_table) + "\\n\\n" + report.AGGREGATION))'),
+    md("## The finding"),
+    code('display(Markdown(report.finding_markdown(rep)))'),
     md("## Every claim, every dataset\n\nEach dataset's effect with its 95% interval, per column of the claims table, "
        "coloured by that dataset's verdict (Holm-adjusted across the cell's datasets); the vertical line is what the "
        "claim is read against. Rows marked *(fit)* are datasets the preset was chosen on."),
     code('forest = claims.forest_frame(rep.claims)\n'
          'figures.show(figures.forest(forest, fit_datasets=[paper.DISPLAY_NAMES[d] for d in rep.fit_datasets]), '
          'f"{figures_dir}/claims_forest.png") if len(forest) else figures.absent("no claim could be tested here")'),
+    md("### How each cell is computed"),
+    code('display(Markdown(report.AGGREGATION))'),
     md("## Calibration: BP under each input map\n\nBP has no open choice, so its row calibrates the protocol "
        "(the calibration stage): the map that reproduces the paper's BP row is the one the verdicts below should rest on."),
     code('calibration.side_by_side(rep.calibration) if len(rep.calibration) else "no calibration results"'),

@@ -455,7 +455,9 @@ def finding_markdown(rep: Report) -> str:
              + (f"; then tested on {names(rep.held_out)}, held out of choosing it). " if rep.held_out else
                 "; no dataset held out in this profile). ")
              + "Learning rates: the paper's (1e-4 for every method) and *tuned* (each method's own best, chosen by "
-               "cross-validation on the training split, never on the split reported).")
+               "cross-validation on the training split, never on the split reported). MoE: a mixture of experts with "
+               "top-1 routing trained by backpropagation, the paper's other baseline. An effect reads: points of "
+               "accuracy, [its 95% interval], pooled over datasets by a random-effects meta-analysis.")
     first = (f"At the paper's learning rate, SAL-16 against BP is **{say('sal_beats_bp', 'preset')}** under "
              f"`{rep.preset}`, and **{say('sal_beats_bp', 'defaults')}** under the defaults.")
     bp = _bp_accuracy(rep)

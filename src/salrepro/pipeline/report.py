@@ -466,7 +466,9 @@ def finding_markdown(rep: Report) -> str:
                   f"{bp[2]:.1f}% at its own learning rate.")
     trend = get("accuracy_rises_with_k", "preset_tuned")
     moves = {"supported": "rises", "contradicted": "falls"}.get(trend["verdict"], "shows no clear trend")
-    second = (f"With every method at its own learning rate, SAL-16 against BP is "
+    tuned_on = list(dict.fromkeys(rep.tuned_choice["dataset"])) if len(rep.tuned_choice) else []
+    second = (f"With every method at its own learning rate{f' (chosen so far on {names(tuned_on)})' if tuned_on else ''}, "
+              f"SAL-16 against BP is "
               f"**{say('sal_beats_bp', 'preset_tuned')}** under `{rep.preset}`, and "
               f"**{say('sal_beats_bp', 'defaults_tuned')}** under the defaults; accuracy {moves} with K "
               f"({say('accuracy_rises_with_k', 'preset_tuned').replace(' points', ' points per doubling of K')}).")
